@@ -129,7 +129,11 @@ fn tensor_summary(sg: &Subgraph, id: TensorId) -> TensorSummary {
             .shape_signature
             .clone()
             .filter(|sig| sig.as_slice() != tensor.shape.dims()),
-        quantization: tensor.quant.as_ref().filter(|q| q.is_affine()).map(quant_summary),
+        quantization: tensor
+            .quant
+            .as_ref()
+            .filter(|q| q.is_affine())
+            .map(quant_summary),
     }
 }
 
@@ -173,7 +177,11 @@ fn summarize(model: &Model, file: String, file_bytes: u64) -> Summary {
             tensors: sg.tensors.len(),
             operators: sg.operators.len(),
             inputs: sg.inputs.iter().map(|&id| tensor_summary(sg, id)).collect(),
-            outputs: sg.outputs.iter().map(|&id| tensor_summary(sg, id)).collect(),
+            outputs: sg
+                .outputs
+                .iter()
+                .map(|&id| tensor_summary(sg, id))
+                .collect(),
         });
     }
     let signatures = model
@@ -182,8 +190,16 @@ fn summarize(model: &Model, file: String, file_bytes: u64) -> Summary {
         .map(|sig| SignatureSummary {
             key: sig.key.clone(),
             subgraph: sig.subgraph,
-            inputs: sig.inputs.iter().map(|t| (t.name.clone(), t.tensor.0)).collect(),
-            outputs: sig.outputs.iter().map(|t| (t.name.clone(), t.tensor.0)).collect(),
+            inputs: sig
+                .inputs
+                .iter()
+                .map(|t| (t.name.clone(), t.tensor.0))
+                .collect(),
+            outputs: sig
+                .outputs
+                .iter()
+                .map(|t| (t.name.clone(), t.tensor.0))
+                .collect(),
         })
         .collect();
     let metadata = model
@@ -306,7 +322,10 @@ fn render(s: &Summary) -> String {
             w,
             "\nsubgraph {}{}: {} operators, {} tensors",
             g.index,
-            g.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            g.name
+                .as_deref()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default(),
             g.operators,
             g.tensors
         );
@@ -323,10 +342,17 @@ fn render(s: &Summary) -> String {
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let _ = writeln!(w, "\noperators:");
     for (name, count) in ops {
-        let custom = if s.custom_ops.contains(name) { "  (custom)" } else { "" };
+        let custom = if s.custom_ops.contains(name) {
+            "  (custom)"
+        } else {
+            ""
+        };
         let _ = writeln!(w, "  {name:<32} {count:>5}{custom}");
     }
-    let _ = writeln!(w, "\ntensors by dtype:   tensors  constants  constant bytes");
+    let _ = writeln!(
+        w,
+        "\ntensors by dtype:   tensors  constants  constant bytes"
+    );
     for (dtype, d) in &s.dtypes {
         let _ = writeln!(
             w,

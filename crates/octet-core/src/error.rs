@@ -14,7 +14,9 @@ pub enum CoreError {
         len: usize,
     },
     /// A buffer's byte length does not fit the dtype and shape it is read as.
-    #[error("buffer of {actual} bytes does not hold {elements} element(s) of {dtype} ({expected} bytes expected)")]
+    #[error(
+        "buffer of {actual} bytes does not hold {elements} element(s) of {dtype} ({expected} bytes expected)"
+    )]
     BufferSizeMismatch {
         /// The dtype being decoded.
         dtype: &'static str,

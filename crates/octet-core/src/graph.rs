@@ -303,7 +303,12 @@ impl Subgraph {
 
     /// Makes every operator input (from operator index `from_operator` on) and every graph
     /// output that reads `old` read `new` instead. Returns how many uses changed.
-    pub fn replace_input_uses(&mut self, old: TensorId, new: TensorId, from_operator: usize) -> usize {
+    pub fn replace_input_uses(
+        &mut self,
+        old: TensorId,
+        new: TensorId,
+        from_operator: usize,
+    ) -> usize {
         let mut changed = 0;
         for op in self.operators.iter_mut().skip(from_operator) {
             for input in op.inputs.iter_mut().filter(|i| **i == Some(old)) {
@@ -394,7 +399,10 @@ impl Model {
             }
         };
         for (m, meta) in self.metadata.iter().enumerate() {
-            check_buffer(&|| format!("buffer (metadata {m} '{}')", meta.name), meta.buffer)?;
+            check_buffer(
+                &|| format!("buffer (metadata {m} '{}')", meta.name),
+                meta.buffer,
+            )?;
         }
         for (s, sg) in self.subgraphs.iter().enumerate() {
             let tensors = sg.tensors.len();
@@ -410,7 +418,10 @@ impl Model {
                 }
             };
             for (t, tensor) in sg.tensors.iter().enumerate() {
-                check_buffer(&|| format!("buffer (subgraph {s}, tensor {t})"), tensor.buffer)?;
+                check_buffer(
+                    &|| format!("buffer (subgraph {s}, tensor {t})"),
+                    tensor.buffer,
+                )?;
             }
             for &id in &sg.inputs {
                 check_tensor(&|| format!("tensor (subgraph {s} input)"), id)?;
@@ -471,8 +482,10 @@ mod tests {
             .unwrap();
         sg.inputs = vec![x];
         sg.outputs = vec![z];
-        sg.operators.push(Operator::new(Op::Relu, vec![Some(x)], vec![y]));
-        sg.operators.push(Operator::new(Op::Tanh, vec![Some(y)], vec![z]));
+        sg.operators
+            .push(Operator::new(Op::Relu, vec![Some(x)], vec![y]));
+        sg.operators
+            .push(Operator::new(Op::Tanh, vec![Some(y)], vec![z]));
         model.subgraphs.push(sg);
         model
     }

@@ -27,7 +27,7 @@ pub use graph::{
 pub use ops::{
     ActivationFunction, AddOptions, ArgMaxOptions, BatchMatMulOptions, CastOptions,
     ConcatenationOptions, Conv2DOptions, CustomOp, DepthwiseConv2DOptions, FullyConnectedOptions,
-    GatherOptions, MirrorPadMode, Op, OpaqueOptions, OtherOp, Padding, PackOptions, Pool2DOptions,
+    GatherOptions, MirrorPadMode, Op, OpaqueOptions, OtherOp, PackOptions, Padding, Pool2DOptions,
     ResizeOptions, StridedSliceOptions, TransposeConvOptions, UnpackOptions, WeightsFormat,
 };
 pub use quant::{QuantDetails, QuantParams};

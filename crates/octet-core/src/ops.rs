@@ -285,7 +285,9 @@ pub struct OtherOp {
 pub enum Op {
     Add(AddOptions),
     Sub(AddOptions),
-    Mul { activation: ActivationFunction },
+    Mul {
+        activation: ActivationFunction,
+    },
     Conv2D(Conv2DOptions),
     DepthwiseConv2D(DepthwiseConv2DOptions),
     FullyConnected(FullyConnectedOptions),
@@ -293,39 +295,63 @@ pub enum Op {
     BatchMatMul(BatchMatMulOptions),
     AveragePool2D(Pool2DOptions),
     MaxPool2D(Pool2DOptions),
-    Mean { keep_dims: bool },
-    Sum { keep_dims: bool },
-    ReduceMax { keep_dims: bool },
-    Softmax { beta: f32 },
+    Mean {
+        keep_dims: bool,
+    },
+    Sum {
+        keep_dims: bool,
+    },
+    ReduceMax {
+        keep_dims: bool,
+    },
+    Softmax {
+        beta: f32,
+    },
     LogSoftmax,
     Logistic,
     Tanh,
     Relu,
     Relu6,
     ReluN1To1,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Prelu,
     HardSwish,
     Elu,
     Concatenation(ConcatenationOptions),
     Pad,
     PadV2,
-    MirrorPad { mode: MirrorPadMode },
-    Reshape { new_shape: Option<Vec<i32>> },
-    Squeeze { squeeze_dims: Vec<i32> },
+    MirrorPad {
+        mode: MirrorPadMode,
+    },
+    Reshape {
+        new_shape: Option<Vec<i32>>,
+    },
+    Squeeze {
+        squeeze_dims: Vec<i32>,
+    },
     ExpandDims,
     Transpose,
     StridedSlice(StridedSliceOptions),
     Slice,
-    Split { num_splits: i32 },
-    SplitV { num_splits: i32 },
+    Split {
+        num_splits: i32,
+    },
+    SplitV {
+        num_splits: i32,
+    },
     Pack(PackOptions),
     Unpack(UnpackOptions),
     Gather(GatherOptions),
     ResizeBilinear(ResizeOptions),
     ResizeNearestNeighbor(ResizeOptions),
-    DepthToSpace { block_size: i32 },
-    SpaceToDepth { block_size: i32 },
+    DepthToSpace {
+        block_size: i32,
+    },
+    SpaceToDepth {
+        block_size: i32,
+    },
     Quantize,
     Dequantize,
     Densify,
@@ -333,7 +359,9 @@ pub enum Op {
     Minimum,
     ArgMax(ArgMaxOptions),
     Cast(Option<CastOptions>),
-    L2Normalization { activation: ActivationFunction },
+    L2Normalization {
+        activation: ActivationFunction,
+    },
     /// A builtin op octet does not model.
     Other(OtherOp),
     /// A custom op.

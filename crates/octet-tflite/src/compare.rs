@@ -6,8 +6,8 @@
 //! bytes wherever they were stored, an absent vector equals an empty one, an empty quantization
 //! table equals none, and an op's field-less options table equals no options.
 
-use crate::fb;
 use crate::TfliteError;
+use crate::fb;
 
 /// Lists the differences between two models' tables (empty when they are equivalent). Each entry
 /// names the table (e.g. `subgraph 0 tensor 12`) and shows both sides.
@@ -42,12 +42,21 @@ fn normalized_tables(bytes: &[u8]) -> Result<Vec<(String, String)>, TfliteError>
 
     push("model version".into(), format!("{:?}", model.version));
     push("description".into(), format!("{:?}", model.description));
-    push("metadata_buffer".into(), format!("{:?}", model.metadata_buffer));
+    push(
+        "metadata_buffer".into(),
+        format!("{:?}", model.metadata_buffer),
+    );
     push("metadata".into(), format!("{:?}", model.metadata));
-    push("signature_defs".into(), format!("{:?}", model.signature_defs));
+    push(
+        "signature_defs".into(),
+        format!("{:?}", model.signature_defs),
+    );
     push(
         "external buffers".into(),
-        format!("{:?} {:?}", model.external_buffer_groups, model.external_buffers),
+        format!(
+            "{:?} {:?}",
+            model.external_buffer_groups, model.external_buffers
+        ),
     );
     let codes = model.operator_codes.unwrap_or_default();
     for (s, sg) in model.subgraphs.unwrap_or_default().into_iter().enumerate() {
@@ -105,7 +114,10 @@ fn normalized_tables(bytes: &[u8]) -> Result<Vec<(String, String)>, TfliteError>
         } else {
             buffer.data
         };
-        push(format!("buffer {i}"), format!("{:?}", data.unwrap_or_default()));
+        push(
+            format!("buffer {i}"),
+            format!("{:?}", data.unwrap_or_default()),
+        );
     }
     Ok(tables)
 }

@@ -8,13 +8,13 @@ use octet_core::{
     TransposeConvOptions, UnpackOptions,
 };
 
+use crate::TfliteError;
 use crate::fb::{self, BuiltinOperator as B, BuiltinOptionsT as O};
 use crate::types::{
     activation_from_fb as act, activation_to_fb as fb_act, dtype_from_fb, dtype_to_fb,
     mirror_mode_from_fb, mirror_mode_to_fb, padding_from_fb as pad, padding_to_fb as fb_pad,
     weights_format_from_fb, weights_format_to_fb,
 };
-use crate::TfliteError;
 
 /// The TFLite name of a builtin operator code (`CONV_2D`), or `BUILTIN_<code>` for codes this
 /// schema does not define.
@@ -214,7 +214,10 @@ fn typed_op(code: B, options: &O) -> Option<Op> {
             keep_dims: o.keep_dims,
         },
         (B::SOFTMAX, O::SoftmaxOptions(o)) => Op::Softmax { beta: o.beta },
-        (B::LOG_SOFTMAX, _) => fieldless(none || matches!(options, O::LogSoftmaxOptions(_)), Op::LogSoftmax)?,
+        (B::LOG_SOFTMAX, _) => fieldless(
+            none || matches!(options, O::LogSoftmaxOptions(_)),
+            Op::LogSoftmax,
+        )?,
         (B::LOGISTIC, O::NONE) => Op::Logistic,
         (B::TANH, O::NONE) => Op::Tanh,
         (B::RELU, O::NONE) => Op::Relu,
@@ -222,14 +225,15 @@ fn typed_op(code: B, options: &O) -> Option<Op> {
         (B::RELU_N1_TO_1, O::NONE) => Op::ReluN1To1,
         (B::LEAKY_RELU, O::LeakyReluOptions(o)) => Op::LeakyRelu { alpha: o.alpha },
         (B::PRELU, O::NONE) => Op::Prelu,
-        (B::HARD_SWISH, _) => fieldless(none || matches!(options, O::HardSwishOptions(_)), Op::HardSwish)?,
+        (B::HARD_SWISH, _) => fieldless(
+            none || matches!(options, O::HardSwishOptions(_)),
+            Op::HardSwish,
+        )?,
         (B::ELU, O::NONE) => Op::Elu,
-        (B::CONCATENATION, O::ConcatenationOptions(o)) => {
-            Op::Concatenation(ConcatenationOptions {
-                axis: o.axis,
-                activation: act(o.fused_activation_function)?,
-            })
-        }
+        (B::CONCATENATION, O::ConcatenationOptions(o)) => Op::Concatenation(ConcatenationOptions {
+            axis: o.axis,
+            activation: act(o.fused_activation_function)?,
+        }),
         (B::PAD, _) => fieldless(none || matches!(options, O::PadOptions(_)), Op::Pad)?,
         (B::PADV2, _) => fieldless(none || matches!(options, O::PadV2Options(_)), Op::PadV2)?,
         (B::MIRROR_PAD, O::MirrorPadOptions(o)) => Op::MirrorPad {
@@ -242,8 +246,14 @@ fn typed_op(code: B, options: &O) -> Option<Op> {
         (B::SQUEEZE, O::SqueezeOptions(o)) => Op::Squeeze {
             squeeze_dims: o.squeeze_dims.clone().unwrap_or_default(),
         },
-        (B::EXPAND_DIMS, _) => fieldless(none || matches!(options, O::ExpandDimsOptions(_)), Op::ExpandDims)?,
-        (B::TRANSPOSE, _) => fieldless(none || matches!(options, O::TransposeOptions(_)), Op::Transpose)?,
+        (B::EXPAND_DIMS, _) => fieldless(
+            none || matches!(options, O::ExpandDimsOptions(_)),
+            Op::ExpandDims,
+        )?,
+        (B::TRANSPOSE, _) => fieldless(
+            none || matches!(options, O::TransposeOptions(_)),
+            Op::Transpose,
+        )?,
         (B::STRIDED_SLICE, O::StridedSliceOptions(o)) => Op::StridedSlice(StridedSliceOptions {
             begin_mask: o.begin_mask,
             end_mask: o.end_mask,
@@ -287,11 +297,23 @@ fn typed_op(code: B, options: &O) -> Option<Op> {
         (B::SPACE_TO_DEPTH, O::SpaceToDepthOptions(o)) => Op::SpaceToDepth {
             block_size: o.block_size,
         },
-        (B::QUANTIZE, _) => fieldless(none || matches!(options, O::QuantizeOptions(_)), Op::Quantize)?,
-        (B::DEQUANTIZE, _) => fieldless(none || matches!(options, O::DequantizeOptions(_)), Op::Dequantize)?,
+        (B::QUANTIZE, _) => fieldless(
+            none || matches!(options, O::QuantizeOptions(_)),
+            Op::Quantize,
+        )?,
+        (B::DEQUANTIZE, _) => fieldless(
+            none || matches!(options, O::DequantizeOptions(_)),
+            Op::Dequantize,
+        )?,
         (B::DENSIFY, _) => fieldless(none || matches!(options, O::DensifyOptions(_)), Op::Densify)?,
-        (B::MAXIMUM, _) => fieldless(none || matches!(options, O::MaximumMinimumOptions(_)), Op::Maximum)?,
-        (B::MINIMUM, _) => fieldless(none || matches!(options, O::MaximumMinimumOptions(_)), Op::Minimum)?,
+        (B::MAXIMUM, _) => fieldless(
+            none || matches!(options, O::MaximumMinimumOptions(_)),
+            Op::Maximum,
+        )?,
+        (B::MINIMUM, _) => fieldless(
+            none || matches!(options, O::MaximumMinimumOptions(_)),
+            Op::Minimum,
+        )?,
         (B::ARG_MAX, O::ArgMaxOptions(o)) => Op::ArgMax(ArgMaxOptions {
             output_type: dtype_from_fb(o.output_type)?,
         }),
@@ -413,10 +435,7 @@ fn typed_to_file(op: &Op) -> (B, O) {
             B::SOFTMAX,
             O::SoftmaxOptions(Box::new(SoftmaxOptionsT { beta: *beta })),
         ),
-        Op::LogSoftmax => (
-            B::LOG_SOFTMAX,
-            O::LogSoftmaxOptions(Box::default()),
-        ),
+        Op::LogSoftmax => (B::LOG_SOFTMAX, O::LogSoftmaxOptions(Box::default())),
         Op::Logistic => (B::LOGISTIC, O::NONE),
         Op::Tanh => (B::TANH, O::NONE),
         Op::Relu => (B::RELU, O::NONE),

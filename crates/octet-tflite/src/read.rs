@@ -8,10 +8,10 @@ use octet_core::{
     Sparsity, Subgraph, Tensor, TensorId, VariantSubType,
 };
 
+use crate::TfliteError;
 use crate::fb;
 use crate::ops::{FileOp, op_from_file};
 use crate::types::dtype_from_fb;
-use crate::TfliteError;
 
 /// The largest file octet reads: flatbuffer offsets are 32-bit, and files over 2 GiB keep their
 /// weights after the flatbuffer, addressed by 64-bit offsets; 64 GiB is far past any real model.
@@ -77,15 +77,13 @@ fn external_slice<'a>(
         .ok()
         .zip(usize::try_from(size).ok())
         .and_then(|(start, len)| Some(start..start.checked_add(len)?));
-    range
-        .and_then(|r| bytes.get(r))
-        .ok_or_else(|| {
-            TfliteError::Invalid(format!(
-                "{} is stored at offset {offset} with size {size}, outside the {}-byte file",
-                what(),
-                bytes.len()
-            ))
-        })
+    range.and_then(|r| bytes.get(r)).ok_or_else(|| {
+        TfliteError::Invalid(format!(
+            "{} is stored at offset {offset} with size {size}, outside the {}-byte file",
+            what(),
+            bytes.len()
+        ))
+    })
 }
 
 fn tensor_id(index: i32, what: &dyn Fn() -> String) -> Result<TensorId, TfliteError> {
@@ -94,7 +92,10 @@ fn tensor_id(index: i32, what: &dyn Fn() -> String) -> Result<TensorId, TfliteEr
         .map_err(|_| TfliteError::Invalid(format!("{} has negative tensor index {index}", what())))
 }
 
-fn tensor_ids(indices: Option<Vec<i32>>, what: &dyn Fn() -> String) -> Result<Vec<TensorId>, TfliteError> {
+fn tensor_ids(
+    indices: Option<Vec<i32>>,
+    what: &dyn Fn() -> String,
+) -> Result<Vec<TensorId>, TfliteError> {
     indices
         .unwrap_or_default()
         .into_iter()
@@ -117,7 +118,9 @@ fn convert_model(file: fb::ModelT, bytes: &[u8]) -> Result<Model, TfliteError> {
         .map(|c| OpCode {
             // Files from before schema 3a only fill the byte-sized field; newer ones fill both
             // (the byte one saturated at 127). The real op is the larger of the two.
-            builtin: fb::BuiltinOperator(i32::from(c.deprecated_builtin_code).max(c.builtin_code.0)),
+            builtin: fb::BuiltinOperator(
+                i32::from(c.deprecated_builtin_code).max(c.builtin_code.0),
+            ),
             custom: c.custom_code,
             version: c.version,
         })
@@ -493,7 +496,11 @@ mod tests {
         assert!(error_of(&t).contains("subgraph (signature 'serving_default') index 3"));
 
         let mut t = valid_tables();
-        t.signature_defs.as_mut().unwrap()[0].inputs.as_mut().unwrap()[0].tensor_index = 99;
+        t.signature_defs.as_mut().unwrap()[0]
+            .inputs
+            .as_mut()
+            .unwrap()[0]
+            .tensor_index = 99;
         assert!(error_of(&t).contains("tensor (signature 'serving_default', 'x') index 99"));
     }
 

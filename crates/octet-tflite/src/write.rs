@@ -8,10 +8,10 @@ use octet_core::{
     Model, Operator, QuantDetails, QuantParams, SparseIndices, Sparsity, Subgraph, Tensor,
 };
 
+use crate::TfliteError;
 use crate::fb;
 use crate::ops::op_to_file;
 use crate::types::dtype_to_fb;
-use crate::TfliteError;
 
 /// Alignment of constant data in the written file: enough for any SIMD load and for mmap users.
 const BUFFER_ALIGNMENT: usize = 16;
@@ -145,7 +145,12 @@ pub fn write_model(model: &Model) -> Result<Vec<u8>, TfliteError> {
     let groups: Vec<_> = model
         .external_buffer_groups
         .iter()
-        .map(|g| fb::ExternalBufferGroupT { name: g.name.clone() }.pack(&mut fbb))
+        .map(|g| {
+            fb::ExternalBufferGroupT {
+                name: g.name.clone(),
+            }
+            .pack(&mut fbb)
+        })
         .collect();
     let external_buffer_groups = (!groups.is_empty()).then(|| fbb.create_vector(&groups));
     let externals: Vec<_> = model
@@ -206,7 +211,8 @@ fn align_whole_file(finished: &[u8]) -> Vec<u8> {
 }
 
 fn index_i32(id: u32, what: &str) -> Result<i32, TfliteError> {
-    i32::try_from(id).map_err(|_| TfliteError::Unsupported(format!("{what} index {id} exceeds i32")))
+    i32::try_from(id)
+        .map_err(|_| TfliteError::Unsupported(format!("{what} index {id} exceeds i32")))
 }
 
 fn subgraph_to_file(
@@ -275,7 +281,9 @@ fn operator_to_file(
         custom_options_format: file.custom_options_format,
         mutating_variable_inputs: (!op.mutating_variable_inputs.is_empty())
             .then(|| op.mutating_variable_inputs.clone()),
-        intermediates: (!op.intermediates.is_empty()).then(|| ids(&op.intermediates)).transpose()?,
+        intermediates: (!op.intermediates.is_empty())
+            .then(|| ids(&op.intermediates))
+            .transpose()?,
         large_custom_options_offset: 0,
         large_custom_options_size: 0,
         builtin_options_2: file.builtin_options_2,

@@ -4,6 +4,8 @@
 //! This file is its own test binary with a single test, so the allocator statistics it reads
 //! belong to this test alone.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::alloc::System;
 use std::path::Path;
 

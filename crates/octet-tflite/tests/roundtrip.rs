@@ -3,6 +3,8 @@
 //! The committed fixtures in `models/` always run; third-party models fetched by
 //! `cargo xtask fetch-models` into `.cache/third_party/` run when present.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::path::{Path, PathBuf};
 
 use octet_tflite::{read_model, table_differences, write_model};
@@ -34,7 +36,11 @@ fn check_roundtrip(path: &Path) {
     let written = write_model(&model).unwrap();
     assert_eq!(&written[4..8], b"TFL3", "{}", path.display());
     let reread = read_model(&written).unwrap();
-    assert!(reread == model, "{}: IR changed in the round trip", path.display());
+    assert!(
+        reread == model,
+        "{}: IR changed in the round trip",
+        path.display()
+    );
     let diffs = table_differences(&original, &written).unwrap();
     assert!(
         diffs.is_empty(),
