@@ -56,8 +56,10 @@ pub fn read_model(bytes: &[u8]) -> Result<Model, TfliteError> {
     let options = flatbuffers::VerifierOptions {
         max_depth: 64,
         max_tables: 10_000_000,
-        // The verifier's default bound on bytes a file may reference (2 GiB) already matches the
-        // 32-bit offsets of the format; data past it is addressed by Buffer.offset instead.
+        // Bytes the verifier may visit, counting every visit: a damaged file whose offsets point
+        // many times at the same large object would otherwise unpack into far more memory than
+        // the file holds. A sound file visits each byte about once.
+        max_apparent_size: bytes.len().saturating_mul(2).saturating_add(1 << 16),
         ..flatbuffers::VerifierOptions::default()
     };
     let root = fb::root_as_model_with_opts(&options, bytes)
@@ -567,6 +569,34 @@ mod tests {
             &model.subgraphs[0].operators[0].op,
             Op::Other(o) if o.builtin_code == fb::BuiltinOperator::DILATE.0
         ));
+    }
+
+    #[test]
+    fn buffers_stored_after_the_flatbuffer_are_read() {
+        // Schema 3c: a model over 2 GiB keeps its weights after the flatbuffer, addressed by
+        // absolute offset and size. Build one small enough to test.
+        let weights = [9u8, 8, 7, 6];
+        let mut t = valid_tables();
+        let buffer = &mut t.buffers.as_mut().unwrap()[1];
+        buffer.data = None;
+        buffer.offset = 2; // placeholder; the field's presence fixes the layout
+        buffer.size = weights.len() as u64;
+        let flatbuffer_len = pack(&t).len();
+        t.buffers.as_mut().unwrap()[1].offset = flatbuffer_len as u64;
+        let mut bytes = pack(&t);
+        assert_eq!(bytes.len(), flatbuffer_len);
+        bytes.extend_from_slice(&weights);
+
+        let model = read_model(&bytes).unwrap();
+        assert_eq!(model.buffers[1].data, weights);
+        // Written back inline, the tables still compare equal.
+        let written = write_model(&model).unwrap();
+        assert!(
+            crate::table_differences(&bytes, &written)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(read_model(&written).unwrap(), model);
     }
 
     #[test]
