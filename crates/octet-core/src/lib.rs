@@ -10,7 +10,7 @@
 
 mod dtype;
 mod error;
-// TEMP pub mod fixed_point;
+pub mod fixed_point;
 mod graph;
 mod ops;
 mod quant;

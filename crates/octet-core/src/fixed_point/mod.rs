@@ -40,8 +40,8 @@ mod test_util;
 use thiserror::Error;
 
 pub use multiplier::{
-    calculate_input_radius, preprocess_softmax_scaling, quantize_multiplier,
-    quantize_multiplier_greater_than_one, quantize_multiplier_single_rounding,
+    calculate_input_radius, preprocess_log_softmax_scaling_exp, preprocess_softmax_scaling,
+    quantize_multiplier, quantize_multiplier_greater_than_one, quantize_multiplier_single_rounding,
     quantize_multiplier_smaller_than_one_exp,
 };
 pub use primitives::{
@@ -78,7 +78,10 @@ pub struct QuantizedMultiplier {
 impl QuantizedMultiplier {
     /// The multiplier that maps everything to zero: what TFLite produces for a real multiplier of
     /// `0.0` and for multipliers so small (below about `2^-32`) that they are flushed to zero.
-    pub const ZERO: Self = Self { multiplier: 0, shift: 0 };
+    pub const ZERO: Self = Self {
+        multiplier: 0,
+        shift: 0,
+    };
 
     /// Builds a multiplier from raw parts, e.g. per-channel `multiplier[c]`/`shift[c]` arrays read
     /// back from a kernel's prepared data. No normalisation is applied.
@@ -129,4 +132,127 @@ pub enum FixedPointError {
         /// The accepted range, in words.
         expected: &'static str,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_util::XorShift;
+
+    /// Every public function must be total: no overflow panics (tests run with overflow checks),
+    /// no shift-amount panics, whatever the inputs, including far outside TFLite's contracts.
+    #[test]
+    fn public_functions_never_panic() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -65_536,
+            -33,
+            -32,
+            -31,
+            -1,
+            0,
+            1,
+            2,
+            7,
+            8,
+            15,
+            16,
+            30,
+            31,
+            32,
+            33,
+            64,
+            1 << 29,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let mut rng = XorShift::new(0xa11);
+        let mut values: Vec<i32> = edges.to_vec();
+        values.extend((0..40).map(|_| rng.next_i32_spread()));
+        let mut sink = 0_i64;
+        for &a in &values {
+            for &b in &values {
+                let m = QuantizedMultiplier::new(a, b);
+                sink += i64::from(saturating_rounding_doubling_high_mul_i32(a, b));
+                sink += i64::from(saturating_rounding_doubling_high_mul_i16(
+                    a as i16, b as i16,
+                ));
+                sink += i64::from(rounding_divide_by_pot_i32(a, b));
+                sink += i64::from(rounding_divide_by_pot_i16(a as i16, b));
+                sink += i64::from(saturating_rounding_multiply_by_pot_i32(a, b));
+                sink += i64::from(rounding_half_sum_i32(a, b));
+                sink += i64::from(multiply_by_quantized_multiplier(a, m));
+                sink += i64::from(multiply_by_quantized_multiplier(b, m));
+                sink += i64::from(multiply_by_quantized_multiplier_smaller_than_one_exp(a, m));
+                sink += i64::from(multiply_by_quantized_multiplier_greater_than_one(a, m));
+                sink += i64::from(multiply_by_quantized_multiplier_single_rounding(a, m));
+                for x in [i64::MIN, i64::from(a) << 20, i64::from(a), i64::MAX] {
+                    sink += i64::from(multiply_by_quantized_multiplier_i64(x, m));
+                }
+                let (r, n) = get_reciprocal(a, b);
+                sink += i64::from(r) + i64::from(n);
+                let _ = calculate_input_radius(a, b, a);
+                let _ = preprocess_softmax_scaling(f64::from(a), f64::from(b), b);
+                sink += i64::from(QuantizedMultiplier::new(a, b).to_f64().is_finite());
+            }
+            sink += i64::from(inv_sqrt_quantized_multiplier_exp(a).multiplier);
+            sink += i64::from(exp_on_negative_values::<0>(a));
+            sink += i64::from(exp_on_negative_values::<5>(a));
+            sink += i64::from(exp_on_negative_values::<29>(a));
+            sink += i64::from(exp_on_interval_between_negative_one_quarter_and_0_excl(a));
+            sink += i64::from(one_over_one_plus_x_for_x_in_0_1(a));
+            sink += i64::from(one_minus_x_over_one_plus_x_for_x_in_0_1(a));
+            sink += i64::from(logistic::<0>(a)) + i64::from(logistic::<29>(a));
+            sink += i64::from(tanh::<0>(a)) + i64::from(tanh::<28>(a));
+            sink += i64::from(rescale::<0, 31>(a)) + i64::from(rescale::<31, 0>(a));
+        }
+        for real in [
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            1.0,
+        ] {
+            let _ = quantize_multiplier(real);
+            let _ = quantize_multiplier_single_rounding(real);
+            let _ = quantize_multiplier_smaller_than_one_exp(real);
+            let _ = quantize_multiplier_greater_than_one(real);
+            let _ = preprocess_softmax_scaling(real, real, 5);
+            let _ = preprocess_log_softmax_scaling_exp(real, 1.0, 5);
+        }
+        // Keep the optimiser from discarding the calls (and make the test depend on them).
+        assert_ne!(sink, i64::MIN);
+    }
+
+    #[test]
+    fn quantized_multiplier_to_f64() {
+        assert_eq!(QuantizedMultiplier::new(1 << 30, 0).to_f64(), 0.5);
+        assert_eq!(QuantizedMultiplier::new(3 << 29, 2).to_f64(), 3.0);
+        assert_eq!(QuantizedMultiplier::ZERO.to_f64(), 0.0);
+        assert_eq!(
+            QuantizedMultiplier::new(1 << 30, -31).to_f64(),
+            2f64.powi(-32)
+        );
+    }
+
+    #[test]
+    fn errors_render() {
+        assert_eq!(
+            FixedPointError::NegativeMultiplier(-1.5).to_string(),
+            "real multiplier -1.5 is negative"
+        );
+        let e = quantize_multiplier_greater_than_one(0.5).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "real multiplier 0.5 is out of range: multiplier > 1"
+        );
+    }
 }

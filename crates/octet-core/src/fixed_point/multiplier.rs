@@ -188,7 +188,8 @@ pub fn preprocess_log_softmax_scaling_exp(
     let input = preprocess_softmax_scaling(beta, input_scale, input_integer_bits)?;
     // input.shift is in 1..=31 here because the real multiplier is in (1, 2^31 - 1].
     let numerator = 2f64.powi(31 - input.shift);
-    let reverse = quantize_multiplier_smaller_than_one_exp(numerator / f64::from(input.multiplier))?;
+    let reverse =
+        quantize_multiplier_smaller_than_one_exp(numerator / f64::from(input.multiplier))?;
     Ok((input, reverse))
 }
 
@@ -232,7 +233,8 @@ pub fn calculate_input_radius(
     }
     // TFLite evaluates this in double, but every intermediate is an integer below 2^53 times a
     // power of two, so the double computation is exact and equals this integer one.
-    let max_input = ((1_i128 << input_integer_bits) - 1) << (total_signed_bits - input_integer_bits);
+    let max_input =
+        ((1_i128 << input_integer_bits) - 1) << (total_signed_bits - input_integer_bits);
     let radius = max_input >> input_left_shift;
     Ok(i32::try_from(radius).unwrap_or(i32::MAX))
 }
@@ -253,7 +255,10 @@ mod tests {
         assert_eq!(frexp(0.5), (0.5, 0));
         assert_eq!(frexp(3.0), (0.75, 2));
         assert_eq!(frexp(-6.0), (-0.75, 3));
-        assert_eq!(frexp(f64::MAX), (f64::MAX / 2f64.powi(1024 - 1) / 2.0, 1024));
+        assert_eq!(
+            frexp(f64::MAX),
+            (f64::MAX / 2f64.powi(1024 - 1) / 2.0, 1024)
+        );
         // Smallest subnormal 2^-1074 = 0.5 * 2^-1073.
         assert_eq!(frexp(f64::from_bits(1)), (0.5, -1073));
         // Largest subnormal (1 - 2^-52) * 2^-1022.
@@ -268,7 +273,8 @@ mod tests {
         let mut rng = XorShift::new(0xf4e0);
         for _ in 0..100_000 {
             // Any finite non-zero bit pattern.
-            let x = f64::from_bits(rng.next_u64() & !(0x7ff << 52) | ((rng.next_u64() % 0x7ff) << 52));
+            let x =
+                f64::from_bits(rng.next_u64() & !(0x7ff << 52) | ((rng.next_u64() % 0x7ff) << 52));
             if x == 0.0 {
                 continue;
             }
@@ -303,20 +309,29 @@ mod tests {
     fn quantize_multiplier_rounds_half_away_from_zero() {
         // 0.5 + 2^-32: q * 2^31 = 2^30 + 0.5 exactly. Round-half-away gives 2^30 + 1
         // (banker's rounding would give 2^30).
-        assert_eq!(quantize_multiplier(0.5 + 2f64.powi(-32)), Ok(qm((1 << 30) + 1, 0)));
+        assert_eq!(
+            quantize_multiplier(0.5 + 2f64.powi(-32)),
+            Ok(qm((1 << 30) + 1, 0))
+        );
         // 0.75 + 3 * 2^-33: 3 * 2^29 + 0.75 -> + 1.
         assert_eq!(
             quantize_multiplier(0.75 + 3.0 * 2f64.powi(-33)),
             Ok(qm((3 << 29) + 1, 0))
         );
         // 0.5 + 2^-33: 2^30 + 0.25 -> 2^30.
-        assert_eq!(quantize_multiplier(0.5 + 2f64.powi(-33)), Ok(qm(1 << 30, 0)));
+        assert_eq!(
+            quantize_multiplier(0.5 + 2f64.powi(-33)),
+            Ok(qm(1 << 30, 0))
+        );
     }
 
     #[test]
     fn quantize_multiplier_significand_rounding_up_to_one() {
         // 1 - 2^-31: q * 2^31 = 2^31 - 1 exactly -> (i32::MAX, 0).
-        assert_eq!(quantize_multiplier(1.0 - 2f64.powi(-31)), Ok(qm(i32::MAX, 0)));
+        assert_eq!(
+            quantize_multiplier(1.0 - 2f64.powi(-31)),
+            Ok(qm(i32::MAX, 0))
+        );
         // 1 - 3 * 2^-33: q * 2^31 = 2^31 - 0.75 -> 2^31 - 1.
         assert_eq!(
             quantize_multiplier(1.0 - 3.0 * 2f64.powi(-33)),
@@ -324,9 +339,15 @@ mod tests {
         );
         // 1 - 2^-32: q * 2^31 = 2^31 - 0.5, a tie, rounds away from zero to 2^31, which TFLite
         // renormalises to (2^30, shift + 1).
-        assert_eq!(quantize_multiplier(1.0 - 2f64.powi(-32)), Ok(qm(1 << 30, 1)));
+        assert_eq!(
+            quantize_multiplier(1.0 - 2f64.powi(-32)),
+            Ok(qm(1 << 30, 1))
+        );
         // 1 - 2^-33: 2^31 - 0.25 -> 2^31 -> (2^30, 1) as well.
-        assert_eq!(quantize_multiplier(1.0 - 2f64.powi(-33)), Ok(qm(1 << 30, 1)));
+        assert_eq!(
+            quantize_multiplier(1.0 - 2f64.powi(-33)),
+            Ok(qm(1 << 30, 1))
+        );
         // Same at another exponent: (1 - 2^-32) * 2^-5 -> (2^30, -4).
         assert_eq!(
             quantize_multiplier((1.0 - 2f64.powi(-32)) * 2f64.powi(-5)),
@@ -339,7 +360,10 @@ mod tests {
         // 2^-32 = 0.5 * 2^-31: shift -31 is still allowed.
         assert_eq!(quantize_multiplier(2f64.powi(-32)), Ok(qm(1 << 30, -31)));
         // 0.75 * 2^-31 is also kept.
-        assert_eq!(quantize_multiplier(0.75 * 2f64.powi(-31)), Ok(qm(3 << 29, -31)));
+        assert_eq!(
+            quantize_multiplier(0.75 * 2f64.powi(-31)),
+            Ok(qm(3 << 29, -31))
+        );
         // Just below 2^-32: frexp gives shift -32 -> flushed to zero...
         assert_eq!(
             quantize_multiplier(0.9 * 2f64.powi(-32)),
@@ -352,9 +376,15 @@ mod tests {
             quantize_multiplier((1.0 - 2f64.powi(-40)) * 2f64.powi(-32)),
             Ok(qm(1 << 30, -31))
         );
-        assert_eq!(quantize_multiplier(2f64.powi(-33)), Ok(QuantizedMultiplier::ZERO));
+        assert_eq!(
+            quantize_multiplier(2f64.powi(-33)),
+            Ok(QuantizedMultiplier::ZERO)
+        );
         assert_eq!(quantize_multiplier(1e-300), Ok(QuantizedMultiplier::ZERO));
-        assert_eq!(quantize_multiplier(f64::from_bits(1)), Ok(QuantizedMultiplier::ZERO));
+        assert_eq!(
+            quantize_multiplier(f64::from_bits(1)),
+            Ok(QuantizedMultiplier::ZERO)
+        );
     }
 
     #[test]
@@ -408,7 +438,10 @@ mod tests {
         for _ in 0..200_000 {
             let real = rng.next_f64_log(2f64.powi(-31), 2f64.powi(60));
             let got = quantize_multiplier(real).unwrap_or_else(|e| panic!("{real}: {e}"));
-            assert!((1 << 30..=i32::MAX).contains(&got.multiplier), "{real}: {got:?}");
+            assert!(
+                (1 << 30..=i32::MAX).contains(&got.multiplier),
+                "{real}: {got:?}"
+            );
             let scaled = real * 2f64.powi(31 - got.shift); // exact: power-of-two scaling
             let rounded = scaled.round();
             if rounded == TWO_POW_31 as f64 {
@@ -431,21 +464,33 @@ mod tests {
 
     #[test]
     fn smaller_than_one_exp_and_greater_than_one() {
-        assert_eq!(quantize_multiplier_smaller_than_one_exp(0.25), Ok(qm(1 << 30, -1)));
-        assert_eq!(quantize_multiplier_smaller_than_one_exp(0.75), Ok(qm(3 << 29, 0)));
+        assert_eq!(
+            quantize_multiplier_smaller_than_one_exp(0.25),
+            Ok(qm(1 << 30, -1))
+        );
+        assert_eq!(
+            quantize_multiplier_smaller_than_one_exp(0.75),
+            Ok(qm(3 << 29, 0))
+        );
         assert_eq!(
             quantize_multiplier_smaller_than_one_exp(2f64.powi(-40)),
             Ok(QuantizedMultiplier::ZERO)
         );
         for bad in [0.0, 1.0, 1.5, -0.25] {
-            assert!(quantize_multiplier_smaller_than_one_exp(bad).is_err(), "{bad}");
+            assert!(
+                quantize_multiplier_smaller_than_one_exp(bad).is_err(),
+                "{bad}"
+            );
         }
         // Below 1 but rounds up to 1.0: TFLite would abort on its shift check.
         assert!(matches!(
             quantize_multiplier_smaller_than_one_exp(1.0 - 2f64.powi(-40)),
             Err(FixedPointError::MultiplierOutOfRange { .. })
         ));
-        assert_eq!(quantize_multiplier_greater_than_one(3.0), Ok(qm(3 << 29, 2)));
+        assert_eq!(
+            quantize_multiplier_greater_than_one(3.0),
+            Ok(qm(3 << 29, 2))
+        );
         assert_eq!(
             quantize_multiplier_greater_than_one(1.0 + 2f64.powi(-40)),
             Ok(qm(1 << 30, 1))
@@ -458,10 +503,16 @@ mod tests {
     #[test]
     fn softmax_preprocessing() {
         // beta = 1, input_scale = 2^-4, 5 integer bits: 2^-4 * 2^26 = 2^22 = 0.5 * 2^23.
-        assert_eq!(preprocess_softmax_scaling(1.0, 0.0625, 5), Ok(qm(1 << 30, 23)));
+        assert_eq!(
+            preprocess_softmax_scaling(1.0, 0.0625, 5),
+            Ok(qm(1 << 30, 23))
+        );
         // Huge products are capped at 2^31 - 1 = (1 - 2^-31) * 2^31, whose significand
         // (2^31 - 1) is exactly representable: (2^31 - 1, 31).
-        assert_eq!(preprocess_softmax_scaling(1.0, 1e6, 5), Ok(qm(i32::MAX, 31)));
+        assert_eq!(
+            preprocess_softmax_scaling(1.0, 1e6, 5),
+            Ok(qm(i32::MAX, 31))
+        );
         assert!(preprocess_softmax_scaling(1.0, 1e-12, 5).is_err()); // product <= 1
         assert!(preprocess_softmax_scaling(f64::NAN, 1.0, 5).is_err());
         assert!(preprocess_softmax_scaling(1.0, 0.0625, 0).is_err());

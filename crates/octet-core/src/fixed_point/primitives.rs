@@ -44,9 +44,10 @@ pub fn saturating_rounding_doubling_high_mul_i16(a: i16, b: i16) -> i16 {
 /// `x` except `rounding_divide_by_pot_i32(i32::MIN, 32) == -1`).
 #[must_use]
 pub fn rounding_divide_by_pot_i32(x: i32, exponent: i32) -> i32 {
-    // Working in i64 gives the exact same mask/remainder/threshold values as gemmlowp's i32 code for
-    // exponents 0..=31, and keeps exponent 32 well-defined. Exponents above 32 round every i32 to 0.
-    let exponent = exponent.clamp(0, 32);
+    // The same mask/remainder/threshold formulation evaluated in i64: for exponents 0..=31 every
+    // intermediate equals gemmlowp's i32 one, and for larger exponents (up to 62, beyond which
+    // nothing changes) it is still the exactly rounded quotient.
+    let exponent = exponent.clamp(0, 62);
     let x = i64::from(x);
     let mask = (1_i64 << exponent) - 1;
     let remainder = x & mask;
@@ -61,7 +62,7 @@ pub fn rounding_divide_by_pot_i32(x: i32, exponent: i32) -> i32 {
 /// the same extension as for the i32 version applies (negative means 0, larger is exact).
 #[must_use]
 pub fn rounding_divide_by_pot_i16(x: i16, exponent: i32) -> i16 {
-    let exponent = exponent.clamp(0, 16);
+    let exponent = exponent.clamp(0, 30);
     let x = i32::from(x);
     let mask = (1_i32 << exponent) - 1;
     let remainder = x & mask;
@@ -154,7 +155,10 @@ mod tests {
         // 3 * 2^30 / 2^31 = 1.5 -> 2.
         assert_eq!(saturating_rounding_doubling_high_mul_i32(3, 1 << 30), 2);
         // 0.3 * 2^31 is not exact; 1000 * 644245094 / 2^31 = 299.99999... -> 300.
-        assert_eq!(saturating_rounding_doubling_high_mul_i32(1000, 644_245_094), 300);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul_i32(1000, 644_245_094),
+            300
+        );
     }
 
     #[test]
@@ -164,11 +168,17 @@ mod tests {
             i16::MAX
         );
         // 0.5 * 0.5 in Q0.15: 2^14 * 2^14 / 2^15 = 2^13.
-        assert_eq!(saturating_rounding_doubling_high_mul_i16(1 << 14, 1 << 14), 1 << 13);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul_i16(1 << 14, 1 << 14),
+            1 << 13
+        );
         // 1 * 2^14 / 2^15 = 0.5 -> 1; -1 * 2^14 / 2^15 = -0.5 -> 0.
         assert_eq!(saturating_rounding_doubling_high_mul_i16(1, 1 << 14), 1);
         assert_eq!(saturating_rounding_doubling_high_mul_i16(-1, 1 << 14), 0);
-        assert_eq!(saturating_rounding_doubling_high_mul_i16(i16::MIN, i16::MAX), -i16::MAX);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul_i16(i16::MIN, i16::MAX),
+            -i16::MAX
+        );
     }
 
     /// Independent model: floor((a*b + 2^30) / 2^31) in i128 (round half up), saturating MIN*MIN.
@@ -235,7 +245,8 @@ mod tests {
         assert_eq!(rounding_divide_by_pot_i32(-9, -3), -9);
         assert_eq!(rounding_divide_by_pot_i32(i32::MIN, 32), -1); // exactly -0.5 -> -1
         assert_eq!(rounding_divide_by_pot_i32(i32::MAX, 32), 0);
-        assert_eq!(rounding_divide_by_pot_i32(i32::MIN, 33), 0);
+        assert_eq!(rounding_divide_by_pot_i32(i32::MIN, 33), 0); // -0.25 -> 0
+        assert_eq!(rounding_divide_by_pot_i32(i32::MIN + 1, 32), 0); // just above -0.5 -> 0
         assert_eq!(rounding_divide_by_pot_i32(i32::MIN, i32::MAX), 0);
         assert_eq!(rounding_divide_by_pot_i32(i32::MIN, i32::MIN), i32::MIN);
         // i16.
@@ -244,6 +255,8 @@ mod tests {
         assert_eq!(rounding_divide_by_pot_i16(i16::MIN, 15), -1);
         assert_eq!(rounding_divide_by_pot_i16(i16::MAX, 15), 1);
         assert_eq!(rounding_divide_by_pot_i16(i16::MIN, 16), -1);
+        assert_eq!(rounding_divide_by_pot_i16(i16::MIN, 17), 0);
+        assert_eq!(rounding_divide_by_pot_i16(i16::MIN, i32::MAX), 0);
     }
 
     #[test]
@@ -253,9 +266,13 @@ mod tests {
             let x = rng.next_i32_spread();
             let e = (rng.next_u32() % 40) as i32;
             let expected = round_half_away_div_pow2(i128::from(x), e.min(40) as u32);
-            assert_eq!(i128::from(rounding_divide_by_pot_i32(x, e)), expected, "x={x} e={e}");
+            assert_eq!(
+                i128::from(rounding_divide_by_pot_i32(x, e)),
+                expected,
+                "x={x} e={e}"
+            );
             let x16 = x as i16;
-            let e16 = e % 17;
+            let e16 = e % 31;
             let expected16 = round_half_away_div_pow2(i128::from(x16), e16 as u32);
             assert_eq!(i128::from(rounding_divide_by_pot_i16(x16, e16)), expected16);
         }
@@ -284,12 +301,24 @@ mod tests {
             );
         }
         // Hand values: 2^29 * 4 = 2^31 saturates; -2^29 * 4 = -2^31 exactly fits.
-        assert_eq!(saturating_rounding_multiply_by_pot_i32(1 << 29, 2), i32::MAX);
-        assert_eq!(saturating_rounding_multiply_by_pot_i32(-(1 << 29), 2), i32::MIN);
-        assert_eq!(saturating_rounding_multiply_by_pot_i32(-(1 << 29) + 1, 2), -(1 << 31) + 4);
+        assert_eq!(
+            saturating_rounding_multiply_by_pot_i32(1 << 29, 2),
+            i32::MAX
+        );
+        assert_eq!(
+            saturating_rounding_multiply_by_pot_i32(-(1 << 29), 2),
+            i32::MIN
+        );
+        assert_eq!(
+            saturating_rounding_multiply_by_pot_i32(-(1 << 29) + 1, 2),
+            i32::MIN + 4
+        );
         assert_eq!(saturating_rounding_multiply_by_pot_i32(3, -1), 2);
         assert_eq!(saturating_rounding_multiply_by_pot_i32(-1, 31), i32::MIN);
-        assert_eq!(saturating_rounding_multiply_by_pot_i32(1, i32::MAX), i32::MAX);
+        assert_eq!(
+            saturating_rounding_multiply_by_pot_i32(1, i32::MAX),
+            i32::MAX
+        );
         // -3 / 2^(huge) rounds to 0.
         assert_eq!(saturating_rounding_multiply_by_pot_i32(-3, i32::MIN), 0);
     }

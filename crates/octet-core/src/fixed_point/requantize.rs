@@ -8,7 +8,11 @@ use super::primitives::{rounding_divide_by_pot_i32, saturating_rounding_doubling
 /// hardware (signed overflow there is formally undefined, and TFLite marks these functions
 /// `TFLITE_NO_SANITIZE_INTEGER_OVERFLOW` because it happens). Shifts of 32 or more give 0.
 fn wrapping_left_shift(x: i32, shift: i32) -> i32 {
-    if shift >= 32 { 0 } else { x.wrapping_shl(shift.max(0) as u32) }
+    if shift >= 32 {
+        0
+    } else {
+        x.wrapping_shl(shift.max(0) as u32)
+    }
 }
 
 /// `(product + 2^(total_shift - 1)) >> total_shift` computed exactly (a rounding right shift,
@@ -40,7 +44,11 @@ fn round_shift_truncate(product: i128, total_shift: i64) -> i32 {
 #[must_use]
 pub fn multiply_by_quantized_multiplier(x: i32, m: QuantizedMultiplier) -> i32 {
     let left_shift = m.shift.max(0);
-    let right_shift = if m.shift > 0 { 0 } else { m.shift.saturating_neg() };
+    let right_shift = if m.shift > 0 {
+        0
+    } else {
+        m.shift.saturating_neg()
+    };
     rounding_divide_by_pot_i32(
         saturating_rounding_doubling_high_mul_i32(wrapping_left_shift(x, left_shift), m.multiplier),
         right_shift,
@@ -98,10 +106,7 @@ pub fn multiply_by_quantized_multiplier_i64(x: i64, m: QuantizedMultiplier) -> i
         0x7FFF
     };
     let total_shift = 15 - i64::from(m.shift);
-    round_shift_truncate(
-        i128::from(x) * i128::from(reduced_multiplier),
-        total_shift,
-    )
+    round_shift_truncate(i128::from(x) * i128::from(reduced_multiplier), total_shift)
 }
 
 /// TFLite `MultiplyByQuantizedMultiplier(int32_t, int32_t, int)` as compiled with
@@ -185,11 +190,23 @@ mod tests {
         // SRDHM(1, 3 * 2^29) = 0.75 -> 1; then 1 / 2 = 0.5 -> 1. Exact 0.375 would round to 0,
         // which is what single rounding gives.
         assert_eq!(multiply_by_quantized_multiplier(1, qm(3 << 29, -1)), 1);
-        assert_eq!(multiply_by_quantized_multiplier_single_rounding(1, qm(3 << 29, -1)), 0);
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(1, qm(3 << 29, -1)),
+            0
+        );
         // Single rounding ties go towards +infinity: 1 * 0.5 -> 1, -1 * 0.5 -> 0, -3 * 0.5 -> -1.
-        assert_eq!(multiply_by_quantized_multiplier_single_rounding(1, qm(1 << 30, 0)), 1);
-        assert_eq!(multiply_by_quantized_multiplier_single_rounding(-1, qm(1 << 30, 0)), 0);
-        assert_eq!(multiply_by_quantized_multiplier_single_rounding(-3, qm(1 << 30, 0)), -1);
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(1, qm(1 << 30, 0)),
+            1
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(-1, qm(1 << 30, 0)),
+            0
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(-3, qm(1 << 30, 0)),
+            -1
+        );
     }
 
     #[test]
@@ -199,17 +216,35 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier(-7, qm(3 << 29, 2)), -21);
         // i32::MIN * (just under 1.0) with multiplier i32::MIN-like saturation: SRDHM(MIN, MIN)
         // is the only saturating case; through the multiplier path it needs multiplier == MIN.
-        assert_eq!(multiply_by_quantized_multiplier(i32::MIN, qm(i32::MIN, 0)), i32::MAX);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, qm(i32::MIN, 0)),
+            i32::MAX
+        );
         // The left shift wraps (TFLite's int32 multiply): 2^30 * 2 = 2^31 wraps to i32::MIN, and
         // then * 0.5 gives -2^30.
-        assert_eq!(multiply_by_quantized_multiplier(1 << 30, qm(1 << 30, 1)), -(1 << 30));
+        assert_eq!(
+            multiply_by_quantized_multiplier(1 << 30, qm(1 << 30, 1)),
+            -(1 << 30)
+        );
         // Zero multiplier (flushed tiny scales) always gives 0.
-        assert_eq!(multiply_by_quantized_multiplier(i32::MAX, QuantizedMultiplier::ZERO), 0);
-        assert_eq!(multiply_by_quantized_multiplier(i32::MIN, QuantizedMultiplier::ZERO), 0);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MAX, QuantizedMultiplier::ZERO),
+            0
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, QuantizedMultiplier::ZERO),
+            0
+        );
         // Out-of-contract shifts never panic.
         assert_eq!(multiply_by_quantized_multiplier(5, qm(1 << 30, 40)), 0);
-        assert_eq!(multiply_by_quantized_multiplier(5, qm(1 << 30, i32::MIN)), 0);
-        assert_eq!(multiply_by_quantized_multiplier(5, qm(1 << 30, i32::MAX)), 0);
+        assert_eq!(
+            multiply_by_quantized_multiplier(5, qm(1 << 30, i32::MIN)),
+            0
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(5, qm(1 << 30, i32::MAX)),
+            0
+        );
     }
 
     #[test]
@@ -225,13 +260,19 @@ mod tests {
                 saturating_rounding_doubling_high_mul_i32(x, multiplier),
                 -shift,
             );
-            assert_eq!(multiply_by_quantized_multiplier_smaller_than_one_exp(x, m), literal);
+            assert_eq!(
+                multiply_by_quantized_multiplier_smaller_than_one_exp(x, m),
+                literal
+            );
             // GreaterThanOne: SRDHM(x * 2^left_shift, m), left_shift >= 0 and no overflow.
             let shift = (rng.next_u32() % 8) as i32;
             let x = x >> 8;
             let m = qm(multiplier, shift);
             let literal = saturating_rounding_doubling_high_mul_i32(x * (1 << shift), multiplier);
-            assert_eq!(multiply_by_quantized_multiplier_greater_than_one(x, m), literal);
+            assert_eq!(
+                multiply_by_quantized_multiplier_greater_than_one(x, m),
+                literal
+            );
         }
     }
 
@@ -249,7 +290,11 @@ mod tests {
             // Keep x * 2^left within i32 so the model needs no wrapping.
             let x = rng.next_i32_spread() >> m.shift.max(0);
             let got = multiply_by_quantized_multiplier(x, m);
-            assert_eq!(i128::from(got), model_double_rounding(x, m), "x={x} m={m:?}");
+            assert_eq!(
+                i128::from(got),
+                model_double_rounding(x, m),
+                "x={x} m={m:?}"
+            );
         }
     }
 
@@ -304,22 +349,34 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier_i64(3, half), 2);
         assert_eq!(multiply_by_quantized_multiplier_i64(-3, half), -1);
         assert_eq!(multiply_by_quantized_multiplier_i64(-4, half), -2);
-        assert_eq!(multiply_by_quantized_multiplier_i64(1 << 40, qm(1 << 30, -10)), 1 << 29);
+        assert_eq!(
+            multiply_by_quantized_multiplier_i64(1 << 40, qm(1 << 30, -10)),
+            1 << 29
+        );
         // Multiplier 0x7FFF_FFFF would reduce to 0x8000 but is clamped to 0x7FFF:
         // 2^16 * 0x7FFF / 2^15 = 65534 (not 65536).
-        assert_eq!(multiply_by_quantized_multiplier_i64(1 << 16, qm(i32::MAX, 0)), 65_534);
+        assert_eq!(
+            multiply_by_quantized_multiplier_i64(1 << 16, qm(i32::MAX, 0)),
+            65_534
+        );
         // The 15-bit reduction loses precision: 0.0123 -> reduced = (1690499128 + 2^15) >> 16
         // = 25795, so 10^9 * 0.0123 comes out as round(10^9 * 25795 / 2^21) = 12300014
         // (12300014.4958...) instead of 12300000.
         let m = quantize_multiplier(0.0123).unwrap();
-        assert_eq!(multiply_by_quantized_multiplier_i64(1_000_000_000, m), 12_300_014);
+        assert_eq!(
+            multiply_by_quantized_multiplier_i64(1_000_000_000, m),
+            12_300_014
+        );
         // Shift +7 (the largest TFLite allows): 3 * 0.5 * 2^7 = 192.
         assert_eq!(multiply_by_quantized_multiplier_i64(3, qm(1 << 30, 7)), 192);
         // Outside TFLite's domain nothing panics.
         let _ = multiply_by_quantized_multiplier_i64(i64::MAX, qm(i32::MAX, 7));
         let _ = multiply_by_quantized_multiplier_i64(i64::MIN, qm(i32::MIN, i32::MIN));
         let _ = multiply_by_quantized_multiplier_i64(i64::MIN, qm(i32::MAX, i32::MAX));
-        assert_eq!(multiply_by_quantized_multiplier_i64(5, qm(1 << 30, 20)), 5 << 19);
+        assert_eq!(
+            multiply_by_quantized_multiplier_i64(5, qm(1 << 30, 20)),
+            5 << 19
+        );
     }
 
     #[test]
