@@ -154,7 +154,7 @@ fn summarize(model: &Model, file: String, file_bytes: u64) -> Summary {
     let mut subgraphs = Vec::new();
     for (index, sg) in model.subgraphs.iter().enumerate() {
         for op in &sg.operators {
-            *operators.entry(octet_tflite::op_name(&op.op)).or_insert(0) += 1;
+            *operators.entry(op.op.name().into_owned()).or_insert(0) += 1;
             if let octet_core::Op::Custom(custom) = &op.op {
                 if !custom_ops.contains(&custom.code) {
                     custom_ops.push(custom.code.clone());

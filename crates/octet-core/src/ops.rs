@@ -271,6 +271,8 @@ pub struct OpaqueOptions(pub Vec<u8>);
 pub struct OtherOp {
     /// The builtin operator code.
     pub builtin_code: i32,
+    /// The op's TFLite name (e.g. `WHILE`), as the format crate knows it.
+    pub name: String,
     /// Its options, sealed.
     pub options: OpaqueOptions,
 }
@@ -369,8 +371,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// The op's name as TFLite spells it (`CONV_2D`), or the custom code for custom ops. Unknown
-    /// builtins read `BUILTIN_<code>`; the format crate knows their names.
+    /// The op's name as TFLite spells it (`CONV_2D`), or the custom code for custom ops.
     pub fn name(&self) -> std::borrow::Cow<'_, str> {
         use std::borrow::Cow::Borrowed;
         Borrowed(match self {
@@ -425,9 +426,7 @@ impl Op {
             Op::ArgMax(_) => "ARG_MAX",
             Op::Cast(_) => "CAST",
             Op::L2Normalization { .. } => "L2_NORMALIZATION",
-            Op::Other(other) => {
-                return std::borrow::Cow::Owned(format!("BUILTIN_{}", other.builtin_code));
-            }
+            Op::Other(other) => return Borrowed(other.name.as_str()),
             Op::Custom(custom) => return Borrowed(custom.code.as_str()),
         })
     }

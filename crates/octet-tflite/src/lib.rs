@@ -41,6 +41,6 @@ pub(crate) use schema_generated::tflite as fb;
 
 pub use compare::table_differences;
 pub use error::TfliteError;
-pub use ops::{builtin_op_name, op_name};
+pub use ops::builtin_op_name;
 pub use read::{read_file, read_model};
 pub use write::{write_file, write_model};

@@ -24,15 +24,6 @@ pub fn builtin_op_name(code: i32) -> String {
         .map_or_else(|| format!("BUILTIN_{code}"), str::to_owned)
 }
 
-/// The TFLite name of any op: typed ops by their own name, unmodelled builtins looked up in the
-/// schema, custom ops by their custom code.
-pub fn op_name(op: &Op) -> String {
-    match op {
-        Op::Other(other) => builtin_op_name(other.builtin_code),
-        _ => op.name().into_owned(),
-    }
-}
-
 /// An operator's identity and options as the file spells them.
 pub(crate) struct FileOp {
     pub code: B,
@@ -63,6 +54,7 @@ pub(crate) fn op_from_file(file: FileOp) -> Op {
     }
     Op::Other(OtherOp {
         builtin_code: file.code.0,
+        name: builtin_op_name(file.code.0),
         options: encode_opaque(&file),
     })
 }

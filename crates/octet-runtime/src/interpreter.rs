@@ -1,0 +1,358 @@
+//! Preparing a model into an execution plan, and running it.
+
+use octet_core::{Model, TensorId};
+
+use crate::io::Slot;
+use crate::plan::{ARENA_ALIGNMENT, TensorLifetime, plan_arena};
+use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo, kernels};
+
+/// A tensor's value as the observer sees it, right after it was computed.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The tensor in the main subgraph.
+    pub tensor: TensorId,
+    /// Its dtype, shape and quantization.
+    pub info: &'a TensorInfo,
+    /// Its bytes (little-endian, dense).
+    pub bytes: &'a [u8],
+}
+
+/// One operator ready to run.
+struct Step {
+    kernel: Box<dyn Kernel>,
+    name: String,
+    inputs: Vec<Slot>,
+    outputs: Vec<Slot>,
+    output_ids: Vec<TensorId>,
+}
+
+/// A prepared model: kernels chosen, weights pre-processed, memory planned.
+pub struct Interpreter {
+    tensors: Vec<TensorInfo>,
+    slots: Vec<Slot>,
+    steps: Vec<Step>,
+    arena: Vec<u64>,
+    constants: Vec<u64>,
+    inputs: Vec<TensorId>,
+    outputs: Vec<TensorId>,
+}
+
+impl std::fmt::Debug for Interpreter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interpreter")
+            .field("operators", &self.steps.len())
+            .field("arena_bytes", &(self.arena.len() * 8))
+            .field("constant_bytes", &(self.constants.len() * 8))
+            .finish()
+    }
+}
+
+fn words_for(bytes: usize) -> usize {
+    bytes.div_ceil(ARENA_ALIGNMENT) * (ARENA_ALIGNMENT / 8)
+}
+
+impl Interpreter {
+    /// Prepares the model's main subgraph: checks every operator, builds its kernel and plans
+    /// the arena. An op or dtype flavour octet cannot run is reported here, by name.
+    pub fn new(model: &Model) -> Result<Self, RuntimeError> {
+        let sg = model
+            .main_subgraph()
+            .ok_or_else(|| RuntimeError::Model("the model has no subgraph".into()))?;
+        let tensors = sg
+            .tensors
+            .iter()
+            .map(|t| {
+                TensorInfo::from_tensor(t)
+                    .map_err(|e| RuntimeError::Model(format!("tensor '{}': {e}", t.name)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Constants go to their own store, each aligned like arena tensors.
+        let mut slots = vec![Slot::Absent; sg.tensors.len()];
+        let mut constant_bytes: Vec<u8> = Vec::new();
+        for (i, tensor) in sg.tensors.iter().enumerate() {
+            if tensor.is_variable {
+                return Err(RuntimeError::Model(format!(
+                    "tensor '{}' is a variable; stateful models are not supported yet",
+                    tensor.name
+                )));
+            }
+            let Some(bytes) = model.tensor_bytes(tensor) else {
+                continue;
+            };
+            if tensor.sparsity.is_none() && bytes.len() != tensors[i].byte_len() {
+                return Err(RuntimeError::Model(format!(
+                    "constant tensor '{}' holds {} bytes, but {} {:?} needs {}",
+                    tensor.name,
+                    bytes.len(),
+                    tensor.dtype,
+                    tensors[i].shape,
+                    tensors[i].byte_len()
+                )));
+            }
+            let offset = constant_bytes.len();
+            constant_bytes.extend_from_slice(bytes);
+            constant_bytes.resize(words_for(constant_bytes.len()) * 8, 0);
+            slots[i] = Slot::Constant {
+                offset,
+                len: bytes.len(),
+            };
+        }
+        let mut constants = vec![0u64; constant_bytes.len() / 8];
+        bytemuck::cast_slice_mut(&mut constants).copy_from_slice(&constant_bytes);
+
+        // Lifetimes of everything that is computed: graph inputs from step 0, op outputs from
+        // the op that writes them, until their last reader (graph outputs: until the end).
+        let end = sg.operators.len();
+        let mut first = vec![usize::MAX; sg.tensors.len()];
+        let mut last = vec![0usize; sg.tensors.len()];
+        let computed =
+            |id: TensorId, slots: &[Slot]| matches!(slots.get(id.index()), Some(Slot::Absent));
+        for &id in &sg.inputs {
+            if computed(id, &slots) {
+                first[id.index()] = 0;
+            }
+        }
+        for (step, op) in sg.operators.iter().enumerate() {
+            for id in op.outputs.iter().copied() {
+                if computed(id, &slots) {
+                    if first[id.index()] != usize::MAX {
+                        return Err(RuntimeError::Model(format!(
+                            "tensor '{}' is written twice (operator {step})",
+                            sg.tensors[id.index()].name
+                        )));
+                    }
+                    first[id.index()] = step;
+                    last[id.index()] = last[id.index()].max(step);
+                }
+            }
+            for id in op.present_inputs() {
+                if computed(id, &slots) {
+                    if first[id.index()] == usize::MAX {
+                        return Err(RuntimeError::Model(format!(
+                            "operator {step} reads tensor '{}' before anything writes it",
+                            sg.tensors[id.index()].name
+                        )));
+                    }
+                    last[id.index()] = last[id.index()].max(step);
+                }
+            }
+        }
+        for &id in &sg.outputs {
+            last[id.index()] = end;
+        }
+        let planned: Vec<usize> = (0..sg.tensors.len())
+            .filter(|&t| first[t] != usize::MAX)
+            .collect();
+        let lifetimes: Vec<TensorLifetime> = planned
+            .iter()
+            .map(|&t| TensorLifetime {
+                size: tensors[t].byte_len(),
+                first: first[t],
+                last: last[t].max(first[t]),
+            })
+            .collect();
+        let plan = plan_arena(&lifetimes);
+        for (&t, &offset) in planned.iter().zip(&plan.offsets) {
+            slots[t] = Slot::Arena {
+                offset,
+                len: tensors[t].byte_len(),
+            };
+        }
+        for &id in sg.inputs.iter().chain(&sg.outputs) {
+            if matches!(slots[id.index()], Slot::Absent) {
+                return Err(RuntimeError::Model(format!(
+                    "graph input/output '{}' is never computed",
+                    sg.tensors[id.index()].name
+                )));
+            }
+        }
+
+        let mut steps = Vec::with_capacity(sg.operators.len());
+        for (index, operator) in sg.operators.iter().enumerate() {
+            let ctx = OpContext {
+                model,
+                operator,
+                index,
+                tensors: &tensors,
+                subgraph: sg,
+            };
+            let kernel = kernels::build(&ctx)?;
+            steps.push(Step {
+                kernel,
+                name: ctx.op_name(),
+                inputs: operator
+                    .inputs
+                    .iter()
+                    .map(|i| i.map_or(Slot::Absent, |id| slots[id.index()]))
+                    .collect(),
+                outputs: operator
+                    .outputs
+                    .iter()
+                    .map(|id| slots[id.index()])
+                    .collect(),
+                output_ids: operator.outputs.clone(),
+            });
+        }
+
+        Ok(Interpreter {
+            tensors,
+            slots,
+            steps,
+            arena: vec![0u64; plan.size / 8],
+            constants,
+            inputs: sg.inputs.clone(),
+            outputs: sg.outputs.clone(),
+        })
+    }
+
+    /// Number of graph inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Number of graph outputs.
+    pub fn num_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Bytes of the planned arena (all intermediate tensors, with reuse).
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len() * 8
+    }
+
+    /// Dtype, shape and quantization of graph input `i`.
+    pub fn input_info(&self, i: usize) -> Result<&TensorInfo, RuntimeError> {
+        self.inputs
+            .get(i)
+            .and_then(|id| self.tensors.get(id.index()))
+            .ok_or_else(|| RuntimeError::BadInput(format!("the model has no input {i}")))
+    }
+
+    /// Dtype, shape and quantization of graph output `i`.
+    pub fn output_info(&self, i: usize) -> Result<&TensorInfo, RuntimeError> {
+        self.outputs
+            .get(i)
+            .and_then(|id| self.tensors.get(id.index()))
+            .ok_or_else(|| RuntimeError::BadInput(format!("the model has no output {i}")))
+    }
+
+    /// Dtype, shape and quantization of any tensor of the main subgraph.
+    pub fn tensor_info(&self, id: TensorId) -> Option<&TensorInfo> {
+        self.tensors.get(id.index())
+    }
+
+    /// Copies `bytes` (dense, little-endian, the input's own dtype) into graph input `i`.
+    pub fn set_input(&mut self, i: usize, bytes: &[u8]) -> Result<(), RuntimeError> {
+        let info = self.input_info(i)?;
+        let expected = info.byte_len();
+        if bytes.len() != expected {
+            return Err(RuntimeError::BadInput(format!(
+                "input {i} ('{}') is {} {:?}: {expected} bytes expected, {} given",
+                info.name,
+                info.dtype,
+                info.shape,
+                bytes.len()
+            )));
+        }
+        let slot = self.slots[self.inputs[i].index()];
+        let target = self.bytes_mut(slot)?;
+        target.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The bytes of graph output `i` after the last [`invoke`](Self::invoke).
+    pub fn output(&self, i: usize) -> Result<&[u8], RuntimeError> {
+        let id = self
+            .outputs
+            .get(i)
+            .ok_or_else(|| RuntimeError::BadInput(format!("the model has no output {i}")))?;
+        self.bytes(self.slots[id.index()])
+    }
+
+    fn bytes(&self, slot: Slot) -> Result<&[u8], RuntimeError> {
+        let bad = || RuntimeError::Model("tensor slot outside its store".into());
+        match slot {
+            Slot::Arena { offset, len } => bytemuck::cast_slice::<u64, u8>(&self.arena)
+                .get(offset..offset + len)
+                .ok_or_else(bad),
+            Slot::Constant { offset, len } => bytemuck::cast_slice::<u64, u8>(&self.constants)
+                .get(offset..offset + len)
+                .ok_or_else(bad),
+            Slot::Absent => Err(bad()),
+        }
+    }
+
+    fn bytes_mut(&mut self, slot: Slot) -> Result<&mut [u8], RuntimeError> {
+        match slot {
+            Slot::Arena { offset, len } => bytemuck::cast_slice_mut::<u64, u8>(&mut self.arena)
+                .get_mut(offset..offset + len)
+                .ok_or_else(|| RuntimeError::Model("tensor slot outside the arena".into())),
+            _ => Err(RuntimeError::Model("a graph input is a constant".into())),
+        }
+    }
+
+    /// Runs the model on the current inputs. Allocates nothing.
+    pub fn invoke(&mut self) -> Result<(), RuntimeError> {
+        self.run(None)
+    }
+
+    /// Runs the model and shows `observer` every graph input and then every operator output as
+    /// soon as it is computed (before later operators may reuse its memory).
+    pub fn invoke_observed(
+        &mut self,
+        observer: &mut dyn FnMut(Observation<'_>),
+    ) -> Result<(), RuntimeError> {
+        for &id in &self.inputs {
+            let bytes = self.bytes(self.slots[id.index()])?;
+            observer(Observation {
+                tensor: id,
+                info: &self.tensors[id.index()],
+                bytes,
+            });
+        }
+        self.run(Some(observer))
+    }
+
+    fn run(
+        &mut self,
+        mut observer: Option<&mut dyn FnMut(Observation<'_>)>,
+    ) -> Result<(), RuntimeError> {
+        let constants: &[u8] = bytemuck::cast_slice(&self.constants);
+        for (index, step) in self.steps.iter_mut().enumerate() {
+            let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut self.arena);
+            let mut io = OpIo {
+                arena,
+                constants,
+                inputs: &step.inputs,
+                outputs: &step.outputs,
+            };
+            step.kernel.eval(&mut io).map_err(|e| match e {
+                RuntimeError::Eval { detail, .. } => RuntimeError::Eval {
+                    index,
+                    op: step.name.clone(),
+                    detail,
+                },
+                other => other,
+            })?;
+            if let Some(observer) = observer.as_mut() {
+                let arena: &[u8] = bytemuck::cast_slice(&self.arena);
+                for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
+                    if let Slot::Arena { offset, len } = *slot {
+                        if let (Some(bytes), Some(info)) = (
+                            arena.get(offset..offset + len),
+                            self.tensors.get(id.index()),
+                        ) {
+                            observer(Observation {
+                                tensor: id,
+                                info,
+                                bytes,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! What a kernel sees: [`OpContext`] while it is prepared, [`OpIo`] while it runs.
+
+use std::fmt::Display;
+
+use octet_core::{Model, Operator, TensorData, TensorId};
+
+use crate::{OpIo, RuntimeError, TensorInfo};
+
+/// A prepared kernel for one operator.
+///
+/// Everything that depends only on the model (quantized multipliers, transposed or
+/// pre-processed weights, scratch buffers) is computed when the kernel is built; `eval` only
+/// computes, and must not allocate.
+pub trait Kernel: Send {
+    /// Runs the operator on its current inputs, writing its outputs.
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError>;
+}
+
+/// One operator and its tensors, as the kernel builders see them at prepare time.
+pub struct OpContext<'a> {
+    pub(crate) model: &'a Model,
+    pub(crate) operator: &'a Operator,
+    pub(crate) index: usize,
+    pub(crate) tensors: &'a [TensorInfo],
+    pub(crate) subgraph: &'a octet_core::Subgraph,
+}
+
+impl<'a> OpContext<'a> {
+    /// The operator.
+    pub fn operator(&self) -> &'a Operator {
+        self.operator
+    }
+
+    /// Its index in the subgraph.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The op's TFLite name.
+    pub fn op_name(&self) -> String {
+        self.operator.op.name().into_owned()
+    }
+
+    /// Number of inputs, counting omitted optional ones.
+    pub fn num_inputs(&self) -> usize {
+        self.operator.inputs.len()
+    }
+
+    /// Number of outputs.
+    pub fn num_outputs(&self) -> usize {
+        self.operator.outputs.len()
+    }
+
+    fn info(&self, id: TensorId) -> Result<&'a TensorInfo, RuntimeError> {
+        self.tensors
+            .get(id.index())
+            .ok_or_else(|| self.invalid(format!("tensor {} does not exist", id.0)))
+    }
+
+    /// Input `i`; an error if it is missing or omitted.
+    pub fn input(&self, i: usize) -> Result<&'a TensorInfo, RuntimeError> {
+        match self.operator.inputs.get(i) {
+            Some(Some(id)) => self.info(*id),
+            _ => Err(self.invalid(format!("input {i} is missing"))),
+        }
+    }
+
+    /// Input `i` if present (optional inputs such as a bias may be omitted).
+    pub fn optional_input(&self, i: usize) -> Option<&'a TensorInfo> {
+        match self.operator.inputs.get(i) {
+            Some(Some(id)) => self.tensors.get(id.index()),
+            _ => None,
+        }
+    }
+
+    /// Output `i`.
+    pub fn output(&self, i: usize) -> Result<&'a TensorInfo, RuntimeError> {
+        match self.operator.outputs.get(i) {
+            Some(id) => self.info(*id),
+            None => Err(self.invalid(format!("output {i} is missing"))),
+        }
+    }
+
+    /// True when input `i` is a constant (its data is in the model).
+    pub fn is_constant(&self, i: usize) -> bool {
+        self.constant_tensor(i).is_some()
+    }
+
+    fn constant_tensor(&self, i: usize) -> Option<&'a octet_core::Tensor> {
+        let id = (*self.operator.inputs.get(i)?)?;
+        let tensor = self.subgraph.tensor(id)?;
+        self.model.tensor_bytes(tensor).map(|_| tensor)
+    }
+
+    /// The decoded data of constant input `i`, `None` if the input is computed at run time.
+    pub fn constant(&self, i: usize) -> Result<Option<TensorData>, RuntimeError> {
+        match self.constant_tensor(i) {
+            None => Ok(None),
+            Some(tensor) => self
+                .model
+                .tensor_data(tensor)
+                .map_err(|e| self.invalid(format!("constant input {i}: {e}"))),
+        }
+    }
+
+    /// Constant integer input `i` (int32 or int64: shapes, axes, paddings, permutations) as
+    /// `i64`; an error if it is not a constant integer tensor.
+    pub fn constant_ints(&self, i: usize) -> Result<Vec<i64>, RuntimeError> {
+        match self.constant(i)? {
+            Some(TensorData::I32(v)) => Ok(v.into_iter().map(i64::from).collect()),
+            Some(TensorData::I64(v)) => Ok(v),
+            Some(_) => Err(self.invalid(format!("input {i} must be int32 or int64"))),
+            None => Err(self.unsupported(format!(
+                "input {i} is computed at run time; octet needs it to be a constant"
+            ))),
+        }
+    }
+
+    /// An "unsupported" error naming this operator.
+    pub fn unsupported(&self, detail: impl Display) -> RuntimeError {
+        RuntimeError::Unsupported {
+            index: self.index,
+            op: self.op_name(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// An "invalid model" error naming this operator.
+    pub fn invalid(&self, detail: impl Display) -> RuntimeError {
+        RuntimeError::InvalidOp {
+            index: self.index,
+            op: self.op_name(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The standard "this dtype flavour is not supported" error.
+    pub fn unsupported_types(&self) -> RuntimeError {
+        let dtypes = |infos: Vec<Option<&TensorInfo>>| {
+            infos
+                .into_iter()
+                .map(|t| t.map_or("-", |t| t.dtype.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let inputs = dtypes(
+            (0..self.num_inputs())
+                .map(|i| self.optional_input(i))
+                .collect(),
+        );
+        let outputs = dtypes(
+            (0..self.num_outputs())
+                .map(|i| self.output(i).ok())
+                .collect(),
+        );
+        self.unsupported(format!(
+            "no kernel for inputs ({inputs}) and outputs ({outputs})"
+        ))
+    }
+}
