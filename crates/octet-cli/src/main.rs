@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod inspect;
+mod npy;
+mod run;
 
 /// Quantize, run and inspect TensorFlow Lite models, natively.
 #[derive(Parser)]
@@ -20,12 +23,18 @@ struct Cli {
 enum Command {
     /// Show a model's structure: inputs, outputs, operators, dtypes, weights, signatures.
     Inspect(inspect::InspectArgs),
+    /// Run a model on .npy inputs and write its outputs as .npy.
+    Run(run::RunArgs),
+    /// Measure a model's median inference latency.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

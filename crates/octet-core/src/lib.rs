@@ -11,6 +11,7 @@
 mod dtype;
 mod error;
 pub mod fixed_point;
+pub mod fs;
 mod graph;
 mod ops;
 mod quant;

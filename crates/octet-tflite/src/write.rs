@@ -1,6 +1,5 @@
 //! [`Model`] → `.tflite` bytes.
 
-use std::io::Write;
 use std::path::Path;
 
 use flatbuffers::FlatBufferBuilder;
@@ -23,33 +22,11 @@ const MAX_INLINE_BYTES: usize = (2 << 30) - (64 << 20);
 /// file is only replaced once the new one is fully written.
 pub fn write_file(path: &Path, model: &Model) -> Result<(), TfliteError> {
     let bytes = write_model(model)?;
-    let io = |source| TfliteError::Io {
+    octet_core::fs::write_atomic(path, &bytes).map_err(|source| TfliteError::Io {
         action: "cannot write",
         path: path.to_owned(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("not a file name")))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 /// Serializes a model into `.tflite` bytes (identifier `TFL3`, constant data 16-byte aligned).
