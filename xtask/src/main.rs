@@ -3,11 +3,13 @@
 //! Python-based tasks (fixtures, codegen, LiteRT comparisons) run in a pinned virtual
 //! environment at `<workspace>/.venv` that [`venv`] creates on demand.
 
+mod bench;
 mod codegen;
 mod fetch_models;
 mod fixtures;
 mod process;
 mod roundtrip;
+mod runtime_check;
 mod venv;
 mod workspace;
 
@@ -55,6 +57,22 @@ enum Command {
     /// Download the pinned MediaPipe and tflite-micro wheels and extract their bundled .tflite
     /// models into `.cache/third_party/`.
     FetchModels,
+    /// Compare octet's and LiteRT's single-thread latency per model, in one run.
+    Bench {
+        /// Models to time [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
+        paths: Vec<PathBuf>,
+        /// Seconds of measurement per model and runtime.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// Run models with `octet run` and LiteRT on the same inputs and compare the outputs.
+    RuntimeCheck {
+        /// Models to check [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
+        paths: Vec<PathBuf>,
+        /// Samples per model.
+        #[arg(long, default_value_t = 2)]
+        samples: usize,
+    },
     /// Read and rewrite models with octet-tflite and check LiteRT computes the same bits.
     Roundtrip {
         /// Models to check [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
@@ -94,6 +112,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Codegen { schema } => codegen::run(&workspace, schema.as_deref()),
         Command::Fixtures => fixtures::run(&workspace),
         Command::FetchModels => fetch_models::run(&workspace),
+        Command::Bench { paths, seconds } => bench::run(&workspace, &paths, seconds),
+        Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),
         Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
     }
 }

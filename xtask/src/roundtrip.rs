@@ -118,7 +118,7 @@ pub fn run(workspace: &Workspace, paths: &[PathBuf]) -> Result<()> {
 }
 
 /// Every `models/*.tflite` and `.cache/third_party/**/*.tflite`, each group sorted.
-fn default_models(workspace: &Workspace) -> Result<Vec<PathBuf>> {
+pub(crate) fn default_models(workspace: &Workspace) -> Result<Vec<PathBuf>> {
     let mut models = Vec::new();
     collect_tflite(&workspace.models_dir(), false, &mut models)?;
     let third_party = workspace.cache_dir("third_party");
