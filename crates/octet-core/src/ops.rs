@@ -364,6 +364,9 @@ pub enum Op {
     L2Normalization {
         activation: ActivationFunction,
     },
+    Shape {
+        out_type: DType,
+    },
     /// A builtin op octet does not model.
     Other(OtherOp),
     /// A custom op.
@@ -426,6 +429,7 @@ impl Op {
             Op::ArgMax(_) => "ARG_MAX",
             Op::Cast(_) => "CAST",
             Op::L2Normalization { .. } => "L2_NORMALIZATION",
+            Op::Shape { .. } => "SHAPE",
             Op::Other(other) => return Borrowed(other.name.as_str()),
             Op::Custom(custom) => return Borrowed(custom.code.as_str()),
         })

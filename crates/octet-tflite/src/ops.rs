@@ -317,6 +317,9 @@ fn typed_op(code: B, options: &O) -> Option<Op> {
         (B::L2_NORMALIZATION, O::L2NormOptions(o)) => Op::L2Normalization {
             activation: act(o.fused_activation_function)?,
         },
+        (B::SHAPE, O::ShapeOptions(o)) => Op::Shape {
+            out_type: dtype_from_fb(o.out_type)?,
+        },
         _ => return None,
     })
 }
@@ -568,6 +571,12 @@ fn typed_to_file(op: &Op) -> (B, O) {
             B::L2_NORMALIZATION,
             O::L2NormOptions(Box::new(L2NormOptionsT {
                 fused_activation_function: fb_act(*activation),
+            })),
+        ),
+        Op::Shape { out_type } => (
+            B::SHAPE,
+            O::ShapeOptions(Box::new(ShapeOptionsT {
+                out_type: dtype_to_fb(*out_type),
             })),
         ),
         // Handled by the caller; listed so the match stays exhaustive.

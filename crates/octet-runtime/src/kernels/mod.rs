@@ -15,6 +15,7 @@ pub mod pooling;
 pub mod quantize;
 pub mod reduce;
 pub mod resize;
+pub mod shape;
 pub mod softmax;
 
 use octet_core::Op;
@@ -73,6 +74,7 @@ pub(crate) fn build(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError
         Op::Dequantize => quantize::dequantize(ctx),
         Op::Cast(_) => quantize::cast(ctx),
         Op::Densify => quantize::densify(ctx),
+        Op::Shape { out_type } => shape::shape(ctx, *out_type),
         Op::Other(_) => Err(ctx.unsupported("octet has no kernel for this op yet")),
         Op::Custom(_) => Err(ctx
             .unsupported("custom op: octet cannot run it (it needs the application's own kernel)")),
