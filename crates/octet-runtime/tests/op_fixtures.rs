@@ -144,7 +144,7 @@ fn compare(got: &[u8], want: &Npy) -> Result<(), String> {
             .fold(0f32, |m, x| m.max(x.abs()))
             .max(f32::MIN_POSITIVE);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let same = (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-5 * scale;
+            let same = g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-5 * scale;
             if !same {
                 return Err(format!(
                     "element {i}: {g} vs LiteRT {w} (tolerance {})",

@@ -40,9 +40,9 @@ mod test_util;
 use thiserror::Error;
 
 pub use multiplier::{
-    calculate_input_radius, preprocess_log_softmax_scaling_exp, preprocess_softmax_scaling,
-    quantize_multiplier, quantize_multiplier_greater_than_one, quantize_multiplier_single_rounding,
-    quantize_multiplier_smaller_than_one_exp,
+    calculate_input_radius, checked_log2, preprocess_log_softmax_scaling_exp,
+    preprocess_softmax_scaling, quantize_multiplier, quantize_multiplier_greater_than_one,
+    quantize_multiplier_single_rounding, quantize_multiplier_smaller_than_one_exp,
 };
 pub use primitives::{
     rescale, rounding_divide_by_pot_i16, rounding_divide_by_pot_i32, rounding_half_sum_i32,
@@ -50,9 +50,10 @@ pub use primitives::{
     saturating_rounding_multiply_by_pot_i32,
 };
 pub use requantize::{
-    multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_greater_than_one,
-    multiply_by_quantized_multiplier_i64, multiply_by_quantized_multiplier_single_rounding,
-    multiply_by_quantized_multiplier_smaller_than_one_exp,
+    double_effective_scale, multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_greater_than_one, multiply_by_quantized_multiplier_i64,
+    multiply_by_quantized_multiplier_single_rounding,
+    multiply_by_quantized_multiplier_smaller_than_one_exp, requantize_double,
 };
 pub use transcendental::{
     exp_on_interval_between_negative_one_quarter_and_0_excl, exp_on_negative_values,

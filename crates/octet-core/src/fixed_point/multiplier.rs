@@ -46,6 +46,7 @@ fn check_real(real: f64) -> Result<(), FixedPointError> {
 /// [`FixedPointError::NonFiniteMultiplier`] for NaN/infinity and
 /// [`FixedPointError::NegativeMultiplier`] for `real < 0` (TFLite would produce a negative
 /// significand that its single-rounding kernels reject; octet never needs one).
+#[inline]
 pub fn quantize_multiplier(real: f64) -> Result<QuantizedMultiplier, FixedPointError> {
     check_real(real)?;
     if real == 0.0 {
@@ -78,6 +79,7 @@ pub fn quantize_multiplier(real: f64) -> Result<QuantizedMultiplier, FixedPointE
 /// # Errors
 ///
 /// As [`quantize_multiplier`].
+#[inline]
 pub fn quantize_multiplier_single_rounding(
     real: f64,
 ) -> Result<QuantizedMultiplier, FixedPointError> {
@@ -98,6 +100,7 @@ pub fn quantize_multiplier_single_rounding(
 /// Besides the [`quantize_multiplier`] errors, [`FixedPointError::MultiplierOutOfRange`] when
 /// `real` is not in `(0, 1)`, or when it is so close to 1 (above `1 - 2^-32`) that its significand
 /// rounds up to 1.0 and the shift becomes +1 (where TFLite's `TFLITE_CHECK_LE(shift, 0)` aborts).
+#[inline]
 pub fn quantize_multiplier_smaller_than_one_exp(
     real: f64,
 ) -> Result<QuantizedMultiplier, FixedPointError> {
@@ -126,6 +129,7 @@ pub fn quantize_multiplier_smaller_than_one_exp(
 ///
 /// Besides the [`quantize_multiplier`] errors, [`FixedPointError::MultiplierOutOfRange`] when
 /// `real <= 1` (where TFLite's `TFLITE_CHECK_GT` aborts).
+#[inline]
 pub fn quantize_multiplier_greater_than_one(
     real: f64,
 ) -> Result<QuantizedMultiplier, FixedPointError> {
@@ -148,6 +152,7 @@ pub fn quantize_multiplier_greater_than_one(
 /// [`FixedPointError::InvalidBitCount`] unless `1 <= input_integer_bits <= 31` (TFLite computes
 /// `1 << (31 - input_integer_bits)` in `int`), and the [`quantize_multiplier_greater_than_one`]
 /// errors when the scaled product is not a finite value above 1.
+#[inline]
 pub fn preprocess_softmax_scaling(
     beta: f64,
     input_scale: f64,
@@ -180,6 +185,7 @@ pub fn preprocess_softmax_scaling(
 ///
 /// As [`preprocess_softmax_scaling`], plus the [`quantize_multiplier_smaller_than_one_exp`] errors
 /// for the reverse divisor.
+#[inline]
 pub fn preprocess_log_softmax_scaling_exp(
     beta: f64,
     input_scale: f64,
@@ -205,6 +211,7 @@ pub fn preprocess_log_softmax_scaling_exp(
 /// `input_integer_bits <= total_signed_bits <= 62` and `0 <= input_left_shift <= 62` (the ranges in
 /// which TFLite's shifts are defined). A radius above `i32::MAX` (where TFLite's cast is undefined)
 /// saturates.
+#[inline]
 pub fn calculate_input_radius(
     input_integer_bits: i32,
     input_left_shift: i32,
@@ -239,9 +246,28 @@ pub fn calculate_input_radius(
     Ok(i32::try_from(radius).unwrap_or(i32::MAX))
 }
 
+/// TFLite `CheckedLog2`: `Some(round(log2(x)))` when `x` is within 1e-3 (in the exponent) of a
+/// power of two, computed in `f32` as TFLite does (`log(x) * (1 / log(2))`); kernels use it to
+/// recognise power-of-two scales.
+#[inline]
+pub fn checked_log2(x: f32) -> Option<i32> {
+    let log2 = x.ln() * (1.0f32 / 2.0f32.ln());
+    let rounded = log2.round();
+    ((log2 - rounded).abs() < 1e-3).then_some(rounded as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_log2_accepts_only_powers_of_two() {
+        assert_eq!(checked_log2(1.0 / 32768.0), Some(-15));
+        assert_eq!(checked_log2(4.0), Some(2));
+        assert_eq!(checked_log2(0.3), None);
+        assert_eq!(checked_log2(0.0), None);
+        assert_eq!(checked_log2(-1.0), None);
+    }
     use crate::fixed_point::test_util::XorShift;
 
     fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {

@@ -10,6 +10,7 @@
 ///
 /// This is the workhorse of every requantization and of all gemmlowp fixed-point math.
 #[must_use]
+#[inline]
 pub fn saturating_rounding_doubling_high_mul_i32(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
@@ -25,6 +26,7 @@ pub fn saturating_rounding_doubling_high_mul_i32(a: i32, b: i32) -> i32 {
 /// gemmlowp `SaturatingRoundingDoublingHighMul<int16_t>`: the Q0.15 analogue of
 /// [`saturating_rounding_doubling_high_mul_i32`] (ARM `VQRDMULH.S16`), used by int16 kernels.
 #[must_use]
+#[inline]
 pub fn saturating_rounding_doubling_high_mul_i16(a: i16, b: i16) -> i16 {
     if a == i16::MIN && b == i16::MIN {
         return i16::MAX;
@@ -43,6 +45,7 @@ pub fn saturating_rounding_doubling_high_mul_i16(a: i16, b: i16) -> i16 {
 /// identity) and an exponent above 31 gives the correctly rounded quotient (which is 0 for every
 /// `x` except `rounding_divide_by_pot_i32(i32::MIN, 32) == -1`).
 #[must_use]
+#[inline]
 pub fn rounding_divide_by_pot_i32(x: i32, exponent: i32) -> i32 {
     // The same mask/remainder/threshold formulation evaluated in i64: for exponents 0..=31 every
     // intermediate equals gemmlowp's i32 one, and for larger exponents (up to 62, beyond which
@@ -61,6 +64,7 @@ pub fn rounding_divide_by_pot_i32(x: i32, exponent: i32) -> i32 {
 /// (round to nearest, ties away from zero). gemmlowp's domain is `0 <= exponent <= 15`; outside it
 /// the same extension as for the i32 version applies (negative means 0, larger is exact).
 #[must_use]
+#[inline]
 pub fn rounding_divide_by_pot_i16(x: i16, exponent: i32) -> i16 {
     let exponent = exponent.clamp(0, 30);
     let x = i32::from(x);
@@ -80,6 +84,7 @@ pub fn rounding_divide_by_pot_i16(x: i16, exponent: i32) -> i16 {
 /// exponents up to 30 in magnitude; larger positive exponents saturate every non-zero `x` to
 /// `i32::MIN`/`i32::MAX`, which is what the clamped product is.
 #[must_use]
+#[inline]
 pub fn saturating_rounding_multiply_by_pot_i32(x: i32, exponent: i32) -> i32 {
     if exponent == 0 {
         x
@@ -109,6 +114,7 @@ pub fn saturating_rounding_multiply_by_pot_i32(x: i32, exponent: i32) -> i32 {
 /// gemmlowp `RoundingHalfSum<int32_t>` (ARM `VRHADD`): `(a + b) / 2` rounded to nearest, ties away
 /// from zero, computed without overflow. Used by the Newton-Raphson divisions.
 #[must_use]
+#[inline]
 pub fn rounding_half_sum_i32(a: i32, b: i32) -> i32 {
     let sum = i64::from(a) + i64::from(b);
     let sign: i64 = if sum >= 0 { 1 } else { -1 };
@@ -120,6 +126,7 @@ pub fn rounding_half_sum_i32(a: i32, b: i32) -> i32 {
 /// multiplies the raw value by `2^(SRC - DST)` with [`saturating_rounding_multiply_by_pot_i32`]
 /// (saturating when gaining fractional bits would overflow, rounding when dropping them).
 #[must_use]
+#[inline]
 pub fn rescale<const SRC_INTEGER_BITS: i32, const DST_INTEGER_BITS: i32>(raw: i32) -> i32 {
     saturating_rounding_multiply_by_pot_i32(raw, SRC_INTEGER_BITS - DST_INTEGER_BITS)
 }

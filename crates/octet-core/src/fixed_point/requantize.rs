@@ -42,6 +42,7 @@ fn round_shift_truncate(product: i128, total_shift: i64) -> i32 {
 /// do). Right shifts beyond 31 (never produced by [`quantize_multiplier`](super::quantize_multiplier))
 /// are the correctly rounded [`rounding_divide_by_pot_i32`] extension.
 #[must_use]
+#[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, m: QuantizedMultiplier) -> i32 {
     let left_shift = m.shift.max(0);
     let right_shift = if m.shift > 0 {
@@ -64,6 +65,7 @@ pub fn multiply_by_quantized_multiplier(x: i32, m: QuantizedMultiplier) -> i32 {
 /// shift is then 0), so it delegates to it; a positive shift, which TFLite would assert on, is
 /// therefore applied as a left shift.
 #[must_use]
+#[inline]
 pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(
     x: i32,
     m: QuantizedMultiplier,
@@ -80,6 +82,7 @@ pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(
 /// right shift is then 0, an identity), so it delegates to it; a negative shift, undefined in
 /// TFLite, is therefore applied as a rounding right shift.
 #[must_use]
+#[inline]
 pub fn multiply_by_quantized_multiplier_greater_than_one(x: i32, m: QuantizedMultiplier) -> i32 {
     multiply_by_quantized_multiplier(x, m)
 }
@@ -98,6 +101,7 @@ pub fn multiply_by_quantized_multiplier_greater_than_one(x: i32, m: QuantizedMul
 /// by a negative amount (undefined behaviour); octet computes the exact value in 128 bits, applies
 /// a non-positive total shift as a left shift, and truncates to 32 bits.
 #[must_use]
+#[inline]
 pub fn multiply_by_quantized_multiplier_i64(x: i64, m: QuantizedMultiplier) -> i32 {
     let reduced_multiplier: i64 = if m.multiplier < 0x7FFF_0000 {
         // No overflow: multiplier + 2^15 < 0x7FFF_8000.
@@ -121,9 +125,31 @@ pub fn multiply_by_quantized_multiplier_i64(x: i64, m: QuantizedMultiplier) -> i
 /// 32 bits. In that build `MultiplyByQuantizedMultiplierSmallerThanOneExp` and
 /// `...GreaterThanOne` are this same function.
 #[must_use]
+#[inline]
 pub fn multiply_by_quantized_multiplier_single_rounding(x: i32, m: QuantizedMultiplier) -> i32 {
     let total_shift = 31 - i64::from(m.shift);
     round_shift_truncate(i128::from(x) * i128::from(m.multiplier), total_shift)
+}
+
+/// The effective scale of TFLite's double-precision requantization, `input_scale *
+/// filter_scale / output_scale` with each factor widened to `f64` first (TFLite's order).
+#[inline]
+pub fn double_effective_scale(input_scale: f32, filter_scale: f32, output_scale: f32) -> f64 {
+    f64::from(input_scale) * f64::from(filter_scale) / f64::from(output_scale)
+}
+
+/// TFLite's double-precision requantization, used by the reference FULLY_CONNECTED overloads
+/// that take float scales: `static_cast<int32_t>(round(static_cast<double>(acc) * scale))`,
+/// rounding half away from zero. A result outside `i32` (undefined behaviour in C++) gives
+/// `i32::MIN`, the value x86's `cvttsd2si` produces and so what LiteRT's x86 wheels compute.
+#[inline]
+pub fn requantize_double(acc: f64, effective_scale: f64) -> i32 {
+    let r = (acc * effective_scale).round();
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&r) {
+        r as i32
+    } else {
+        i32::MIN
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ const HALF_SQRT_2: i32 = 1_518_500_250;
 /// `[-1/4, 0)`, as Q0.31, by a 4th-order Taylor expansion around `-1/8`. Building block of
 /// [`exp_on_negative_values`].
 #[must_use]
+#[inline]
 pub fn exp_on_interval_between_negative_one_quarter_and_0_excl(a: i32) -> i32 {
     // x = a + 1/8 (1/8 is 2^28 in Q0.31).
     let x = a.wrapping_add(1 << 28);
@@ -104,6 +105,7 @@ fn exp_on_negative_values_impl(a: i32, integer_bits: i32) -> i32 {
 /// requires. Positive inputs are outside gemmlowp's contract and give meaningless (but defined)
 /// values.
 #[must_use]
+#[inline]
 pub fn exp_on_negative_values<const INTEGER_BITS: u32>(a: i32) -> i32 {
     const {
         assert!(
@@ -134,6 +136,7 @@ fn two_over_one_plus_x(a: i32) -> i32 {
 /// gemmlowp `one_over_one_plus_x_for_x_in_0_1`: `1 / (1 + a)` for a Q0.31 `a` in `[0, 1)`, as
 /// Q0.31, by three Newton-Raphson steps. Used by [`logistic`] and [`get_reciprocal`].
 #[must_use]
+#[inline]
 pub fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
     // ExactMulByPot<-1> (Q2 -> Q1, same raw value) then Rescale<0>.
     rescale::<1, 0>(two_over_one_plus_x(a))
@@ -142,6 +145,7 @@ pub fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
 /// gemmlowp `one_minus_x_over_one_plus_x_for_x_in_0_1`: `(1 - a) / (1 + a)` for a Q0.31 `a` in
 /// `[0, 1)`, as Q0.31. Used by [`tanh`].
 #[must_use]
+#[inline]
 pub fn one_minus_x_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
     rescale::<2, 0>(two_over_one_plus_x(a).wrapping_sub(Q2_ONE))
 }
@@ -151,6 +155,7 @@ pub fn one_minus_x_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
 ///
 /// `INTEGER_BITS` must be at most 29 (checked at compile time).
 #[must_use]
+#[inline]
 pub fn logistic<const INTEGER_BITS: u32>(a: i32) -> i32 {
     const { assert!(INTEGER_BITS <= 29, "logistic needs INTEGER_BITS <= 29") };
     let positive = a > 0;
@@ -175,6 +180,7 @@ pub fn logistic<const INTEGER_BITS: u32>(a: i32) -> i32 {
 ///
 /// `INTEGER_BITS` must be at most 28 (checked at compile time), since `2a` needs one more bit.
 #[must_use]
+#[inline]
 pub fn tanh<const INTEGER_BITS: u32>(a: i32) -> i32 {
     const { assert!(INTEGER_BITS <= 28, "tanh needs INTEGER_BITS <= 28") };
     let negative = a < 0;
@@ -201,6 +207,7 @@ pub fn tanh<const INTEGER_BITS: u32>(a: i32) -> i32 {
 /// [`one_over_one_plus_x_for_x_in_0_1`]. `x <= 0` is outside TFLite's contract (and `x == 0` shifts
 /// by 32 there, undefined); here such inputs give defined but meaningless results.
 #[must_use]
+#[inline]
 pub fn get_reciprocal(x: i32, x_integer_digits: i32) -> (i32, i32) {
     let bits = x as u32;
     let headroom_plus_one = bits.leading_zeros();
@@ -228,6 +235,7 @@ pub fn get_reciprocal(x: i32, x_integer_digits: i32) -> (i32, i32) {
 /// The value comes from five Newton-Raphson iterations in Q3.28 on the input normalised to
 /// `[2^27, 2^29)`, then scaled by `sqrt(2) / 2`.
 #[must_use]
+#[inline]
 pub fn inv_sqrt_quantized_multiplier_exp(input: i32) -> QuantizedMultiplier {
     if input <= 1 {
         return QuantizedMultiplier::new(i32::MAX, 0);

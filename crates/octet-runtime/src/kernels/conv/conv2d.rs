@@ -1,0 +1,475 @@
+//! CONV_2D: `reference_ops::Conv` (float32, uint8), `reference_integer_ops::ConvPerChannel`
+//! (int8, int16x8), `reference_ops::HybridConvPerChannel` and `optimized_ops::HybridConv`
+//! (hybrid; TFLite's reference registration runs the latter for per-tensor weights). Grouped
+//! convolutions (filter depth a divisor of the input depth) are supported as TFLite does.
+
+use std::marker::PhantomData;
+
+use octet_core::{Conv2DOptions, DType};
+
+use super::hybrid::QuantizedInput;
+use super::{
+    Accumulator, FilterQuant, QElem, Requantize, Spatial, Weights, Window, bias_dtype,
+    check_bias_zero_point, check_len, clamp_f32, dims4, int8_weights, legacy_multiplier,
+    output_range, per_channel_multipliers,
+};
+use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::{Kernel, OpContext, OpIo, RuntimeError};
+
+const INPUT: usize = 0;
+const FILTER: usize = 1;
+const BIAS: usize = 2;
+
+/// The window plus how output channels map to groups of input channels.
+#[derive(Debug, Clone, Copy)]
+struct ConvShape {
+    window: Window,
+    /// Input channels each filter reads (`filter.shape[3]`).
+    filter_depth: usize,
+    /// Output channels per group.
+    filters_per_group: usize,
+}
+
+impl ConvShape {
+    fn filter_len(&self) -> usize {
+        self.window.out_c * self.window.filter_h * self.window.filter_w * self.filter_depth
+    }
+
+    /// Index of the first weight of output channel `oc` at filter position `(fy, fx)`.
+    fn filter_tap(&self, oc: usize, fy: usize, fx: usize) -> usize {
+        ((oc * self.window.filter_h + fy) * self.window.filter_w + fx) * self.filter_depth
+    }
+
+    /// The first input channel output channel `oc` reads.
+    fn group_start(&self, oc: usize) -> usize {
+        (oc / self.filters_per_group) * self.filter_depth
+    }
+
+    /// The integer accumulator of output element `(b, oy, ox, oc)` without bias:
+    /// `sum (filter + filter_offset) * (input + input_offset)` over the taps inside the image.
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate<A: Accumulator, X: QElem, W: QElem>(
+        &self,
+        input: &[X],
+        filter: &[W],
+        input_offset: i32,
+        filter_offset: i32,
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> A {
+        let w = &self.window;
+        let depth = self.filter_depth;
+        let group_start = self.group_start(oc);
+        let mut acc = A::default();
+        for (fy, iy) in w.rows(oy) {
+            for (fx, ix) in w.cols(ox) {
+                let x0 = w.input_pixel(b, iy, ix) + group_start;
+                let f0 = self.filter_tap(oc, fy, fx);
+                let xs = &input[x0..x0 + depth];
+                let fs = &filter[f0..f0 + depth];
+                for (&x, &f) in xs.iter().zip(fs) {
+                    acc = acc.mac(f.to_i32() + filter_offset, x.to_i32() + input_offset);
+                }
+            }
+        }
+        acc
+    }
+
+    /// The float sum of output element `(b, oy, ox, oc)` without bias, in TFLite's order.
+    fn accumulate_f32(
+        &self,
+        input: &[f32],
+        filter: &[f32],
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> f32 {
+        let w = &self.window;
+        let depth = self.filter_depth;
+        let group_start = self.group_start(oc);
+        let mut total = 0.0f32;
+        for (fy, iy) in w.rows(oy) {
+            for (fx, ix) in w.cols(ox) {
+                let x0 = w.input_pixel(b, iy, ix) + group_start;
+                let f0 = self.filter_tap(oc, fy, fx);
+                let xs = &input[x0..x0 + depth];
+                let fs = &filter[f0..f0 + depth];
+                for (&x, &f) in xs.iter().zip(fs) {
+                    total += x * f;
+                }
+            }
+        }
+        total
+    }
+
+    /// Calls `f(b, oy, ox, oc, output_index)` for every output element in memory order.
+    fn for_each_output(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+        let w = &self.window;
+        for b in 0..w.batches {
+            for oy in 0..w.out_h {
+                for ox in 0..w.out_w {
+                    let pixel = w.output_pixel(b, oy, ox);
+                    for oc in 0..w.out_c {
+                        f(b, oy, ox, oc, pixel + oc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn build(
+    ctx: &OpContext<'_>,
+    o: &Conv2DOptions,
+) -> Result<Box<dyn Kernel>, RuntimeError> {
+    let input = ctx.input(INPUT)?;
+    let filter = ctx.input(FILTER)?;
+    let output = ctx.output(0)?;
+    let [out_c, filter_h, filter_w, filter_depth] = dims4(ctx, filter, "filter")?;
+    let in_c = dims4(ctx, input, "input")?[3];
+    if filter_depth == 0 || in_c % filter_depth != 0 {
+        return Err(ctx.invalid(format!(
+            "input depth {in_c} is not a multiple of the filter depth {filter_depth}"
+        )));
+    }
+    let groups = in_c / filter_depth;
+    if groups == 0 || out_c % groups != 0 {
+        return Err(ctx.invalid(format!(
+            "{out_c} output channels cannot be split into {groups} groups"
+        )));
+    }
+    let spatial = Spatial {
+        padding: o.padding,
+        stride_h: o.stride_h,
+        stride_w: o.stride_w,
+        dilation_h: o.dilation_h,
+        dilation_w: o.dilation_w,
+    };
+    let window = Window::new(ctx, input, (filter_h, filter_w), out_c, output, spatial)?;
+    let shape = ConvShape {
+        window,
+        filter_depth,
+        filters_per_group: (out_c / groups).max(1),
+    };
+    let bias = bias_dtype(ctx, BIAS, out_c)?;
+
+    match (input.dtype, filter.dtype, output.dtype) {
+        (DType::Float32, DType::Float32, DType::Float32) => {
+            if bias.is_some_and(|d| d != DType::Float32) {
+                return Err(ctx.unsupported_types());
+            }
+            let (act_min, act_max) = activation_range_f32(o.activation);
+            Ok(Box::new(FloatConv {
+                shape,
+                has_bias: bias.is_some(),
+                act_min,
+                act_max,
+            }))
+        }
+        (DType::Float32, DType::Int8 | DType::Int4, DType::Float32) => {
+            if bias.is_some_and(|d| d != DType::Float32) {
+                return Err(ctx.unsupported_types());
+            }
+            build_hybrid(ctx, o, shape, groups, bias.is_some())
+        }
+        (DType::Int8, DType::Int8 | DType::Int4, DType::Int8) => {
+            if bias.is_some_and(|d| d != DType::Int32) {
+                return Err(ctx.invalid("int8 CONV_2D needs an int32 bias"));
+            }
+            check_bias_zero_point(ctx, BIAS)?;
+            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            Ok(Box::new(QuantConv::<i8, i8, i32> {
+                shape,
+                weights: int8_weights(ctx, FILTER)?,
+                input_offset,
+                filter_offset: 0,
+                requantize,
+                has_bias: bias.is_some(),
+                types: PhantomData,
+            }))
+        }
+        (DType::Int16, DType::Int8 | DType::Int4, DType::Int16) => {
+            check_bias_zero_point(ctx, BIAS)?;
+            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let weights = int8_weights(ctx, FILTER)?;
+            if input_offset != 0 || requantize.output_offset != 0 {
+                return Err(ctx.invalid("int16 CONV_2D needs zero points of 0"));
+            }
+            // TFLite accumulates in 32 bits when the bias is (declared) int32, else in 64.
+            let declared = o.quantized_bias_type;
+            if !matches!(declared, DType::Float32 | DType::Int32 | DType::Int64)
+                || bias.is_some_and(|d| declared != DType::Float32 && d != declared)
+            {
+                return Err(ctx.invalid(format!(
+                    "quantized_bias_type {declared} does not match the bias"
+                )));
+            }
+            let narrow = match bias {
+                Some(DType::Int32) => true,
+                Some(DType::Int64) => false,
+                Some(_) => return Err(ctx.invalid("int16 CONV_2D needs an int32 or int64 bias")),
+                None => declared == DType::Int32,
+            };
+            let has_bias = bias.is_some();
+            Ok(if narrow {
+                Box::new(QuantConv::<i16, i8, i32> {
+                    shape,
+                    weights,
+                    input_offset,
+                    filter_offset: 0,
+                    requantize,
+                    has_bias,
+                    types: PhantomData,
+                })
+            } else {
+                Box::new(QuantConv::<i16, i8, i64> {
+                    shape,
+                    weights,
+                    input_offset,
+                    filter_offset: 0,
+                    requantize,
+                    has_bias,
+                    types: PhantomData,
+                })
+            })
+        }
+        (DType::UInt8, DType::UInt8, DType::UInt8) => {
+            if bias.is_some_and(|d| d != DType::Int32) {
+                return Err(ctx.invalid("uint8 CONV_2D needs an int32 bias"));
+            }
+            check_bias_zero_point(ctx, BIAS)?;
+            let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
+            let fq = FilterQuant::of(ctx, filter)?;
+            if fq.is_per_channel() {
+                return Err(ctx.invalid("uint8 CONV_2D needs per-tensor filter quantization"));
+            }
+            let (output_scale, output_zero_point, act_min, act_max) =
+                output_range(ctx, output, o.activation)?;
+            let multiplier =
+                legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(BIAS))?;
+            Ok(Box::new(QuantConv::<u8, u8, i32> {
+                shape,
+                weights: Weights::Input(FILTER),
+                input_offset: -input_zero_point,
+                filter_offset: -(fq.zero_point() as i32),
+                requantize: Requantize {
+                    multipliers: vec![multiplier; out_c],
+                    output_offset: output_zero_point,
+                    act_min,
+                    act_max,
+                },
+                has_bias: bias.is_some(),
+                types: PhantomData,
+            }))
+        }
+        _ => Err(ctx.unsupported_types()),
+    }
+}
+
+/// Requantization and input offset of the int8 / int16 kernels (filter zero points must be 0).
+fn per_channel_requantize(
+    ctx: &OpContext<'_>,
+    o: &Conv2DOptions,
+    out_c: usize,
+) -> Result<(Requantize, i32), RuntimeError> {
+    let input = ctx.input(INPUT)?;
+    let filter = ctx.input(FILTER)?;
+    let output = ctx.output(0)?;
+    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
+    let fq = FilterQuant::of(ctx, filter)?;
+    fq.check_channels(ctx, filter, out_c, 0)?;
+    if !fq.all_zero_points_zero() {
+        return Err(ctx.invalid("the filter's zero points must be 0"));
+    }
+    let (output_scale, output_zero_point, act_min, act_max) =
+        output_range(ctx, output, o.activation)?;
+    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
+    Ok((
+        Requantize {
+            multipliers,
+            output_offset: output_zero_point,
+            act_min,
+            act_max,
+        },
+        -input_zero_point,
+    ))
+}
+
+/// Float CONV_2D.
+struct FloatConv {
+    shape: ConvShape,
+    has_bias: bool,
+    act_min: f32,
+    act_max: f32,
+}
+
+impl Kernel for FloatConv {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<f32>()?;
+        let input = inputs.get::<f32>(INPUT)?;
+        let filter = inputs.get::<f32>(FILTER)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<f32>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let total = s.accumulate_f32(input, filter, b, oy, ox, oc);
+            let bias = bias.map_or(0.0, |bias| bias[oc]);
+            out[i] = clamp_f32(total + bias, self.act_min, self.act_max);
+        });
+        Ok(())
+    }
+}
+
+/// Integer CONV_2D: input and output `X`, weights `W`, accumulator `A` (whose bias type the
+/// bias has).
+struct QuantConv<X, W, A> {
+    shape: ConvShape,
+    weights: Weights<W>,
+    input_offset: i32,
+    filter_offset: i32,
+    requantize: Requantize,
+    has_bias: bool,
+    types: PhantomData<fn() -> (X, A)>,
+}
+
+impl<X: QElem, W: QElem, A: Accumulator> Kernel for QuantConv<X, W, A> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<X>()?;
+        let input = inputs.get::<X>(INPUT)?;
+        let filter = self.weights.get(&inputs)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<A::Bias>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let mut acc: A = s.accumulate(
+                input,
+                filter,
+                self.input_offset,
+                self.filter_offset,
+                b,
+                oy,
+                ox,
+                oc,
+            );
+            if let Some(bias) = bias {
+                acc = acc.add_bias(bias[oc]);
+            }
+            out[i] = X::from_clamped(self.requantize.apply(acc, oc));
+        });
+        Ok(())
+    }
+}
+
+/// Hybrid CONV_2D: builds the per-channel (asymmetric input) or per-tensor (symmetric input)
+/// kernel as TFLite chooses between them.
+fn build_hybrid(
+    ctx: &OpContext<'_>,
+    o: &Conv2DOptions,
+    shape: ConvShape,
+    groups: usize,
+    has_bias: bool,
+) -> Result<Box<dyn Kernel>, RuntimeError> {
+    let filter = ctx.input(FILTER)?;
+    let fq = FilterQuant::of(ctx, filter)?;
+    let out_c = shape.window.out_c;
+    // TFLite takes the per-channel path when the scales differ, and for grouped convolutions.
+    let per_channel =
+        (fq.is_per_channel() && fq.scales.iter().any(|&s| s != fq.scales[0])) || groups != 1;
+    if per_channel && (fq.scales.len() != out_c || fq.axis != 0) {
+        return Err(ctx.invalid(format!(
+            "hybrid CONV_2D needs one filter scale per output channel along axis 0, has {}",
+            fq.scales.len()
+        )));
+    }
+    let (act_min, act_max) = activation_range_f32(o.activation);
+    let w = &shape.window;
+    let batch_len = w.in_h * w.in_w * w.in_c;
+    Ok(Box::new(HybridConv {
+        shape,
+        weights: int8_weights(ctx, FILTER)?,
+        filter_scales: (0..out_c).map(|c| fq.scale(c)).collect(),
+        per_channel,
+        has_bias,
+        act_min,
+        act_max,
+        quantized: QuantizedInput::new(w.batches, batch_len),
+    }))
+}
+
+/// Hybrid CONV_2D: float input quantized per batch, int8 weights, float output.
+///
+/// Per channel (`HybridConvPerChannel`): asymmetric input, `acc * filter_scale[c] *
+/// input_scale[b] + bias`. Per tensor (`HybridConv`): symmetric input,
+/// `acc * (input_scale[b] * filter_scale) + bias`.
+struct HybridConv {
+    shape: ConvShape,
+    weights: Weights<i8>,
+    filter_scales: Vec<f32>,
+    per_channel: bool,
+    has_bias: bool,
+    act_min: f32,
+    act_max: f32,
+    quantized: QuantizedInput,
+}
+
+impl Kernel for HybridConv {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<f32>()?;
+        let input = inputs.get::<f32>(INPUT)?;
+        let filter = self.weights.get(&inputs)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<f32>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        self.quantized.quantize(input, self.per_channel);
+        if !self.per_channel {
+            let filter_scale = self.filter_scales.first().copied().unwrap_or(0.0);
+            for scale in &mut self.quantized.scales {
+                *scale *= filter_scale;
+            }
+        }
+        let q = &self.quantized;
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let acc: i32 = s.accumulate(&q.values, filter, -q.zero_points[b], 0, b, oy, ox, oc);
+            let mut value = if self.per_channel {
+                acc as f32 * self.filter_scales[oc] * q.scales[b]
+            } else {
+                acc as f32 * q.scales[b]
+            };
+            if let Some(bias) = bias {
+                value += bias[oc];
+            }
+            out[i] = clamp_f32(value, self.act_min, self.act_max);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! DEPTHWISE_CONV_2D: `reference_ops::DepthwiseConv` (float32, uint8),
+//! `reference_integer_ops::DepthwiseConvPerChannel` (int8, int16x8) and
+//! `DepthwiseConvHybridPerChannel` (hybrid). Output channel `oc` reads input channel
+//! `oc / depth_multiplier`; the filter is `[1, height, width, output channels]`.
+
+use std::marker::PhantomData;
+
+use octet_core::{DType, DepthwiseConv2DOptions};
+
+use super::hybrid::QuantizedInput;
+use super::{
+    Accumulator, FilterQuant, QElem, Requantize, Spatial, Weights, Window, bias_dtype,
+    check_bias_zero_point, check_len, clamp_f32, dims4, int8_weights, legacy_multiplier,
+    output_range, per_channel_multipliers,
+};
+use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::{Kernel, OpContext, OpIo, RuntimeError};
+
+const INPUT: usize = 0;
+const FILTER: usize = 1;
+const BIAS: usize = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct DepthwiseShape {
+    window: Window,
+    depth_multiplier: usize,
+}
+
+impl DepthwiseShape {
+    fn filter_len(&self) -> usize {
+        self.window.filter_h * self.window.filter_w * self.window.out_c
+    }
+
+    /// The integer accumulator of output element `(b, oy, ox, oc)` without bias.
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate<A: Accumulator, X: QElem, W: QElem>(
+        &self,
+        input: &[X],
+        filter: &[W],
+        input_offset: i32,
+        filter_offset: i32,
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> A {
+        let w = &self.window;
+        let ic = oc / self.depth_multiplier;
+        let mut acc = A::default();
+        for (fy, iy) in w.rows(oy) {
+            for (fx, ix) in w.cols(ox) {
+                let x = input[w.input_pixel(b, iy, ix) + ic].to_i32();
+                let f = filter[(fy * w.filter_w + fx) * w.out_c + oc].to_i32();
+                acc = acc.mac(f + filter_offset, x + input_offset);
+            }
+        }
+        acc
+    }
+
+    /// The float sum of output element `(b, oy, ox, oc)` without bias.
+    fn accumulate_f32(
+        &self,
+        input: &[f32],
+        filter: &[f32],
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> f32 {
+        let w = &self.window;
+        let ic = oc / self.depth_multiplier;
+        let mut total = 0.0f32;
+        for (fy, iy) in w.rows(oy) {
+            for (fx, ix) in w.cols(ox) {
+                total += input[w.input_pixel(b, iy, ix) + ic]
+                    * filter[(fy * w.filter_w + fx) * w.out_c + oc];
+            }
+        }
+        total
+    }
+
+    /// Calls `f(b, oy, ox, oc, output_index)` for every output element in memory order.
+    fn for_each_output(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+        let w = &self.window;
+        for b in 0..w.batches {
+            for oy in 0..w.out_h {
+                for ox in 0..w.out_w {
+                    let pixel = w.output_pixel(b, oy, ox);
+                    for oc in 0..w.out_c {
+                        f(b, oy, ox, oc, pixel + oc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn build(
+    ctx: &OpContext<'_>,
+    o: &DepthwiseConv2DOptions,
+) -> Result<Box<dyn Kernel>, RuntimeError> {
+    let input = ctx.input(INPUT)?;
+    let filter = ctx.input(FILTER)?;
+    let output = ctx.output(0)?;
+    let [one, filter_h, filter_w, out_c] = dims4(ctx, filter, "filter")?;
+    if one != 1 {
+        return Err(ctx.invalid(format!(
+            "filter must have shape [1, h, w, channels], has {:?}",
+            filter.shape
+        )));
+    }
+    let in_c = dims4(ctx, input, "input")?[3];
+    if in_c == 0 || out_c % in_c != 0 {
+        return Err(ctx.invalid(format!(
+            "{out_c} output channels are not a multiple of {in_c} input channels"
+        )));
+    }
+    // TFLite derives the multiplier from the shapes, except in its int16 and hybrid kernels,
+    // which take the option as given (and misbehave when it disagrees with the shapes).
+    let depth_multiplier = out_c / in_c;
+    let spatial = Spatial {
+        padding: o.padding,
+        stride_h: o.stride_h,
+        stride_w: o.stride_w,
+        dilation_h: o.dilation_h,
+        dilation_w: o.dilation_w,
+    };
+    let window = Window::new(ctx, input, (filter_h, filter_w), out_c, output, spatial)?;
+    let shape = DepthwiseShape {
+        window,
+        depth_multiplier: depth_multiplier.max(1),
+    };
+    let bias = bias_dtype(ctx, BIAS, out_c)?;
+    let option_matches = usize::try_from(o.depth_multiplier).ok() == Some(depth_multiplier);
+    let check_option = || {
+        if option_matches {
+            Ok(())
+        } else {
+            Err(ctx.unsupported(format!(
+                "depth_multiplier option {} disagrees with the shapes ({depth_multiplier}); \
+                 TFLite's kernel for this flavour would read out of bounds",
+                o.depth_multiplier
+            )))
+        }
+    };
+
+    match (input.dtype, filter.dtype, output.dtype) {
+        (DType::Float32, DType::Float32, DType::Float32) => {
+            if bias.is_some_and(|d| d != DType::Float32) {
+                return Err(ctx.unsupported_types());
+            }
+            let (act_min, act_max) = activation_range_f32(o.activation);
+            Ok(Box::new(FloatDepthwise {
+                shape,
+                has_bias: bias.is_some(),
+                act_min,
+                act_max,
+            }))
+        }
+        (DType::Float32, DType::Int8, DType::Float32) => {
+            if bias.is_some_and(|d| d != DType::Float32) {
+                return Err(ctx.unsupported_types());
+            }
+            check_option()?;
+            let fq = FilterQuant::of(ctx, filter)?;
+            if filter.shape.get(fq.axis) != Some(&fq.scales.len()) {
+                return Err(ctx.invalid(format!(
+                    "filter has {} scales, expected one per element of axis {}",
+                    fq.scales.len(),
+                    fq.axis
+                )));
+            }
+            let (act_min, act_max) = activation_range_f32(o.activation);
+            let w = &shape.window;
+            Ok(Box::new(HybridDepthwise {
+                shape,
+                weights: Weights::Input(FILTER),
+                // One scale per tensor (axis 0 of length 1) is broadcast; TFLite would read
+                // past its one-element array there.
+                filter_scales: (0..out_c).map(|c| fq.scale(c)).collect(),
+                has_bias: bias.is_some(),
+                act_min,
+                act_max,
+                quantized: QuantizedInput::new(w.batches, w.in_h * w.in_w * w.in_c),
+            }))
+        }
+        (DType::Int8, DType::Int8 | DType::Int4, DType::Int8) => {
+            if bias.is_some_and(|d| d != DType::Int32) {
+                return Err(ctx.invalid("int8 DEPTHWISE_CONV_2D needs an int32 bias"));
+            }
+            check_bias_zero_point(ctx, BIAS)?;
+            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            Ok(Box::new(QuantDepthwise::<i8, i8, i32> {
+                shape,
+                weights: int8_weights(ctx, FILTER)?,
+                input_offset,
+                filter_offset: 0,
+                requantize,
+                has_bias: bias.is_some(),
+                types: PhantomData,
+            }))
+        }
+        (DType::Int16, DType::Int8, DType::Int16) => {
+            if bias.is_some_and(|d| d != DType::Int64) {
+                return Err(ctx.invalid("int16 DEPTHWISE_CONV_2D needs an int64 bias"));
+            }
+            check_bias_zero_point(ctx, BIAS)?;
+            check_option()?;
+            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            if input_offset != 0 || requantize.output_offset != 0 {
+                return Err(ctx.invalid("int16 DEPTHWISE_CONV_2D needs zero points of 0"));
+            }
+            Ok(Box::new(QuantDepthwise::<i16, i8, i64> {
+                shape,
+                weights: Weights::Input(FILTER),
+                input_offset: 0,
+                filter_offset: 0,
+                requantize,
+                has_bias: bias.is_some(),
+                types: PhantomData,
+            }))
+        }
+        (DType::UInt8, DType::UInt8, DType::UInt8) => {
+            if bias.is_some_and(|d| d != DType::Int32) {
+                return Err(ctx.invalid("uint8 DEPTHWISE_CONV_2D needs an int32 bias"));
+            }
+            check_bias_zero_point(ctx, BIAS)?;
+            let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
+            let fq = FilterQuant::of(ctx, filter)?;
+            if fq.is_per_channel() {
+                return Err(
+                    ctx.invalid("uint8 DEPTHWISE_CONV_2D needs per-tensor filter quantization")
+                );
+            }
+            let (output_scale, output_zero_point, act_min, act_max) =
+                output_range(ctx, output, o.activation)?;
+            let multiplier =
+                legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(BIAS))?;
+            Ok(Box::new(QuantDepthwise::<u8, u8, i32> {
+                shape,
+                weights: Weights::Input(FILTER),
+                input_offset: -input_zero_point,
+                filter_offset: -(fq.zero_point() as i32),
+                requantize: Requantize {
+                    multipliers: vec![multiplier; out_c],
+                    output_offset: output_zero_point,
+                    act_min,
+                    act_max,
+                },
+                has_bias: bias.is_some(),
+                types: PhantomData,
+            }))
+        }
+        _ => Err(ctx.unsupported_types()),
+    }
+}
+
+/// Requantization and input offset of the int8 / int16 kernels. TFLite ignores the filter's
+/// zero point here (its weights offset is 0).
+fn per_channel_requantize(
+    ctx: &OpContext<'_>,
+    o: &DepthwiseConv2DOptions,
+    out_c: usize,
+) -> Result<(Requantize, i32), RuntimeError> {
+    let input = ctx.input(INPUT)?;
+    let filter = ctx.input(FILTER)?;
+    let output = ctx.output(0)?;
+    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
+    let fq = FilterQuant::of(ctx, filter)?;
+    fq.check_channels(ctx, filter, out_c, 3)?;
+    let (output_scale, output_zero_point, act_min, act_max) =
+        output_range(ctx, output, o.activation)?;
+    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
+    Ok((
+        Requantize {
+            multipliers,
+            output_offset: output_zero_point,
+            act_min,
+            act_max,
+        },
+        -input_zero_point,
+    ))
+}
+
+/// Float DEPTHWISE_CONV_2D.
+struct FloatDepthwise {
+    shape: DepthwiseShape,
+    has_bias: bool,
+    act_min: f32,
+    act_max: f32,
+}
+
+impl Kernel for FloatDepthwise {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<f32>()?;
+        let input = inputs.get::<f32>(INPUT)?;
+        let filter = inputs.get::<f32>(FILTER)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<f32>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let total = s.accumulate_f32(input, filter, b, oy, ox, oc);
+            let bias = bias.map_or(0.0, |bias| bias[oc]);
+            out[i] = clamp_f32(total + bias, self.act_min, self.act_max);
+        });
+        Ok(())
+    }
+}
+
+/// Integer DEPTHWISE_CONV_2D: input and output `X`, weights `W`, accumulator `A`.
+struct QuantDepthwise<X, W, A> {
+    shape: DepthwiseShape,
+    weights: Weights<W>,
+    input_offset: i32,
+    filter_offset: i32,
+    requantize: Requantize,
+    has_bias: bool,
+    types: PhantomData<fn() -> (X, A)>,
+}
+
+impl<X: QElem, W: QElem, A: Accumulator> Kernel for QuantDepthwise<X, W, A> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<X>()?;
+        let input = inputs.get::<X>(INPUT)?;
+        let filter = self.weights.get(&inputs)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<A::Bias>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let mut acc: A = s.accumulate(
+                input,
+                filter,
+                self.input_offset,
+                self.filter_offset,
+                b,
+                oy,
+                ox,
+                oc,
+            );
+            if let Some(bias) = bias {
+                acc = acc.add_bias(bias[oc]);
+            }
+            out[i] = X::from_clamped(self.requantize.apply(acc, oc));
+        });
+        Ok(())
+    }
+}
+
+/// Hybrid DEPTHWISE_CONV_2D: float input quantized asymmetrically per batch, int8 weights,
+/// `acc * (filter_scale[c] * input_scale[b]) + bias`.
+struct HybridDepthwise {
+    shape: DepthwiseShape,
+    weights: Weights<i8>,
+    filter_scales: Vec<f32>,
+    has_bias: bool,
+    act_min: f32,
+    act_max: f32,
+    quantized: QuantizedInput,
+}
+
+impl Kernel for HybridDepthwise {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<f32>()?;
+        let input = inputs.get::<f32>(INPUT)?;
+        let filter = self.weights.get(&inputs)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<f32>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        check_len("input", input.len(), s.window.input_len())?;
+        check_len("filter", filter.len(), s.filter_len())?;
+        check_len("output", out.len(), s.window.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias.len(), s.window.out_c)?;
+        }
+        self.quantized.quantize(input, true);
+        let q = &self.quantized;
+        s.for_each_output(|b, oy, ox, oc, i| {
+            let acc: i32 = s.accumulate(&q.values, filter, -q.zero_points[b], 0, b, oy, ox, oc);
+            let mut value = acc as f32;
+            value *= self.filter_scales[oc] * q.scales[b];
+            if let Some(bias) = bias {
+                value += bias[oc];
+            }
+            out[i] = clamp_f32(value, self.act_min, self.act_max);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,508 @@
+//! Hand-worked cases for the convolution kernels. Each builds a one-operator model and runs it
+//! through the interpreter; the expected values are worked out in the comments.
+
+use octet_core::fixed_point::QuantizedMultiplier;
+use octet_core::{
+    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, Model, Op, Operator, Padding,
+    QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
+};
+
+use super::hybrid::{asymmetric_quantize, symmetric_quantize};
+use super::{Requantize, out_size, padding_before, taps};
+use crate::{Interpreter, RuntimeError};
+
+/// A tensor of the test model: a graph input (`data: None`) or a constant.
+struct T {
+    dtype: DType,
+    shape: Vec<i32>,
+    quant: Option<QuantParams>,
+    data: Option<Vec<u8>>,
+}
+
+fn t(dtype: DType, shape: &[i32]) -> T {
+    T {
+        dtype,
+        shape: shape.to_vec(),
+        quant: None,
+        data: None,
+    }
+}
+
+impl T {
+    fn q(mut self, scale: f32, zero_point: i64) -> Self {
+        self.quant = Some(QuantParams::per_tensor(scale, zero_point));
+        self
+    }
+    fn per_axis(mut self, scales: &[f32], axis: i32) -> Self {
+        self.quant = Some(QuantParams::per_axis(
+            scales.to_vec(),
+            vec![0; scales.len()],
+            axis,
+        ));
+        self
+    }
+    fn constant(mut self, bytes: Vec<u8>) -> Self {
+        self.data = Some(bytes);
+        self
+    }
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn i32s(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn i64s(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn i16s(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn i8s(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+fn to_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+fn to_i8(b: &[u8]) -> Vec<i8> {
+    b.iter().map(|&x| x as i8).collect()
+}
+fn to_i16(b: &[u8]) -> Vec<i16> {
+    b.chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// Builds a model with one operator and runs it, feeding `feeds` to the non-constant inputs in
+/// order; returns the output bytes.
+fn run(
+    op: Op,
+    inputs: Vec<Option<T>>,
+    output: T,
+    feeds: &[Vec<u8>],
+) -> Result<Vec<u8>, RuntimeError> {
+    let mut model = Model {
+        schema_version: 3,
+        ..Model::default()
+    };
+    let mut sg = Subgraph::default();
+    let add = |model: &mut Model, sg: &mut Subgraph, name: String, spec: T| {
+        let mut tensor = Tensor::new(name, spec.dtype, Shape::new(spec.shape));
+        tensor.quant = spec.quant;
+        let constant = spec.data.is_some();
+        if let Some(bytes) = spec.data {
+            tensor.buffer = model.add_buffer(bytes).unwrap();
+        }
+        (sg.add_tensor(tensor).unwrap(), constant)
+    };
+    let mut op_inputs = Vec::new();
+    for (i, spec) in inputs.into_iter().enumerate() {
+        match spec {
+            None => op_inputs.push(None),
+            Some(spec) => {
+                let (id, constant) = add(&mut model, &mut sg, format!("in{i}"), spec);
+                if !constant {
+                    sg.inputs.push(id);
+                }
+                op_inputs.push(Some(id));
+            }
+        }
+    }
+    let (out, _) = add(&mut model, &mut sg, "out".into(), output);
+    sg.outputs = vec![out];
+    sg.operators.push(Operator::new(op, op_inputs, vec![out]));
+    model.subgraphs.push(sg);
+    let mut interpreter = Interpreter::new(&model)?;
+    for (i, feed) in feeds.iter().enumerate() {
+        interpreter.set_input(i, feed)?;
+    }
+    interpreter.invoke()?;
+    Ok(interpreter.output(0)?.to_vec())
+}
+
+fn conv_options(padding: Padding, stride: i32, activation: ActivationFunction) -> Conv2DOptions {
+    Conv2DOptions {
+        padding,
+        stride_w: stride,
+        stride_h: stride,
+        activation,
+        dilation_w: 1,
+        dilation_h: 1,
+        ..Conv2DOptions::default()
+    }
+}
+
+#[test]
+fn same_padding_puts_the_odd_pixel_after() {
+    // 7 wide, filter 3, stride 2: out = ceil(7 / 2) = 4, total padding 3*2 + 3 - 7 = 2, 1 before.
+    assert_eq!(out_size(Padding::Same, 7, 3, 2, 1), Some(4));
+    assert_eq!(padding_before(2, 1, 7, 3, 4), 1);
+    // Filter 4, stride 3, 10 wide: out 4, total 3*3 + 4 - 10 = 3: 1 before, 2 after.
+    assert_eq!(out_size(Padding::Same, 10, 4, 3, 1), Some(4));
+    assert_eq!(padding_before(3, 1, 10, 4, 4), 1);
+    // VALID with dilation 2: effective filter (3 - 1) * 2 + 1 = 5, out (9 + 1 - 5) / 1 = 5.
+    assert_eq!(out_size(Padding::Valid, 9, 3, 1, 2), Some(5));
+    assert_eq!(padding_before(1, 2, 9, 3, 5), 0);
+    // A filter larger than a VALID image: (1 + 2 - 4) / 2 = -1/2 truncates to 0 as in C++, but
+    // (2 + 1 - 4) / 1 = -1 is an error (TFLite then leaves the size at 0).
+    assert_eq!(out_size(Padding::Valid, 1, 4, 2, 1), Some(0));
+    assert_eq!(out_size(Padding::Valid, 2, 4, 1, 1), None);
+    // Taps of a window starting one pixel before the image with dilation 2 over 4 pixels:
+    // positions -1, 1, 3, 5 -> filter taps 1 (pixel 1) and 2 (pixel 3).
+    assert_eq!(taps(-1, 2, 4, 4).collect::<Vec<_>>(), [(1, 1), (2, 3)]);
+}
+
+#[test]
+fn float_conv_valid_with_bias_and_relu6() {
+    // Input 3x3 [1..9], 2x2 filter of ones: window sums 1+2+4+5 = 12, 16, 24, 28; bias -10
+    // gives 2, 6, 14, 18, clamped by RELU6 to 2, 6, 6, 6.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::Relu6)),
+        vec![
+            Some(t(DType::Float32, &[1, 3, 3, 1])),
+            Some(t(DType::Float32, &[1, 2, 2, 1]).constant(f32s(&[1.0; 4]))),
+            Some(t(DType::Float32, &[1]).constant(f32s(&[-10.0]))),
+        ],
+        t(DType::Float32, &[1, 2, 2, 1]),
+        &[f32s(&[1., 2., 3., 4., 5., 6., 7., 8., 9.])],
+    )
+    .unwrap();
+    assert_eq!(to_f32(&out), [2.0, 6.0, 6.0, 6.0]);
+}
+
+#[test]
+fn float_conv_same_stride_2_skips_the_padding() {
+    // 1x3x3x1 input, 3x3 filter of ones, stride 2, SAME: out 2x2, total padding 2*1+3-3 = 2,
+    // 1 before. Output (0,0) sums rows/cols 0..=1: 1+2+4+5 = 12; (0,1) rows 0..=1, cols 1..=2:
+    // 2+3+5+6 = 16; (1,0): 4+5+7+8 = 24; (1,1): 5+6+8+9 = 28. No bias input at all.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Same, 2, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Float32, &[1, 3, 3, 1])),
+            Some(t(DType::Float32, &[1, 3, 3, 1]).constant(f32s(&[1.0; 9]))),
+            None,
+        ],
+        t(DType::Float32, &[1, 2, 2, 1]),
+        &[f32s(&[1., 2., 3., 4., 5., 6., 7., 8., 9.])],
+    )
+    .unwrap();
+    assert_eq!(to_f32(&out), [12.0, 16.0, 24.0, 28.0]);
+}
+
+#[test]
+fn grouped_float_conv_reads_its_group_only() {
+    // Input depth 4, filter depth 2: 2 groups, one output channel each. Channel 0 = [1, 1] .
+    // [x0, x1] = 1 + 2 = 3; channel 1 = [1, -1] . [x2, x3] = 3 - 4 = -1.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Float32, &[1, 1, 1, 4])),
+            Some(t(DType::Float32, &[2, 1, 1, 2]).constant(f32s(&[1., 1., 1., -1.]))),
+            Some(t(DType::Float32, &[2]).constant(f32s(&[0., 0.]))),
+        ],
+        t(DType::Float32, &[1, 1, 1, 2]),
+        &[f32s(&[1., 2., 3., 4.])],
+    )
+    .unwrap();
+    assert_eq!(to_f32(&out), [3.0, -1.0]);
+}
+
+/// The int8 1x1 convolution worked below, with `weights` in any int8-compatible encoding.
+fn int8_conv(weights: T, activation: ActivationFunction) -> Vec<i8> {
+    // Input scale 1, zero point 1: x = [3, -2 | 5, 1] reads as [2, -3 | 4, 0] (two pixels of two
+    // channels). Weights [[1, 2], [-3, 4]] with scales [0.5, 0.25], bias [4, -7], output scale
+    // 1 and zero point -1:
+    //   pixel 0, channel 0: 1*2 + 2*-3 + 4 = 0    -> 0 * 0.5     = 0     -> -1
+    //   pixel 0, channel 1: -3*2 + 4*-3 - 7 = -25 -> -25 * 0.25  = -6.25 -> -6 -> -7
+    //   pixel 1, channel 0: 1*4 + 0 + 4 = 8       -> 4                   -> 3
+    //   pixel 1, channel 1: -3*4 + 0 - 7 = -19    -> -4.75 -> -5         -> -6
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, activation)),
+        vec![
+            Some(t(DType::Int8, &[1, 1, 2, 2]).q(1.0, 1)),
+            Some(weights),
+            Some(
+                t(DType::Int32, &[2])
+                    .per_axis(&[0.5, 0.25], 0)
+                    .constant(i32s(&[4, -7])),
+            ),
+        ],
+        t(DType::Int8, &[1, 1, 2, 2]).q(1.0, -1),
+        &[i8s(&[3, -2, 5, 1])],
+    )
+    .unwrap();
+    to_i8(&out)
+}
+
+#[test]
+fn int8_conv_per_channel() {
+    let weights = || {
+        t(DType::Int8, &[2, 1, 1, 2])
+            .per_axis(&[0.5, 0.25], 0)
+            .constant(i8s(&[1, 2, -3, 4]))
+    };
+    assert_eq!(
+        int8_conv(weights(), ActivationFunction::None),
+        [-1, -7, 3, -6]
+    );
+    // RELU: the quantized zero (the zero point, -1) is the floor.
+    assert_eq!(
+        int8_conv(weights(), ActivationFunction::Relu),
+        [-1, -1, 3, -1]
+    );
+}
+
+#[test]
+fn int4_weights_are_unpacked_low_nibble_first() {
+    // The same weights packed two to a byte: (1, 2) -> 0x21, (-3, 4) -> 0x4d.
+    let weights = t(DType::Int4, &[2, 1, 1, 2])
+        .per_axis(&[0.5, 0.25], 0)
+        .constant(vec![0x21, 0x4d]);
+    assert_eq!(
+        int8_conv(weights, ActivationFunction::None),
+        [-1, -7, 3, -6]
+    );
+}
+
+#[test]
+fn uint8_conv_uses_the_filter_zero_point() {
+    // Input zero point 128, filter zero point 120, scales 0.5 * 0.5 / 0.25 = 1: the single
+    // output is (130-128)*(122-120) + (126-128)*(121-120) + bias 3 = 4 - 2 + 3 = 5, plus output
+    // zero point 10 = 15.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
+        vec![
+            Some(t(DType::UInt8, &[1, 1, 1, 2]).q(0.5, 128)),
+            Some(
+                t(DType::UInt8, &[1, 1, 1, 2])
+                    .q(0.5, 120)
+                    .constant(vec![122, 121]),
+            ),
+            Some(t(DType::Int32, &[1]).q(0.25, 0).constant(i32s(&[3]))),
+        ],
+        t(DType::UInt8, &[1, 1, 1, 1]).q(0.25, 10),
+        &[vec![130, 126]],
+    )
+    .unwrap();
+    assert_eq!(out, [15]);
+}
+
+#[test]
+fn int16_conv_accumulates_in_64_bits() {
+    // 32767 * 127 * 4 = 16_645_636, plus a bias of 2^40, overflows 32 bits; the 64-bit
+    // accumulator keeps it. Multiplier 2^-30 (scales 2^-15 * 2^-15 / 1): (2^40 + 16_645_636) *
+    // 2^-30 = 1024.0155 -> 1024.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Int16, &[1, 1, 1, 4]).q(1.0 / 32768.0, 0)),
+            Some(
+                t(DType::Int8, &[1, 1, 1, 4])
+                    .q(1.0 / 32768.0, 0)
+                    .constant(i8s(&[127; 4])),
+            ),
+            Some(t(DType::Int64, &[1]).constant(i64s(&[1 << 40]))),
+        ],
+        t(DType::Int16, &[1, 1, 1, 1]).q(1.0, 0),
+        &[i16s(&[32767; 4])],
+    )
+    .unwrap();
+    assert_eq!(to_i16(&out), [1024]);
+}
+
+#[test]
+fn int16_depthwise_with_multiplier_2() {
+    // One input channel, depth multiplier 2, 1x2 filter [[1, -1], [2, 3]] (taps x channels),
+    // input [100, 7]: channel 0 = 100 - 7 = 93, channel 1 = 200 + 21 = 221; bias [0, -21];
+    // scales 1 * 0.5 / 1: 46.5 -> 47 (halves round up), 100.
+    let options = DepthwiseConv2DOptions {
+        padding: Padding::Valid,
+        stride_w: 1,
+        stride_h: 1,
+        depth_multiplier: 2,
+        dilation_w: 1,
+        dilation_h: 1,
+        ..DepthwiseConv2DOptions::default()
+    };
+    let inputs = || {
+        vec![
+            Some(t(DType::Int16, &[1, 1, 2, 1]).q(1.0, 0)),
+            Some(
+                t(DType::Int8, &[1, 1, 2, 2])
+                    .per_axis(&[0.5, 0.5], 3)
+                    .constant(i8s(&[1, 2, -1, 3])),
+            ),
+            Some(t(DType::Int64, &[2]).constant(i64s(&[0, -21]))),
+        ]
+    };
+    let out = run(
+        Op::DepthwiseConv2D(options.clone()),
+        inputs(),
+        t(DType::Int16, &[1, 1, 1, 2]).q(1.0, 0),
+        &[i16s(&[100, 7])],
+    )
+    .unwrap();
+    assert_eq!(to_i16(&out), [47, 100]);
+    // The int16 kernel takes the option's multiplier, so a wrong one is refused.
+    let wrong = DepthwiseConv2DOptions {
+        depth_multiplier: 1,
+        ..options
+    };
+    let err = run(
+        Op::DepthwiseConv2D(wrong),
+        inputs(),
+        t(DType::Int16, &[1, 1, 1, 2]).q(1.0, 0),
+        &[i16s(&[100, 7])],
+    )
+    .unwrap_err();
+    assert!(matches!(err, RuntimeError::Unsupported { .. }), "{err}");
+}
+
+#[test]
+fn float_transpose_conv_scatters_each_input() {
+    // Input 2x2 [1, 2, 3, 4], 2x2 filter of ones. Stride 1 VALID, output 3x3: each input adds
+    // itself to a 2x2 block: [[1, 3, 2], [4, 10, 6], [3, 7, 4]]; bias 1 on top.
+    let options = TransposeConvOptions {
+        padding: Padding::Valid,
+        stride_w: 1,
+        stride_h: 1,
+        ..TransposeConvOptions::default()
+    };
+    let out = run(
+        Op::TransposeConv(options),
+        vec![
+            Some(t(DType::Int32, &[4]).constant(i32s(&[1, 3, 3, 1]))),
+            Some(t(DType::Float32, &[1, 2, 2, 1]).constant(f32s(&[1.0; 4]))),
+            Some(t(DType::Float32, &[1, 2, 2, 1])),
+            Some(t(DType::Float32, &[1]).constant(f32s(&[1.0]))),
+        ],
+        t(DType::Float32, &[1, 3, 3, 1]),
+        &[f32s(&[1., 2., 3., 4.])],
+    )
+    .unwrap();
+    assert_eq!(to_f32(&out), [2., 4., 3., 5., 11., 7., 4., 8., 5.]);
+}
+
+#[test]
+fn int8_transpose_conv_stride_2_same() {
+    // Input 1x2x1x1 [10, -4] (zero point 0), filter 1x3x1x1 [1, 2, 3], stride 2 SAME, output
+    // height 4: the convolution from 4 back to ceil(4 / 2) = 2 has total padding
+    // (2-1)*2 + 3 - 4 = 1, 0 before. Input 0 lands on rows 0..=2 (10, 20, 30), input 1 on rows
+    // 2..=4 (row 4 is cut): -4, -8. Rows: 10, 20, 26, -8; scale 1 * 0.5 / 1 = 0.5: 5, 10, 13,
+    // -4; output zero point 2: 7, 12, 15, -2.
+    let options = TransposeConvOptions {
+        padding: Padding::Same,
+        stride_w: 1,
+        stride_h: 2,
+        ..TransposeConvOptions::default()
+    };
+    let out = run(
+        Op::TransposeConv(options),
+        vec![
+            Some(t(DType::Int32, &[4]).constant(i32s(&[1, 4, 1, 1]))),
+            Some(
+                t(DType::Int8, &[1, 3, 1, 1])
+                    .per_axis(&[0.5], 0)
+                    .constant(i8s(&[1, 2, 3])),
+            ),
+            Some(t(DType::Int8, &[1, 2, 1, 1]).q(1.0, 0)),
+            None,
+        ],
+        t(DType::Int8, &[1, 4, 1, 1]).q(1.0, 2),
+        &[i8s(&[10, -4])],
+    )
+    .unwrap();
+    assert_eq!(to_i8(&out), [7, 12, 15, -2]);
+}
+
+#[test]
+fn hybrid_input_quantization_matches_tflite() {
+    // Symmetric: range 1 -> scale 1/127; 0.5 * 127 = 63.5 rounds away from zero to 64.
+    let mut q = [0i8; 3];
+    let scale = symmetric_quantize(&[0.5, -1.0, 0.25], &mut q);
+    assert_eq!(q, [64, -127, 32]);
+    assert_eq!(scale, 1.0 / 127.0);
+    // All zeros: scale 1, values 0.
+    assert_eq!(symmetric_quantize(&[0.0, 0.0], &mut q[..2]), 1.0);
+    // Asymmetric over [-1, 1]: scale 2/255, both zero-point candidates are -0.5 (the one from
+    // the max has the smaller error), which rounds away from zero to -1. In float,
+    // 1 / scale = 127.49999: -1 -> round(-128.49999) = -128, 1 -> round(126.49999) = 126.
+    let mut q = [0i8; 2];
+    let (scale, zero_point) = asymmetric_quantize(&[-1.0, 1.0], &mut q);
+    assert_eq!((scale, zero_point), ((2.0f64 / 255.0) as f32, -1));
+    assert_eq!(q, [-128, 126]);
+    // Only non-negative values: rmin = 0, zero point -128.
+    let (_, zero_point) = asymmetric_quantize(&[0.0, 1.0], &mut q);
+    assert_eq!((zero_point, q), (-128, [-128, 127]));
+}
+
+#[test]
+fn hybrid_conv_per_tensor_scales_the_int_accumulator() {
+    // Input [0.5, -1.0, 0.25] quantizes to [64, -127, 32] with scale 1/127; weights [2, 1, -1]
+    // with scale 0.1: acc = 128 - 127 - 32 = -31, output -31 * (1/127 * 0.1) + bias 1.
+    let out = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Float32, &[1, 1, 1, 3])),
+            Some(
+                t(DType::Int8, &[1, 1, 1, 3])
+                    .q(0.1, 0)
+                    .constant(i8s(&[2, 1, -1])),
+            ),
+            Some(t(DType::Float32, &[1]).constant(f32s(&[1.0]))),
+        ],
+        t(DType::Float32, &[1, 1, 1, 1]),
+        &[f32s(&[0.5, -1.0, 0.25])],
+    )
+    .unwrap();
+    let expected = -31.0f32 * (1.0f32 / 127.0 * 0.1) + 1.0;
+    assert_eq!(to_f32(&out), [expected]);
+}
+
+#[test]
+fn requantize_clamps_to_the_activation_range() {
+    let r = Requantize {
+        multipliers: vec![QuantizedMultiplier::new(1 << 30, 1)], // 0.5 * 2 = 1.0
+        output_offset: 5,
+        act_min: -10,
+        act_max: 10,
+    };
+    assert_eq!(r.apply(3i32, 0), 8);
+    assert_eq!(r.apply(100i32, 0), 10);
+    assert_eq!(r.apply(-100i64, 0), -10);
+}
+
+#[test]
+fn mismatched_output_shape_is_an_invalid_model() {
+    let err = run(
+        Op::Conv2D(conv_options(Padding::Same, 2, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Float32, &[1, 3, 3, 1])),
+            Some(t(DType::Float32, &[1, 3, 3, 1]).constant(f32s(&[1.0; 9]))),
+            None,
+        ],
+        t(DType::Float32, &[1, 3, 3, 1]),
+        &[f32s(&[0.0; 9])],
+    )
+    .unwrap_err();
+    assert!(matches!(err, RuntimeError::InvalidOp { .. }), "{err}");
+}
+
+#[test]
+fn int8_conv_with_nonzero_filter_zero_point_is_refused() {
+    let err = run(
+        Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
+        vec![
+            Some(t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 0)),
+            Some(t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 3).constant(i8s(&[1]))),
+            None,
+        ],
+        t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 0),
+        &[i8s(&[1])],
+    )
+    .unwrap_err();
+    assert!(matches!(err, RuntimeError::InvalidOp { .. }), "{err}");
+}
