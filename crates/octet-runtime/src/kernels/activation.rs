@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 
 use bytemuck::Pod;
 use octet_core::fixed_point::{
-    QuantizedMultiplier, multiply_by_quantized_multiplier, quantize_multiplier,
+    QuantizedMultiplier, checked_log2, multiply_by_quantized_multiplier, quantize_multiplier,
     rounding_divide_by_pot_i16, saturating_rounding_doubling_high_mul_i16,
 };
 use octet_core::{ActivationFunction, DType};
@@ -381,14 +381,6 @@ const SIGMOID_TABLE_UINT16: [u16; 256] = [
     65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
     65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
 ];
-
-/// TFLite `CheckedLog2`: `Some(round(log2(x)))` when `x` is within 1e-3 (in the exponent) of a
-/// power of two, computed in float as TFLite does.
-fn checked_log2(x: f32) -> Option<i32> {
-    let x_log2 = x.ln() * (1.0 / 2.0_f32.ln());
-    let rounded = x_log2.round();
-    ((x_log2 - rounded).abs() < 1e-3).then_some(rounded as i32)
-}
 
 /// The int16 part of TFLite's `SigmoidPrepare` / `TanhPrepare`: `(input_multiplier,
 /// input_left_shift)`. A power-of-two input scale the kernel handles directly (2^-12, and for
@@ -923,13 +915,6 @@ mod tests {
         assert_eq!(gemmlowp_rounding_divide_by_pot_i16(0, 16), 1);
         assert_eq!(gemmlowp_rounding_divide_by_pot_i16(100, 16), 1);
         assert_eq!(gemmlowp_rounding_divide_by_pot_i16(-100, 16), -1);
-    }
-
-    #[test]
-    fn checked_log2_recognises_powers_of_two() {
-        assert_eq!(checked_log2(1.0 / 4096.0), Some(-12));
-        assert_eq!(checked_log2(1.0 / 32768.0), Some(-15));
-        assert_eq!(checked_log2(0.0003), None);
     }
 
     #[test]
