@@ -7,8 +7,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use octet_core::{
-    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions,
-    Model, Op, Operator, Padding, QuantParams, Shape, Subgraph, Tensor, TensorId,
+    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions, Model,
+    Op, Operator, Padding, QuantParams, Shape, Subgraph, Tensor, TensorId,
 };
 use octet_runtime::Interpreter;
 
@@ -56,7 +56,11 @@ fn single_op_model(spec: &Spec, dtype: DType) -> Model {
     let mut weights = Tensor::new("weights", dtype, Shape::new(spec.weights.clone()));
     let mut bias = Tensor::new(
         "bias",
-        if dtype == DType::Int8 { DType::Int32 } else { DType::Float32 },
+        if dtype == DType::Int8 {
+            DType::Int32
+        } else {
+            DType::Float32
+        },
         Shape::new(vec![out_channels as i32]),
     );
     let mut output = Tensor::new("output", dtype, Shape::new(spec.output.clone()));
@@ -90,7 +94,9 @@ fn single_op_model(spec: &Spec, dtype: DType) -> Model {
             )
             .unwrap();
     } else {
-        weights.buffer = model.add_buffer(floats(elements(&spec.weights), 1)).unwrap();
+        weights.buffer = model
+            .add_buffer(floats(elements(&spec.weights), 1))
+            .unwrap();
         bias.buffer = model.add_buffer(floats(out_channels, 2)).unwrap();
     }
     let ids: Vec<TensorId> = [input, weights, bias, output]

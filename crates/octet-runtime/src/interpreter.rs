@@ -138,7 +138,9 @@ impl Interpreter {
                 }
             }
         }
-        for &id in &sg.outputs {
+        // Graph inputs stay untouched until the end too, so that invoking again without new
+        // inputs computes the same outputs; graph outputs must survive until read.
+        for &id in sg.inputs.iter().chain(&sg.outputs) {
             last[id.index()] = end;
         }
         let planned: Vec<usize> = (0..sg.tensors.len())

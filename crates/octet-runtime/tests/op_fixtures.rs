@@ -72,7 +72,13 @@ fn load_npy(path: &Path) -> Npy {
             .flat_map(|x| x.to_le_bytes())
             .collect(),
         "<f2" => npy
-            .into_vec::<u16>()
+            .into_vec::<half::f16>()
+            .unwrap()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        "<f8" => npy
+            .into_vec::<f64>()
             .unwrap()
             .iter()
             .flat_map(|x| x.to_le_bytes())

@@ -152,21 +152,9 @@ pub fn quantize(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
         if out_q.is_per_axis() {
             let pc = PerChannel::new(ctx, out_q, &output.shape)?;
             return match output.dtype {
-                DType::Int8 => Ok(Box::new(QuantizePerChannel::<i8> {
-                    pc,
-                    n,
-                    _t: Default::default(),
-                })),
-                DType::UInt8 => Ok(Box::new(QuantizePerChannel::<u8> {
-                    pc,
-                    n,
-                    _t: Default::default(),
-                })),
-                DType::Int16 => Ok(Box::new(QuantizePerChannel::<i16> {
-                    pc,
-                    n,
-                    _t: Default::default(),
-                })),
+                DType::Int8 => Ok(Box::new(QuantizePerChannel::<i8>::new(pc, n))),
+                DType::UInt8 => Ok(Box::new(QuantizePerChannel::<u8>::new(pc, n))),
+                DType::Int16 => Ok(Box::new(QuantizePerChannel::<i16>::new(pc, n))),
                 _ => Err(ctx.unsupported_types()),
             };
         }
@@ -262,6 +250,16 @@ struct QuantizePerChannel<O> {
     pc: PerChannel,
     n: usize,
     _t: std::marker::PhantomData<O>,
+}
+
+impl<O: QuantInt> QuantizePerChannel<O> {
+    fn new(pc: PerChannel, n: usize) -> Self {
+        QuantizePerChannel {
+            pc,
+            n,
+            _t: Default::default(),
+        }
+    }
 }
 
 impl<O: QuantInt> Kernel for QuantizePerChannel<O> {

@@ -88,6 +88,9 @@ pub fn reduce_max(ctx: &OpContext<'_>, keep_dims: bool) -> Result<Box<dyn Kernel
                         "input and output quantization differ ({a:?} vs {b:?})"
                     )));
                 }
+                if input.dtype == DType::Int16 && a.1 != 0 {
+                    return Err(ctx.invalid("int16 REDUCE_MAX needs a zero point of 0"));
+                }
             }
         }
         _ => return Err(ctx.unsupported_types()),

@@ -62,7 +62,11 @@ pub fn concatenation(
 
     let activation = o.activation;
     if activation != ActivationFunction::None {
-        if output.dtype != DType::Float32 {
+        let clamps = matches!(
+            activation,
+            ActivationFunction::Relu | ActivationFunction::Relu6 | ActivationFunction::ReluN1To1
+        );
+        if output.dtype != DType::Float32 || !clamps {
             return Err(ctx.unsupported(format!(
                 "fused activation {activation:?} on {} (TFLite supports none)",
                 output.dtype
@@ -207,13 +211,19 @@ impl<T: Pod> Concat<T> {
     fn run(&self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let (inputs, out) = io.single::<T>()?;
         check_output_len(out, self.total)?;
-        let mut position = 0;
-        for k in 0..self.outer {
-            for (i, &row) in self.rows.iter().enumerate() {
-                let input = input_of_len::<T>(&inputs, i, self.outer * row)?;
-                out[position..position + row].copy_from_slice(&input[k * row..(k + 1) * row]);
-                position += row;
+        if self.total == 0 {
+            return Ok(());
+        }
+        let out_row = self.total / self.outer;
+        let mut offset = 0;
+        for (i, &row) in self.rows.iter().enumerate() {
+            let input = input_of_len::<T>(&inputs, i, self.outer * row)?;
+            if row > 0 {
+                for (dst, src) in out.chunks_exact_mut(out_row).zip(input.chunks_exact(row)) {
+                    dst[offset..offset + row].copy_from_slice(src);
+                }
             }
+            offset += row;
         }
         Ok(())
     }
@@ -277,24 +287,28 @@ struct ConcatU8 {
 impl Kernel for ConcatU8 {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let (inputs, out) = io.single::<u8>()?;
-        let total = self.outer * self.parts.iter().map(|p| p.0).sum::<usize>();
-        check_output_len(out, total)?;
-        let mut position = 0;
-        for k in 0..self.outer {
-            for (i, &(row, rescale)) in self.parts.iter().enumerate() {
-                let input = input_of_len::<u8>(&inputs, i, self.outer * row)?;
-                let src = &input[k * row..(k + 1) * row];
-                let dst = &mut out[position..position + row];
-                match rescale {
-                    None => dst.copy_from_slice(src),
-                    Some(r) => {
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            *d = r.apply(s, self.output_zero_point);
+        let out_row = self.parts.iter().map(|p| p.0).sum::<usize>();
+        check_output_len(out, self.outer * out_row)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let mut offset = 0;
+        for (i, &(row, rescale)) in self.parts.iter().enumerate() {
+            let input = input_of_len::<u8>(&inputs, i, self.outer * row)?;
+            if row > 0 {
+                for (dst, src) in out.chunks_exact_mut(out_row).zip(input.chunks_exact(row)) {
+                    let dst = &mut dst[offset..offset + row];
+                    match rescale {
+                        None => dst.copy_from_slice(src),
+                        Some(r) => {
+                            for (d, &q) in dst.iter_mut().zip(src) {
+                                *d = r.apply(q, self.output_zero_point);
+                            }
                         }
                     }
                 }
-                position += row;
             }
+            offset += row;
         }
         Ok(())
     }
