@@ -342,6 +342,8 @@ def render_readme(
         f"- Test accuracy: top-1 on the {test_count} test images, run one by one in LiteRT",
         "  (`ai_edge_litert.interpreter.Interpreter`, default op resolver).",
         "",
+        "- Op-coverage fixtures (one tiny model per op and quantization flavour, with LiteRT",
+        "  reference outputs) are in `models/ops/`; see `models/ops/README.md`.",
         "- Third-party models are not committed. `cargo xtask fetch-models` downloads pinned",
         "  wheels (versions in xtask/src/fetch_models.rs) into `.cache/downloads/` and extracts",
         "  their models into `.cache/third_party/` (gitignored); `cargo test` and",

@@ -1,4 +1,5 @@
-//! `cargo xtask fixtures`: the float test models in `models/`.
+//! `cargo xtask fixtures`: the float test models in `models/` and the op-coverage fixtures in
+//! `models/ops/`.
 
 use std::fs;
 use std::path::Path;
@@ -6,29 +7,47 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::process;
-use crate::venv::{self, Requirements};
+use crate::venv::{self, Requirements, Venv};
 use crate::workspace::Workspace;
 
 /// `models/` is committed; keep it small.
 const MODELS_BUDGET_BYTES: u64 = 10 * 1024 * 1024;
+/// `models/ops/` is committed too (make_op_fixtures.py checks the same budget).
+const OPS_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Run `xtask/python/make_fixtures.py --out models/` in the venv, then check the size budget.
-pub fn run(workspace: &Workspace) -> Result<()> {
+/// Run `xtask/python/make_fixtures.py --out models/` (unless `ops_only`) and
+/// `xtask/python/make_op_fixtures.py --out models/ops/` in the venv, checking each directory's
+/// size budget.
+pub fn run(workspace: &Workspace, ops_only: bool) -> Result<()> {
     let venv = venv::ensure(workspace, Requirements::Fixtures)?;
+    let models_dir = workspace.models_dir();
+    if !ops_only {
+        run_script(&venv, workspace, "make_fixtures.py", "models/")?;
+        check_budget(workspace, &models_dir, MODELS_BUDGET_BYTES)?;
+    }
+    run_script(&venv, workspace, "make_op_fixtures.py", "models/ops/")?;
+    check_budget(workspace, &models_dir.join("ops"), OPS_BUDGET_BYTES)
+}
+
+/// Run `xtask/python/<script> --out <out>` in the venv from the workspace root.
+fn run_script(venv: &Venv, workspace: &Workspace, script: &str, out: &str) -> Result<()> {
     let mut command = venv.python_command();
     command
-        .arg(Path::new("xtask").join("python").join("make_fixtures.py"))
-        .args(["--out", "models/"])
+        .arg(Path::new("xtask").join("python").join(script))
+        .args(["--out", out])
         // Python's hash seed is fixed at startup, so it is set here rather than in the script.
         .env("PYTHONHASHSEED", "0")
         .current_dir(workspace.root());
-    process::run(&mut command)?;
+    process::run(&mut command)
+}
 
-    let models_dir = workspace.models_dir();
-    let total_bytes = directory_size(&models_dir)?;
-    println!("models/ holds {total_bytes} bytes");
-    if total_bytes > MODELS_BUDGET_BYTES {
-        bail!("models/ holds {total_bytes} bytes, over the {MODELS_BUDGET_BYTES}-byte budget");
+/// Fail if the files directly inside `dir` add up to more than `budget` bytes.
+fn check_budget(workspace: &Workspace, dir: &Path, budget: u64) -> Result<()> {
+    let total_bytes = directory_size(dir)?;
+    let shown = format!("{}/", workspace.display(dir));
+    println!("{shown} holds {total_bytes} bytes");
+    if total_bytes > budget {
+        bail!("{shown} holds {total_bytes} bytes, over the {budget}-byte budget");
     }
     Ok(())
 }

@@ -52,8 +52,13 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         schema: Option<PathBuf>,
     },
-    /// Train and convert the float test models in `models/` (and write `models/README.md`).
-    Fixtures,
+    /// Train and convert the float test models in `models/` (and write `models/README.md`),
+    /// then build the op-coverage fixtures in `models/ops/`.
+    Fixtures {
+        /// Only build the op-coverage fixtures in `models/ops/`.
+        #[arg(long)]
+        ops_only: bool,
+    },
     /// Download the pinned MediaPipe and tflite-micro wheels and extract their bundled .tflite
     /// models into `.cache/third_party/`.
     FetchModels,
@@ -110,7 +115,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Codegen { schema } => codegen::run(&workspace, schema.as_deref()),
-        Command::Fixtures => fixtures::run(&workspace),
+        Command::Fixtures { ops_only } => fixtures::run(&workspace, ops_only),
         Command::FetchModels => fetch_models::run(&workspace),
         Command::Bench { paths, seconds } => bench::run(&workspace, &paths, seconds),
         Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),

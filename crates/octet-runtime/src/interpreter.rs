@@ -4,7 +4,7 @@ use octet_core::{Model, TensorId};
 
 use crate::io::Slot;
 use crate::plan::{ARENA_ALIGNMENT, TensorLifetime, plan_arena};
-use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo, kernels};
+use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo, kernels, shape_inference};
 
 /// A tensor's value as the observer sees it, right after it was computed.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +66,26 @@ impl Interpreter {
                     .map_err(|e| RuntimeError::Model(format!("tensor '{}': {e}", t.name)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+
+        let mut tensors = tensors;
+        for (index, operator) in sg.operators.iter().enumerate() {
+            for &out in &operator.outputs {
+                let stored = &sg.tensors[out.index()];
+                if stored.has_rank || !stored.shape.dims().is_empty() {
+                    continue;
+                }
+                let ctx = OpContext {
+                    model,
+                    operator,
+                    index,
+                    tensors: &tensors,
+                    subgraph: sg,
+                };
+                if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
+                    tensors[out.index()].shape = shape;
+                }
+            }
+        }
 
         // Constants go to their own store, each aligned like arena tensors.
         let mut slots = vec![Slot::Absent; sg.tensors.len()];

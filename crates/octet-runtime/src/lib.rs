@@ -18,6 +18,7 @@ mod io;
 pub mod kernels;
 mod op_context;
 mod plan;
+mod shape_inference;
 mod tensor;
 
 pub use error::RuntimeError;
