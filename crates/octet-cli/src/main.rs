@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod inspect;
 mod npy;
+mod params;
 mod run;
 
 /// Quantize, run and inspect TensorFlow Lite models, natively.
@@ -27,6 +28,8 @@ enum Command {
     Run(run::RunArgs),
     /// Measure a model's median inference latency.
     Bench(bench::BenchArgs),
+    /// Convert between mean/std_dev, scale/zero point and float ranges.
+    Params(params::ParamsArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Params(args) => params::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,29 +67,106 @@ impl AffineParams {
     }
 }
 
+/// All the numbers that describe one affine quantization, in full precision: what
+/// `octet params` prints. `mean`/`std_dev` are the legacy converter's flags
+/// (`real = (q - mean) / std_dev`); `min`/`max` the exactly representable range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamsTable {
+    /// `--mean_values`: the zero point before nudging (a range's `qmin - min / scale`).
+    pub mean: f64,
+    /// `--std_dev_values`: `1 / scale`.
+    pub std_dev: f64,
+    /// Real value of one integer step.
+    pub scale: f64,
+    /// The nudged zero point.
+    pub zero_point: i32,
+    /// Real value of the smallest integer.
+    pub min: f64,
+    /// Real value of the largest integer.
+    pub max: f64,
+}
+
+impl ParamsTable {
+    fn new(mean: f64, scale: f64, zero_point: i32, range: IntRange) -> Self {
+        ParamsTable {
+            mean,
+            std_dev: 1.0 / scale,
+            scale,
+            zero_point,
+            min: f64::from(range.qmin - zero_point) * scale,
+            max: f64::from(range.qmax - zero_point) * scale,
+        }
+    }
+
+    /// From a float range, as [`from_range`] quantizes it.
+    pub fn for_range(min: f64, max: f64, range: IntRange) -> Result<Self, QuantError> {
+        if !min.is_finite() || !max.is_finite() || min > max {
+            return Err(QuantError::BadRange {
+                min: min as f32,
+                max: max as f32,
+            });
+        }
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        let (qmin, qmax) = (f64::from(range.qmin), f64::from(range.qmax));
+        if min == max {
+            // An all-zero tensor: any scale represents it; TensorFlow uses 1.
+            let zero_point = range.qmin.max(0).min(range.qmax);
+            return Ok(Self::new(f64::from(zero_point), 1.0, zero_point, range));
+        }
+        let scale = (max - min) / (qmax - qmin);
+        let mean = qmin - min / scale;
+        let zero_point = mean.round().clamp(qmin, qmax) as i32;
+        Ok(Self::new(mean, scale, zero_point, range))
+    }
+
+    /// From the legacy converter's input statistics.
+    pub fn for_mean_std(mean: f64, std_dev: f64, range: IntRange) -> Result<Self, QuantError> {
+        if !mean.is_finite() || !std_dev.is_finite() || std_dev <= 0.0 {
+            return Err(QuantError::BadStats {
+                mean: mean as f32,
+                std_dev: std_dev as f32,
+            });
+        }
+        let zero_point = (mean.round() as i32).clamp(range.qmin, range.qmax);
+        Ok(Self::new(mean, 1.0 / std_dev, zero_point, range))
+    }
+
+    /// From a scale and zero point, checked.
+    pub fn for_scale_zero_point(
+        scale: f64,
+        zero_point: i32,
+        range: IntRange,
+    ) -> Result<Self, QuantError> {
+        if !scale.is_finite() || scale <= 0.0 {
+            return Err(QuantError::BadScale(scale as f32));
+        }
+        if zero_point < range.qmin || zero_point > range.qmax {
+            return Err(QuantError::BadZeroPoint {
+                zero_point,
+                dtype: range.dtype,
+            });
+        }
+        Ok(Self::new(f64::from(zero_point), scale, zero_point, range))
+    }
+
+    /// The parameters a model stores (scale as `f32`).
+    pub fn affine(&self) -> AffineParams {
+        AffineParams {
+            scale: self.scale as f32,
+            zero_point: self.zero_point,
+            min: self.min as f32,
+            max: self.max as f32,
+        }
+    }
+}
+
 /// Parameters for the float range `[min, max]`, the way TensorFlow's quantizer chooses them: the
 /// range is first widened to contain 0 (zero must be exactly representable, or zero padding and
 /// ReLU would be off), `scale = (max - min) / (qmax - qmin)`, and the zero point
 /// `qmin - min / scale` is rounded half away from zero and clamped to the integer range (the
 /// "nudge"). The representable range then shifts slightly: see [`AffineParams::min`]/`max`.
 pub fn from_range(min: f32, max: f32, range: IntRange) -> Result<AffineParams, QuantError> {
-    if !min.is_finite() || !max.is_finite() || min > max {
-        return Err(QuantError::BadRange { min, max });
-    }
-    let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
-    if min == max {
-        // An all-zero tensor: any scale represents it; TensorFlow uses 1.
-        return Ok(AffineParams::with_range(
-            1.0,
-            range.qmin.max(0).min(range.qmax),
-            range,
-        ));
-    }
-    let (qmin, qmax) = (f64::from(range.qmin), f64::from(range.qmax));
-    let scale = (max - min) / (qmax - qmin);
-    let zero_point_from_min = qmin - min / scale;
-    let zero_point = zero_point_from_min.round().clamp(qmin, qmax) as i32;
-    Ok(AffineParams::with_range(scale as f32, zero_point, range))
+    ParamsTable::for_range(f64::from(min), f64::from(max), range).map(|t| t.affine())
 }
 
 /// Symmetric parameters for `[-max_abs, max_abs]` (weights): zero point 0 and
@@ -113,11 +190,7 @@ pub fn symmetric(max_abs: f32, range: IntRange) -> Result<AffineParams, QuantErr
 /// Parameters from the legacy converter's input statistics: `real = (q - mean) / std_dev`, that
 /// is `zero_point = mean` (rounded half away from zero and clamped) and `scale = 1 / std_dev`.
 pub fn from_mean_std(mean: f32, std_dev: f32, range: IntRange) -> Result<AffineParams, QuantError> {
-    if !mean.is_finite() || !std_dev.is_finite() || std_dev <= 0.0 {
-        return Err(QuantError::BadStats { mean, std_dev });
-    }
-    let zero_point = (mean.round() as i32).clamp(range.qmin, range.qmax);
-    Ok(AffineParams::with_range(1.0 / std_dev, zero_point, range))
+    ParamsTable::for_mean_std(f64::from(mean), f64::from(std_dev), range).map(|t| t.affine())
 }
 
 /// Parameters given directly, checked.
@@ -126,27 +199,14 @@ pub fn from_scale_zero_point(
     zero_point: i32,
     range: IntRange,
 ) -> Result<AffineParams, QuantError> {
-    if !scale.is_finite() || scale <= 0.0 {
-        return Err(QuantError::BadScale(scale));
-    }
-    if zero_point < range.qmin || zero_point > range.qmax {
-        return Err(QuantError::BadZeroPoint {
-            zero_point,
-            dtype: range.dtype,
-        });
-    }
-    Ok(AffineParams::with_range(scale, zero_point, range))
+    ParamsTable::for_scale_zero_point(f64::from(scale), zero_point, range).map(|t| t.affine())
 }
 
 /// The unnudged `mean` the legacy converter's documentation derives from a float range:
 /// `qmin - min / scale` (for uint8, `255 * min / (min - max)`), before rounding.
 pub fn mean_for_range(min: f32, max: f32, range: IntRange) -> f32 {
-    let (min, max) = (f64::from(min.min(0.0)), f64::from(max.max(0.0)));
-    if min == max {
-        return range.qmin as f32;
-    }
-    let scale = (max - min) / f64::from(range.qmax - range.qmin);
-    (f64::from(range.qmin) - min / scale) as f32
+    ParamsTable::for_range(f64::from(min), f64::from(max), range)
+        .map_or(range.qmin as f32, |t| t.mean as f32)
 }
 
 #[cfg(test)]
