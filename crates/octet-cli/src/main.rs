@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod calib;
 mod inspect;
 mod npy;
 mod params;
+mod quantize;
 mod run;
 
 /// Quantize, run and inspect TensorFlow Lite models, natively.
@@ -28,6 +30,8 @@ enum Command {
     Run(run::RunArgs),
     /// Measure a model's median inference latency.
     Bench(bench::BenchArgs),
+    /// Quantize a float model (int8, uint8, int16x8, dynamic range, fp16, int8 weights).
+    Quantize(quantize::QuantizeArgs),
     /// Convert between mean/std_dev, scale/zero point and float ranges.
     Params(params::ParamsArgs),
 }
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Params(args) => params::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

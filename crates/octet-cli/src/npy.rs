@@ -48,7 +48,12 @@ fn le_bytes<T: npyz::Deserialize, const N: usize>(
 /// the file size before any data is read, so a damaged header cannot cause a huge allocation.
 pub fn read_npy(path: &Path) -> Result<Array> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
+    parse_npy(&bytes, path)
+}
+
+/// Parses `.npy` bytes; `path` names them in errors (for `.npz` members: `file.npz/key`).
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array> {
+    let npy = npyz::NpyFile::new(bytes)
         .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
     let npyz::DType::Plain(ts) = npy.dtype() else {
         bail!("{}: structured arrays are not supported", path.display());

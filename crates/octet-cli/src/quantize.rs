@@ -1,0 +1,393 @@
+//! `octet quantize MODEL -o OUT --mode M [...]`: post-training quantization with a report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use octet_core::{DType, Model};
+use octet_quant::metrics::{ErrorStats, error_stats};
+use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport};
+use octet_runtime::{Interpreter, TensorInfo};
+use serde::Serialize;
+
+use crate::calib::{CalibSource, ImageStats};
+
+/// The `--mode` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Int8,
+    Uint8,
+    Int16x8,
+    Dynamic,
+    Fp16,
+    WeightInt8,
+}
+
+/// `--input-type` / `--output-type` values.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum IoType {
+    Float32,
+    Int8,
+    Uint8,
+}
+
+/// Arguments of `octet quantize`.
+#[derive(Args)]
+pub struct QuantizeArgs {
+    /// The float .tflite model.
+    model: PathBuf,
+    /// Where to write the quantized model (not the input file).
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// The quantization scheme.
+    #[arg(long, value_enum, default_value = "int8")]
+    mode: ModeArg,
+    /// The legacy converter's flag: QUANTIZED_UINT8 means --mode uint8.
+    #[arg(long, value_name = "TYPE")]
+    inference_type: Option<String>,
+    /// Calibration data: FILE.npy, FILE.npz, a directory of .npy files or images, or
+    /// random[:MIN,MAX].
+    #[arg(long, value_name = "SOURCE")]
+    calib: Option<String>,
+    /// Use at most N calibration samples.
+    #[arg(long, value_name = "N")]
+    samples: Option<usize>,
+    /// Legacy input statistics: mean per input (comma-separated), `real = (q - mean) / std`.
+    /// Also maps image pixels to floats for --calib DIR.
+    #[arg(long, value_name = "M[,M...]", allow_hyphen_values = true)]
+    mean_values: Option<String>,
+    /// Legacy input statistics: std_dev per input (comma-separated).
+    #[arg(long, value_name = "S[,S...]")]
+    std_dev_values: Option<String>,
+    /// Range for every activation without a calibrated one (needs --default-ranges-max).
+    #[arg(long, requires = "default_ranges_max", allow_hyphen_values = true)]
+    default_ranges_min: Option<f32>,
+    /// Upper end of the default range.
+    #[arg(long, requires = "default_ranges_min", allow_hyphen_values = true)]
+    default_ranges_max: Option<f32>,
+    /// dtype of the quantized model's inputs.
+    #[arg(long, value_enum, default_value = "float32")]
+    input_type: IoType,
+    /// dtype of the quantized model's outputs.
+    #[arg(long, value_enum, default_value = "float32")]
+    output_type: IoType,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+fn dtype_of(t: IoType) -> DType {
+    match t {
+        IoType::Float32 => DType::Float32,
+        IoType::Int8 => DType::Int8,
+        IoType::Uint8 => DType::UInt8,
+    }
+}
+
+fn parse_list(text: &str, flag: &str) -> Result<Vec<f32>> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .with_context(|| format!("{flag} takes numbers separated by commas, got {text:?}"))
+        })
+        .collect()
+}
+
+/// True when `a` and `b` name the same file (the second may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    resolve(a).is_some_and(|x| resolve(b).is_some_and(|y| x == y))
+}
+
+/// One output's accuracy against the float model.
+#[derive(Serialize)]
+struct OutputAccuracy {
+    index: usize,
+    name: String,
+    sqnr_db: f64,
+    cosine: f64,
+    max_abs_error: f64,
+}
+
+/// The report `octet quantize` prints.
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    output: String,
+    mode: &'static str,
+    tensors_quantized: usize,
+    tensors_float: usize,
+    float_ops: Vec<String>,
+    file_bytes_before: u64,
+    file_bytes_after: u64,
+    size_ratio: f64,
+    calibration_samples: usize,
+    outputs: Vec<OutputAccuracy>,
+}
+
+/// Runs `octet quantize`.
+pub fn run(args: &QuantizeArgs) -> Result<()> {
+    if same_file(&args.model, &args.output) {
+        bail!(
+            "-o {} is the input model; write the quantized model to another file",
+            args.output.display()
+        );
+    }
+    let mode = match args.inference_type.as_deref() {
+        None => match args.mode {
+            ModeArg::Int8 => Mode::Int8,
+            ModeArg::Uint8 => Mode::UInt8,
+            ModeArg::Int16x8 => Mode::Int16x8,
+            ModeArg::Dynamic => Mode::Dynamic,
+            ModeArg::Fp16 => Mode::Fp16,
+            ModeArg::WeightInt8 => Mode::WeightInt8,
+        },
+        Some("QUANTIZED_UINT8") => Mode::UInt8,
+        Some(other) => bail!("--inference-type {other} is not supported (QUANTIZED_UINT8 is)"),
+    };
+    let model = octet_tflite::read_file(&args.model)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let float = Interpreter::new(&model)
+        .with_context(|| format!("cannot run {} in octet", args.model.display()))?;
+    let inputs: Vec<TensorInfo> = (0..float.num_inputs())
+        .map(|i| float.input_info(i).cloned())
+        .collect::<Result<_, _>>()?;
+
+    let means = args
+        .mean_values
+        .as_deref()
+        .map(|t| parse_list(t, "--mean-values"))
+        .transpose()?;
+    let stds = args
+        .std_dev_values
+        .as_deref()
+        .map(|t| parse_list(t, "--std-dev-values"))
+        .transpose()?;
+    let input_stats: Vec<(f32, f32)> = match (&means, &stds) {
+        (Some(m), Some(s)) if m.len() == s.len() => {
+            m.iter().copied().zip(s.iter().copied()).collect()
+        }
+        (Some(_), Some(_)) => {
+            bail!("--mean-values and --std-dev-values need one value per input each")
+        }
+        (None, None) => Vec::new(),
+        _ => bail!("--mean-values and --std-dev-values go together"),
+    };
+    if !input_stats.is_empty() && input_stats.len() != inputs.len() {
+        bail!(
+            "the model has {} input(s); give that many --mean-values and --std-dev-values",
+            inputs.len()
+        );
+    }
+
+    let calibration = args
+        .calib
+        .as_deref()
+        .map(|text| {
+            let source = CalibSource::parse(text)?;
+            let stats = input_stats.first().map_or(
+                ImageStats {
+                    mean: 0.0,
+                    std_dev: 255.0,
+                },
+                |&(mean, std_dev)| ImageStats { mean, std_dev },
+            );
+            crate::calib::load(&source, &inputs, args.samples, stats)
+                .with_context(|| format!("cannot load calibration data from {text}"))
+        })
+        .transpose()?;
+
+    let mut options = QuantizeOptions::new(mode);
+    options.input_type = dtype_of(args.input_type);
+    options.output_type = dtype_of(args.output_type);
+    if mode == Mode::UInt8 && !input_stats.is_empty() && args.input_type == IoType::Float32 {
+        // The legacy converter's input statistics make the input itself uint8.
+        options.input_type = DType::UInt8;
+    }
+    options.input_stats = input_stats;
+    options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
+
+    let (quantized, summary) = octet_quant::quantize(&model, &options, calibration.as_ref())?;
+    octet_tflite::write_file(&args.output, &quantized)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+
+    let report = build_report(
+        args,
+        mode,
+        &model,
+        &quantized,
+        &summary,
+        calibration.as_ref(),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+/// Runs both models on the calibration samples and compares outputs, dequantizing integer
+/// outputs of the quantized model.
+fn output_accuracy(
+    float_model: &Model,
+    quantized: &Model,
+    calibration: &Calibration,
+) -> Result<Vec<OutputAccuracy>> {
+    let mut float = Interpreter::new(float_model)?;
+    let mut quant = Interpreter::new(quantized)
+        .context("octet cannot run the quantized model to measure its accuracy")?;
+    let outputs = float.num_outputs();
+    let mut reference: Vec<Vec<f32>> = vec![Vec::new(); outputs];
+    let mut approx: Vec<Vec<f32>> = vec![Vec::new(); outputs];
+    for sample in calibration.samples.iter().take(200) {
+        for (i, values) in sample.iter().enumerate() {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            float.set_input(i, &bytes)?;
+            let info = quant.input_info(i)?.clone();
+            quant.set_input(i, &to_dtype(values, &info)?)?;
+        }
+        float.invoke()?;
+        quant.invoke()?;
+        for k in 0..outputs {
+            reference[k].extend(as_f32(float.output(k)?, float.output_info(k)?));
+            approx[k].extend(as_f32(quant.output(k)?, quant.output_info(k)?));
+        }
+    }
+    (0..outputs)
+        .map(|k| {
+            let ErrorStats {
+                sqnr_db,
+                cosine,
+                max_abs_error,
+                ..
+            } = error_stats(&reference[k], &approx[k]);
+            Ok(OutputAccuracy {
+                index: k,
+                name: float.output_info(k)?.name.clone(),
+                sqnr_db,
+                cosine,
+                max_abs_error,
+            })
+        })
+        .collect()
+}
+
+/// Float values in the input's dtype (quantized with its parameters when integer).
+fn to_dtype(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>> {
+    if info.dtype == DType::Float32 {
+        return Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+    }
+    let (scale, zero_point) = info
+        .scale_zero_point()
+        .with_context(|| format!("input '{}' has no quantization parameters", info.name))?;
+    let q = |x: f32, lo: f32, hi: f32| ((x / scale).round() + zero_point as f32).clamp(lo, hi);
+    Ok(match info.dtype {
+        DType::Int8 => values
+            .iter()
+            .map(|&x| q(x, -128.0, 127.0) as i8 as u8)
+            .collect(),
+        DType::UInt8 => values.iter().map(|&x| q(x, 0.0, 255.0) as u8).collect(),
+        DType::Int16 => values
+            .iter()
+            .flat_map(|&x| (q(x, -32768.0, 32767.0) as i16).to_le_bytes())
+            .collect(),
+        other => bail!("input '{}' is {other}", info.name),
+    })
+}
+
+/// Output bytes as real values (dequantized for integer outputs).
+fn as_f32(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
+    let (scale, zero_point) = info.scale_zero_point().unwrap_or((1.0, 0));
+    let deq = |q: i32| scale * (q - zero_point) as f32;
+    match info.dtype {
+        DType::Float32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        DType::Int8 => bytes.iter().map(|&b| deq(i32::from(b as i8))).collect(),
+        DType::UInt8 => bytes.iter().map(|&b| deq(i32::from(b))).collect(),
+        DType::Int16 => bytes
+            .chunks_exact(2)
+            .map(|c| deq(i32::from(i16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn build_report(
+    args: &QuantizeArgs,
+    mode: Mode,
+    model: &Model,
+    quantized: &Model,
+    summary: &QuantizeReport,
+    calibration: Option<&Calibration>,
+) -> Result<Report> {
+    let before = std::fs::metadata(&args.model)?.len();
+    let after = std::fs::metadata(&args.output)?.len();
+    let outputs = match calibration {
+        Some(c) => output_accuracy(model, quantized, c)?,
+        None => Vec::new(),
+    };
+    Ok(Report {
+        model: args.model.display().to_string(),
+        output: args.output.display().to_string(),
+        mode: mode.name(),
+        tensors_quantized: summary.tensors_quantized,
+        tensors_float: summary.tensors_float,
+        float_ops: summary
+            .float_ops
+            .iter()
+            .map(|(i, name)| format!("{name} (operator {i})"))
+            .collect(),
+        file_bytes_before: before,
+        file_bytes_after: after,
+        size_ratio: before as f64 / after.max(1) as f64,
+        calibration_samples: calibration.map_or(0, |c| c.samples.len()),
+        outputs,
+    })
+}
+
+fn print_report(r: &Report) {
+    println!("{} -> {} ({})", r.model, r.output, r.mode);
+    println!(
+        "  size        {} -> {} bytes ({:.2}x smaller)",
+        r.file_bytes_before, r.file_bytes_after, r.size_ratio
+    );
+    println!(
+        "  tensors     {} quantized, {} left float",
+        r.tensors_quantized, r.tensors_float
+    );
+    if r.float_ops.is_empty() {
+        println!("  float ops   none");
+    } else {
+        println!(
+            "  float ops   {} (no integer kernel in TFLite)",
+            r.float_ops.join(", ")
+        );
+    }
+    if r.outputs.is_empty() {
+        println!("  accuracy    not measured (no calibration data)");
+    } else {
+        println!(
+            "  accuracy against the float model on {} calibration sample(s):",
+            r.calibration_samples
+        );
+        for o in &r.outputs {
+            println!(
+                "    output {} {:<28} SQNR {:>6.2} dB  cosine {:.5}  max |error| {:.4}",
+                o.index, o.name, o.sqnr_db, o.cosine, o.max_abs_error
+            );
+        }
+    }
+}
