@@ -24,6 +24,7 @@
 
 use std::marker::PhantomData;
 
+use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
 use bytemuck::Pod;
 use octet_core::fixed_point::{
     QuantizedMultiplier, double_effective_scale, multiply_by_quantized_multiplier,
@@ -815,76 +816,6 @@ impl<I: QInt, W: QInt, O: QInt> Kernel for QuantizedFc<I, W, O> {
 // ---------------------------------------------------------------------------------------------
 // Hybrid (dynamic-range) kernels: float activations quantized on the fly.
 // ---------------------------------------------------------------------------------------------
-
-/// TFLite `PortableSymmetricQuantizeFloats`: quantizes `values` to `[-127, 127]` with the scale
-/// `max(|min|, |max|) / 127`, returned (1 for an all-zero row).
-fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
-    let (min, max) = min_max(values);
-    let range = if min.abs() < max.abs() {
-        max.abs()
-    } else {
-        min.abs()
-    };
-    if range == 0.0 {
-        quantized.fill(0);
-        return 1.0;
-    }
-    let scaling_factor = range / 127.0;
-    let scaling_factor_inv = 127.0 / range;
-    for (q, &v) in quantized.iter_mut().zip(values) {
-        let value = (v * scaling_factor_inv).round() as i32;
-        *q = value.clamp(-127, 127) as i8;
-    }
-    scaling_factor
-}
-
-/// TFLite `PortableAsymmetricQuantizeFloats`: quantizes `values` to `[-128, 127]` with a scale
-/// and zero point chosen (in double precision) from the range of the values widened to contain
-/// 0; returns `(scale, zero_point)`, `(1, 0)` for an all-zero row.
-fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32, i32) {
-    const QMIN: f64 = -128.0;
-    const QMAX: f64 = 127.0;
-    let (min, max) = min_max(values);
-    let rmin = f64::from(if min < 0.0 { min } else { 0.0 });
-    let rmax = f64::from(if 0.0 < max { max } else { 0.0 });
-    if rmin == rmax {
-        quantized.fill(0);
-        return (1.0, 0);
-    }
-    let scale = (rmax - rmin) / (QMAX - QMIN);
-    let zero_point_from_min = QMIN - rmin / scale;
-    let zero_point_from_max = QMAX - rmax / scale;
-    let zero_point_from_min_error = QMIN.abs() + (rmin / scale).abs();
-    let zero_point_from_max_error = QMAX.abs() + (rmax / scale).abs();
-    let zero_point = if zero_point_from_min_error < zero_point_from_max_error {
-        zero_point_from_min
-    } else {
-        zero_point_from_max
-    };
-    let nudged_zero_point: i32 = if zero_point <= QMIN {
-        -128
-    } else if zero_point >= QMAX {
-        127
-    } else {
-        zero_point.round() as i32
-    };
-    let scaling_factor = scale as f32;
-    let scaling_factor_inv = 1.0 / scaling_factor;
-    let offset = nudged_zero_point as f32;
-    for (q, &v) in quantized.iter_mut().zip(values) {
-        let value = (offset + v * scaling_factor_inv).round() as i32;
-        *q = value.clamp(-128, 127) as i8;
-    }
-    (scaling_factor, nudged_zero_point)
-}
-
-/// `std::minmax_element` of a non-empty row: the first smallest and the last largest value.
-fn min_max(values: &[f32]) -> (f32, f32) {
-    let first = values.first().copied().unwrap_or(0.0);
-    values.iter().fold((first, first), |(min, max), &v| {
-        (if v < min { v } else { min }, if v < max { max } else { v })
-    })
-}
 
 /// Quantizes `rows` rows of `depth` floats each, one scale (and zero point) per row, as TFLite's
 /// `BatchQuantizeFloats` does.

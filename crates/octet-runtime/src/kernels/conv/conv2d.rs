@@ -7,13 +7,13 @@ use std::marker::PhantomData;
 
 use octet_core::{Conv2DOptions, DType};
 
-use super::hybrid::QuantizedInput;
 use super::{
     Accumulator, FilterQuant, QElem, Requantize, Spatial, Weights, Window, bias_dtype,
     check_bias_zero_point, check_len, clamp_f32, dims4, int8_weights, legacy_multiplier,
     output_range, per_channel_multipliers,
 };
 use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
 const INPUT: usize = 0;

@@ -19,7 +19,6 @@
 
 mod conv2d;
 mod depthwise;
-mod hybrid;
 mod transpose;
 
 #[cfg(test)]

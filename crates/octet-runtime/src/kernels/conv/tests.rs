@@ -7,7 +7,7 @@ use octet_core::{
     QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
 };
 
-use super::hybrid::{asymmetric_quantize, symmetric_quantize};
+use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
 use super::{Requantize, out_size, padding_before, taps};
 use crate::{Interpreter, RuntimeError};
 

@@ -9,7 +9,6 @@ use std::marker::PhantomData;
 
 use octet_core::{DType, TransposeConvOptions};
 
-use super::hybrid::QuantizedInput;
 use super::{
     Accumulator, FilterQuant, QElem, Requantize, Window, bias_dtype, check_bias_zero_point,
     check_len, clamp_f32, dims4, legacy_multiplier, out_size, output_range, padding_before,
@@ -17,6 +16,7 @@ use super::{
 };
 use crate::io::Inputs;
 use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
 const OUTPUT_SHAPE: usize = 0;

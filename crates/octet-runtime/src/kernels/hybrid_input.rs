@@ -1,9 +1,10 @@
-//! On-the-fly input quantization of the hybrid (dynamic-range) kernels, bit-exact with TFLite's
+//! On-the-fly input quantization of the hybrid (dynamic-range) kernels (CONV_2D,
+//! DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL), bit-exact with TFLite's
 //! `PortableSymmetricQuantizeFloats` and `PortableAsymmetricQuantizeFloats`
 //! (`reference/portable_tensor_utils.cc`), which the x86 builds use.
 
 /// The quantized copy of a float input, one scale (and zero point) per batch.
-pub(super) struct QuantizedInput {
+pub(crate) struct QuantizedInput {
     /// The int8 values, laid out like the input.
     pub values: Vec<i8>,
     /// One scaling factor per batch.
@@ -59,7 +60,7 @@ fn min_max(values: &[f32]) -> Option<(f32, f32)> {
 
 /// Symmetric int8 quantization to `[-127, 127]`; returns the scaling factor (`range / 127`, or
 /// 1 for an all-zero input).
-pub(super) fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
+pub(crate) fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
     const SCALE: i32 = 127;
     let (min, max) = min_max(values).unwrap_or((0.0, 0.0));
     let range = {
@@ -80,7 +81,7 @@ pub(super) fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
 
 /// Asymmetric int8 quantization to `[-128, 127]` with TFLite's zero-point nudging; returns
 /// `(scaling_factor, zero_point)`.
-pub(super) fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32, i32) {
+pub(crate) fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32, i32) {
     const QMIN: i32 = -128;
     const QMAX: i32 = 127;
     let (min, max) = min_max(values).unwrap_or((0.0, 0.0));
