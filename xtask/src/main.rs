@@ -5,6 +5,7 @@
 
 mod bench;
 mod codegen;
+mod crosscheck;
 mod fetch_models;
 mod fixtures;
 mod process;
@@ -70,6 +71,17 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Quantize models in every mode and check the results in LiteRT against octet-runtime.
+    Crosscheck {
+        /// Models [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
+        paths: Vec<PathBuf>,
+        /// Modes to check [default: all].
+        #[arg(long = "mode")]
+        modes: Vec<String>,
+        /// Samples per model.
+        #[arg(long, default_value_t = 2)]
+        samples: usize,
+    },
     /// Run models with `octet run` and LiteRT on the same inputs and compare the outputs.
     RuntimeCheck {
         /// Models to check [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
@@ -118,6 +130,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fixtures { ops_only } => fixtures::run(&workspace, ops_only),
         Command::FetchModels => fetch_models::run(&workspace),
         Command::Bench { paths, seconds } => bench::run(&workspace, &paths, seconds),
+        Command::Crosscheck {
+            paths,
+            modes,
+            samples,
+        } => crosscheck::run(&workspace, &paths, &modes, samples),
         Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),
         Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
     }

@@ -1,0 +1,98 @@
+//! `cargo xtask crosscheck`: quantize every model in every mode with octet, load each result in
+//! LiteRT with both its default and its reference kernels, and compare octet-runtime with
+//! LiteRT's reference kernels (integers exactly, floats within 1e-5 of the largest value).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::process;
+use crate::roundtrip::default_models;
+use crate::runtime_check::{Outcome, Tools, check_model};
+use crate::workspace::Workspace;
+
+/// Every mode of `octet quantize`.
+const MODES: [&str; 6] = ["int8", "uint8", "int16x8", "dynamic", "fp16", "weight-int8"];
+
+/// Quantizes and checks `paths` (default: fixtures and third-party models) in `modes` (default:
+/// all). Fails when a quantized model octet wrote does not load in LiteRT, or octet-runtime
+/// differs from LiteRT on it.
+pub fn run(
+    workspace: &Workspace,
+    paths: &[PathBuf],
+    modes: &[String],
+    samples: usize,
+) -> Result<()> {
+    let tools = Tools::prepare(workspace)?;
+    let models = if paths.is_empty() {
+        default_models(workspace)?
+    } else {
+        paths.to_vec()
+    };
+    let modes: Vec<String> = if modes.is_empty() {
+        MODES.iter().map(|m| (*m).to_owned()).collect()
+    } else {
+        modes.to_vec()
+    };
+    let out_dir = workspace.cache_dir("crosscheck");
+    std::fs::create_dir_all(&out_dir)?;
+    let (mut ok, mut failed, mut not_quantized) = (0, 0, 0);
+    println!(
+        "{:<48} {:<12} {:<34} octet vs LiteRT reference",
+        "model", "mode", "LiteRT (default / reference)"
+    );
+    for model in &models {
+        let name = model
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        for mode in &modes {
+            let output = out_dir.join(format!("{name}.{mode}.tflite"));
+            let quantized = process::stdout_of(
+                Command::new(&tools.octet)
+                    .arg("quantize")
+                    .arg(model)
+                    .arg("-o")
+                    .arg(&output)
+                    .args(["--mode", mode, "--calib", "random:-1,1", "--samples", "8"]),
+            );
+            if let Err(e) = quantized {
+                let text = format!("{e:#}");
+                let reason = text
+                    .lines()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or("failed")
+                    .to_owned();
+                println!("{name:<48} {mode:<12} not quantized: {reason}");
+                not_quantized += 1;
+                continue;
+            }
+            let check = check_model(workspace, &tools, &output, samples)?;
+            let status = |resolver: &str| {
+                check
+                    .litert
+                    .iter()
+                    .find(|(r, _)| r == resolver)
+                    .map_or("?", |(_, s)| if s == "ok" { "runs" } else { "FAILS" })
+            };
+            let litert = format!("{} / {}", status("AUTO"), status("BUILTIN_REF"));
+            let loads = status("AUTO") == "runs" && status("BUILTIN_REF") == "runs";
+            let verdict = match &check.outcome {
+                Outcome::Match => check.details.first().cloned().unwrap_or_default(),
+                Outcome::Differs => check.details.join("; "),
+                Outcome::NotCompared(reason) => reason.clone(),
+            };
+            println!("{name:<48} {mode:<12} {litert:<34} {verdict}");
+            if loads && matches!(check.outcome, Outcome::Match) {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    println!("\n{ok} pass, {failed} fail, {not_quantized} not quantized");
+    if failed > 0 {
+        bail!("{failed} quantized model(s) fail in LiteRT or differ from it");
+    }
+    Ok(())
+}
