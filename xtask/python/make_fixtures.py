@@ -344,6 +344,7 @@ def render_readme(
         "",
         "- Op-coverage fixtures (one tiny model per op and quantization flavour, with LiteRT",
         "  reference outputs) are in `models/ops/`; see `models/ops/README.md`.",
+        "- TensorFlow-quantized reference models for octet: see `models/reference/README.md`.",
         "- Third-party models are not committed. `cargo xtask fetch-models` downloads pinned",
         "  wheels (versions in xtask/src/fetch_models.rs) into `.cache/downloads/` and extracts",
         "  their models into `.cache/third_party/` (gitignored); `cargo test` and",

@@ -14,16 +14,30 @@ use crate::workspace::Workspace;
 const MODELS_BUDGET_BYTES: u64 = 10 * 1024 * 1024;
 /// `models/ops/` is committed too (make_op_fixtures.py checks the same budget).
 const OPS_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+/// `models/reference/` is committed too (make_reference_fixtures.py checks the same budget).
+const REFERENCE_BUDGET_BYTES: u64 = 2 * 1024 * 1024;
 
-/// Run `xtask/python/make_fixtures.py --out models/` (unless `ops_only`) and
-/// `xtask/python/make_op_fixtures.py --out models/ops/` in the venv, checking each directory's
-/// size budget.
+/// Run `xtask/python/make_fixtures.py --out models/` and
+/// `xtask/python/make_reference_fixtures.py --out models/reference/` (unless `ops_only`; the
+/// second reads the first's models) and `xtask/python/make_op_fixtures.py --out models/ops/` in
+/// the venv, checking each directory's size budget.
 pub fn run(workspace: &Workspace, ops_only: bool) -> Result<()> {
     let venv = venv::ensure(workspace, Requirements::Fixtures)?;
     let models_dir = workspace.models_dir();
     if !ops_only {
         run_script(&venv, workspace, "make_fixtures.py", "models/")?;
         check_budget(workspace, &models_dir, MODELS_BUDGET_BYTES)?;
+        run_script(
+            &venv,
+            workspace,
+            "make_reference_fixtures.py",
+            "models/reference/",
+        )?;
+        check_budget(
+            workspace,
+            &models_dir.join("reference"),
+            REFERENCE_BUDGET_BYTES,
+        )?;
     }
     run_script(&venv, workspace, "make_op_fixtures.py", "models/ops/")?;
     check_budget(workspace, &models_dir.join("ops"), OPS_BUDGET_BYTES)

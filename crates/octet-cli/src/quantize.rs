@@ -65,12 +65,13 @@ pub struct QuantizeArgs {
     /// Upper end of the default range.
     #[arg(long, requires = "default_ranges_min", allow_hyphen_values = true)]
     default_ranges_max: Option<f32>,
-    /// dtype of the quantized model's inputs.
-    #[arg(long, value_enum, default_value = "float32")]
-    input_type: IoType,
-    /// dtype of the quantized model's outputs.
-    #[arg(long, value_enum, default_value = "float32")]
-    output_type: IoType,
+    /// dtype of the quantized model's inputs [default: float32; uint8 for the legacy path
+    /// with --mean-values/--std-dev-values, as tflite_convert makes it].
+    #[arg(long, value_enum)]
+    input_type: Option<IoType>,
+    /// dtype of the quantized model's outputs [default: as for --input-type].
+    #[arg(long, value_enum)]
+    output_type: Option<IoType>,
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
@@ -208,12 +209,15 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         .transpose()?;
 
     let mut options = QuantizeOptions::new(mode);
-    options.input_type = dtype_of(args.input_type);
-    options.output_type = dtype_of(args.output_type);
-    if mode == Mode::UInt8 && !input_stats.is_empty() && args.input_type == IoType::Float32 {
-        // The legacy converter's input statistics make the input itself uint8.
-        options.input_type = DType::UInt8;
-    }
+    // The legacy converter's input statistics describe a uint8 input: with them, tflite_convert
+    // makes a model with uint8 input and output.
+    let legacy_io = if mode == Mode::UInt8 && !input_stats.is_empty() {
+        IoType::Uint8
+    } else {
+        IoType::Float32
+    };
+    options.input_type = dtype_of(args.input_type.unwrap_or(legacy_io));
+    options.output_type = dtype_of(args.output_type.unwrap_or(legacy_io));
     options.input_stats = input_stats;
     options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
 

@@ -11,7 +11,11 @@ fn params(args: &[&str]) -> serde_json::Value {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1);
     serde_json::from_str(&text).unwrap()
@@ -68,7 +72,12 @@ fn bad_values_exit_1_and_bad_usage_exit_2() {
     let out = run(&["--range=1,-1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: invalid range"));
-    assert_eq!(run(&["--scale", "0.1", "--zero-point", "300"]).status.code(), Some(1));
+    assert_eq!(
+        run(&["--scale", "0.1", "--zero-point", "300"])
+            .status
+            .code(),
+        Some(1)
+    );
     assert_eq!(run(&["--mean", "1"]).status.code(), Some(2));
     assert_eq!(run(&[]).status.code(), Some(2));
 }

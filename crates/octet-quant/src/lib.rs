@@ -6,9 +6,13 @@
 //! [`QuantizeReport`]. [`params`] holds the range/statistics arithmetic that every mode and
 //! `octet params` share; [`metrics`] measures what quantization cost.
 
+pub mod calibrate;
 mod error;
+mod full_integer;
 pub mod metrics;
 pub mod params;
+pub mod passes;
+pub mod weight_modes;
 
 use octet_core::{DType, Model};
 
@@ -119,6 +123,12 @@ pub fn quantize(
         && options.default_range.is_none()
     {
         return Err(QuantError::NeedsRanges(options.mode.name()));
+    }
+    if let Mode::Dynamic | Mode::Fp16 | Mode::WeightInt8 = options.mode {
+        return weight_modes::quantize_weights(model, options.mode);
+    }
+    if let Mode::Int8 | Mode::UInt8 | Mode::Int16x8 = options.mode {
+        return full_integer::quantize(model, options, calibration);
     }
     let _ = model;
     Err(QuantError::Unsupported(format!(

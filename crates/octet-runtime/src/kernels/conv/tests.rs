@@ -7,8 +7,8 @@ use octet_core::{
     QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
 };
 
-use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
 use super::{Requantize, out_size, padding_before, taps};
+use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
 use crate::{Interpreter, RuntimeError};
 
 /// A tensor of the test model: a graph input (`data: None`) or a constant.

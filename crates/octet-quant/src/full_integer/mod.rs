@@ -1,0 +1,939 @@
+//! Full-integer post-training quantization: int8 (the TFLite int8 specification), uint8 (the
+//! legacy `tflite_convert` path) and int16x8.
+//!
+//! The pass folds DEQUANTIZE/DENSIFY of constants first, calibrates the float model (or uses the
+//! default range), then walks the main subgraph in execution order. An op with an integer rule
+//! ([`rules`]) gets integer twins of its float inputs and outputs: QUANTIZE is inserted after
+//! float producers, weights and bias are quantized, and the op's outputs become new integer
+//! tensors. An op without a rule stays float, with DEQUANTIZE inserted before it where its input
+//! became integer. Graph inputs and outputs stay float unless the options ask for integer ones.
+//! Unused tensors and buffers are dropped at the end.
+
+pub mod rules;
+pub mod versions;
+
+use std::collections::{HashMap, HashSet};
+
+use octet_core::{DType, Model, Op, Operator, QuantParams, Subgraph, Tensor, TensorData, TensorId};
+
+use crate::calibrate::{TensorRanges, calibrate};
+use crate::params::{self, AffineParams, IntRange};
+use crate::passes;
+use crate::{Calibration, Mode, QuantError, QuantizeOptions, QuantizeReport};
+use rules::{FixedOutput, InputRule, OutputRule, Rule, rule_for};
+
+/// How a full-integer mode quantizes.
+#[derive(Debug, Clone, Copy)]
+struct Scheme {
+    /// Activation dtype.
+    act: DType,
+    /// Weights dtype.
+    weights: DType,
+    /// Weights per channel and symmetric (int8 spec) rather than per tensor and asymmetric.
+    per_channel: bool,
+    /// Bias dtype of CONV/FC/TRANSPOSE_CONV.
+    bias: DType,
+}
+
+impl Scheme {
+    fn of(mode: Mode) -> Result<Self, QuantError> {
+        Ok(match mode {
+            Mode::Int8 => Scheme {
+                act: DType::Int8,
+                weights: DType::Int8,
+                per_channel: true,
+                bias: DType::Int32,
+            },
+            Mode::UInt8 => Scheme {
+                act: DType::UInt8,
+                weights: DType::UInt8,
+                per_channel: false,
+                bias: DType::Int32,
+            },
+            Mode::Int16x8 => Scheme {
+                act: DType::Int16,
+                weights: DType::Int8,
+                per_channel: true,
+                bias: DType::Int64,
+            },
+            other => {
+                return Err(QuantError::Unsupported(format!(
+                    "--mode {} is not a full-integer mode",
+                    other.name()
+                )));
+            }
+        })
+    }
+
+    fn symmetric_act(&self) -> bool {
+        self.act == DType::Int16
+    }
+
+    /// Parameters of an activation with float range `[min, max]`.
+    fn act_params(&self, min: f32, max: f32) -> Result<AffineParams, QuantError> {
+        let range = IntRange::of(self.act)?;
+        if self.symmetric_act() {
+            params::symmetric(min.abs().max(max.abs()), range)
+        } else {
+            params::from_range(min, max, range)
+        }
+    }
+
+    /// Fixed output parameters, `None` where the mode has no integer kernel for the op.
+    fn fixed(&self, fixed: FixedOutput) -> Option<(f32, i64)> {
+        Some(match (self.act, fixed) {
+            (DType::Int8, FixedOutput::Probability) => (1.0 / 256.0, -128),
+            (DType::Int8, FixedOutput::UnitSigned) => (1.0 / 128.0, 0),
+            (DType::Int8, FixedOutput::LogProbability) => (16.0 / 256.0, 127),
+            (DType::UInt8, FixedOutput::Probability) => (1.0 / 256.0, 0),
+            (DType::UInt8, FixedOutput::UnitSigned) => (1.0 / 128.0, 128),
+            (DType::UInt8, FixedOutput::LogProbability) => (16.0 / 256.0, 255),
+            (DType::Int16, FixedOutput::Probability) => (1.0 / 32768.0, 0),
+            (DType::Int16, FixedOutput::UnitSigned) => (1.0 / 32768.0, 0),
+            _ => return None,
+        })
+    }
+}
+
+/// Quantizes `model` to a full-integer mode (int8, uint8 or int16x8).
+pub fn quantize(
+    model: &Model,
+    options: &QuantizeOptions,
+    calibration: Option<&Calibration>,
+) -> Result<(Model, QuantizeReport), QuantError> {
+    let scheme = Scheme::of(options.mode)?;
+    let mut model = model.clone();
+    let constant_bytes_before = passes::constant_bytes(&model);
+    passes::fold_to_float(&mut model)?;
+    let ranges = match calibration {
+        Some(c) if !c.samples.is_empty() => calibrate(&model, c)?,
+        _ => TensorRanges::default(),
+    };
+    if model.subgraphs.is_empty() {
+        return Err(QuantError::Unsupported("the model has no subgraph".into()));
+    }
+    let sg = std::mem::take(&mut model.subgraphs[0]);
+    let mut pass = Pass {
+        model,
+        old: sg.clone(),
+        sg: Subgraph {
+            operators: Vec::new(),
+            ..sg
+        },
+        scheme,
+        ranges: &ranges,
+        options,
+        twin: HashMap::new(),
+        replaced: HashSet::new(),
+        in_place: HashMap::new(),
+        dequantized: HashSet::new(),
+        requant: HashMap::new(),
+        consts: HashMap::new(),
+        float_ops: Vec::new(),
+    };
+    pass.run()?;
+    let Pass {
+        mut model,
+        sg,
+        float_ops,
+        ..
+    } = pass;
+    model.subgraphs[0] = sg;
+    passes::remove_unused_tensors(&mut model, 0)?;
+    passes::remove_unused_buffers(&mut model);
+    model
+        .validate()
+        .map_err(|e| QuantError::Unsupported(format!("the quantized model is invalid: {e}")))?;
+    let main = &model.subgraphs[0];
+    let report = QuantizeReport {
+        tensors_quantized: main
+            .tensors
+            .iter()
+            .filter(|t| t.quant.as_ref().is_some_and(QuantParams::is_affine))
+            .count(),
+        tensors_float: main
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == DType::Float32)
+            .count(),
+        float_ops,
+        constant_bytes_before,
+        constant_bytes_after: passes::constant_bytes(&model),
+    };
+    Ok((model, report))
+}
+
+fn quant_of(p: (f32, i64)) -> QuantParams {
+    QuantParams::per_tensor(p.0, p.1)
+}
+
+fn same_params(a: (f32, i64), b: (f32, i64)) -> bool {
+    a.1 == b.1 && (a.0 - b.0).abs() <= 1e-7 * a.0.abs().max(b.0.abs())
+}
+
+struct Pass<'a> {
+    model: Model,
+    /// The main subgraph as it was (after folding), for rules that look at the original graph.
+    old: Subgraph,
+    /// The subgraph being built: all tensors, the new operator list.
+    sg: Subgraph,
+    scheme: Scheme,
+    ranges: &'a TensorRanges,
+    options: &'a QuantizeOptions,
+    /// Float tensor -> its integer twin.
+    twin: HashMap<TensorId, TensorId>,
+    /// Float tensors whose producer was quantized (a DEQUANTIZE may produce them again).
+    replaced: HashSet<TensorId>,
+    /// Graph inputs that became integer themselves -> their float copy for float ops.
+    in_place: HashMap<TensorId, Option<TensorId>>,
+    /// Replaced tensors already produced again by a DEQUANTIZE.
+    dequantized: HashSet<TensorId>,
+    /// (integer tensor, scale bits, zero point) -> requantized tensor.
+    requant: HashMap<(TensorId, u32, i64), TensorId>,
+    /// (float constant, how) -> quantized constant.
+    consts: HashMap<(TensorId, String), TensorId>,
+    float_ops: Vec<(usize, String)>,
+}
+
+impl Pass<'_> {
+    fn tensor(&self, id: TensorId) -> Result<&Tensor, QuantError> {
+        self.sg
+            .tensor(id)
+            .ok_or_else(|| QuantError::Unsupported(format!("tensor {} does not exist", id.0)))
+    }
+
+    fn name(&self, id: TensorId) -> String {
+        self.sg
+            .tensor(id)
+            .map_or_else(|| format!("#{}", id.0), |t| t.name.clone())
+    }
+
+    fn is_constant(&self, id: TensorId) -> bool {
+        self.sg
+            .tensor(id)
+            .is_some_and(|t| self.model.tensor_bytes(t).is_some())
+    }
+
+    fn params(&self, id: TensorId) -> Result<(f32, i64), QuantError> {
+        self.tensor(id)?.single_quant().ok_or_else(|| {
+            QuantError::Unsupported(format!(
+                "internal: tensor '{}' has no per-tensor parameters",
+                self.name(id)
+            ))
+        })
+    }
+
+    fn range_of(&self, id: TensorId) -> Result<(f32, f32), QuantError> {
+        if let Some(r) = self.ranges.get(id) {
+            return Ok(r);
+        }
+        self.options.default_range.ok_or_else(|| {
+            QuantError::Unsupported(format!(
+                "tensor '{}' has no calibrated range (it was never computed during calibration); \
+                 give calibration data that reaches it or --default-ranges-min/max",
+                self.name(id)
+            ))
+        })
+    }
+
+    fn act_params_of(&self, id: TensorId) -> Result<(f32, i64), QuantError> {
+        let (min, max) = self.range_of(id)?;
+        let p = self.scheme.act_params(min, max)?;
+        Ok((p.scale, i64::from(p.zero_point)))
+    }
+
+    fn add_tensor(
+        &mut self,
+        like: TensorId,
+        name: String,
+        dtype: DType,
+        quant: Option<QuantParams>,
+    ) -> Result<TensorId, QuantError> {
+        let base = self.tensor(like)?;
+        let mut t = Tensor::new(name, dtype, base.shape.clone());
+        t.shape_signature = base.shape_signature.clone();
+        t.has_rank = base.has_rank;
+        t.quant = quant;
+        self.sg
+            .add_tensor(t)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))
+    }
+
+    fn add_const(
+        &mut self,
+        like: TensorId,
+        dtype: DType,
+        data: Vec<u8>,
+        quant: QuantParams,
+    ) -> Result<TensorId, QuantError> {
+        let name = self.name(like);
+        let id = self.add_tensor(like, name, dtype, Some(quant))?;
+        let buffer = self
+            .model
+            .add_buffer(data)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        if let Some(t) = self.sg.tensor_mut(id) {
+            t.buffer = buffer;
+        }
+        Ok(id)
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<TensorId>, outputs: Vec<TensorId>) {
+        let mut operator = Operator::new(op, inputs.into_iter().map(Some).collect(), outputs);
+        let act = self.scheme.act;
+        operator.version = versions::quantized_version(&operator, act, false);
+        self.sg.operators.push(operator);
+    }
+
+    fn float_values(&self, id: TensorId) -> Result<Vec<f32>, QuantError> {
+        let t = self.tensor(id)?;
+        match self.model.tensor_data(t) {
+            Ok(Some(TensorData::F32(v))) => Ok(v),
+            Ok(_) => Err(QuantError::Unsupported(format!(
+                "constant '{}' is not float32 data",
+                t.name
+            ))),
+            Err(e) => Err(QuantError::Unsupported(format!(
+                "constant '{}': {e}",
+                t.name
+            ))),
+        }
+    }
+
+    /// Integer bytes of `values` quantized with `(scale, zero_point)` to the activation dtype.
+    fn encode(&self, values: &[f32], p: (f32, i64), dtype: DType) -> Result<Vec<u8>, QuantError> {
+        self.encode_in(values, p, IntRange::of(dtype)?)
+    }
+
+    /// Like [`Self::encode`], clamped to `range`.
+    fn encode_in(
+        &self,
+        values: &[f32],
+        p: (f32, i64),
+        range: IntRange,
+    ) -> Result<Vec<u8>, QuantError> {
+        let dtype = range.dtype;
+        let inv = 1.0 / p.0;
+        let q = values.iter().map(|&v| {
+            // zero point added before rounding, as TensorFlow's quantizers do
+            ((p.1 as f32 + v * inv).round() as i64)
+                .clamp(i64::from(range.qmin), i64::from(range.qmax))
+        });
+        Ok(match dtype {
+            DType::Int8 => q.map(|x| x as i8 as u8).collect(),
+            DType::UInt8 => q.map(|x| x as u8).collect(),
+            _ => q.flat_map(|x| (x as i16).to_le_bytes()).collect(),
+        })
+    }
+
+    /// A float constant used as a value: quantized per tensor with `required` parameters or from
+    /// its own range.
+    fn quantize_const_value(
+        &mut self,
+        id: TensorId,
+        required: Option<(f32, i64)>,
+        symmetric: bool,
+    ) -> Result<TensorId, QuantError> {
+        let values = self.float_values(id)?;
+        let p = match required {
+            Some(p) => p,
+            None => {
+                let min = values.iter().copied().fold(0.0f32, f32::min);
+                let max = values.iter().copied().fold(0.0f32, f32::max);
+                let a = if symmetric && self.scheme.act != DType::UInt8 {
+                    params::symmetric(min.abs().max(max), IntRange::of(self.scheme.act)?)?
+                } else {
+                    self.scheme.act_params(min, max)?
+                };
+                (a.scale, i64::from(a.zero_point))
+            }
+        };
+        let key = (id, format!("value {} {}", p.0.to_bits(), p.1));
+        if let Some(&t) = self.consts.get(&key) {
+            return Ok(t);
+        }
+        let data = self.encode(&values, p, self.scheme.act)?;
+        let t = self.add_const(id, self.scheme.act, data, quant_of(p))?;
+        self.consts.insert(key, t);
+        Ok(t)
+    }
+
+    /// Weights: per channel along `axis`, symmetric (int8), or per tensor asymmetric (uint8).
+    /// Returns the tensor and its scales.
+    fn quantize_weights(
+        &mut self,
+        id: TensorId,
+        axis: usize,
+    ) -> Result<(TensorId, Vec<f32>), QuantError> {
+        let key = (id, format!("weights {axis}"));
+        if let Some(&t) = self.consts.get(&key) {
+            let scales = self
+                .tensor(t)?
+                .quant
+                .as_ref()
+                .map(|q| q.scale.clone())
+                .unwrap_or_default();
+            return Ok((t, scales));
+        }
+        let values = self.float_values(id)?;
+        let dims: Vec<usize> = self
+            .tensor(id)?
+            .shape
+            .dims()
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect();
+        let (t, scales) = if self.scheme.per_channel {
+            let channels = dims.get(axis).copied().unwrap_or(0);
+            if channels == 0 {
+                return Err(QuantError::Unsupported(format!(
+                    "weights '{}' have no axis {axis}",
+                    self.name(id)
+                )));
+            }
+            let inner: usize = dims.iter().skip(axis + 1).product();
+            let channel = |e: usize| (e / inner.max(1)) % channels;
+            let mut max_abs = vec![0.0f32; channels];
+            for (e, &v) in values.iter().enumerate() {
+                if let Some(m) = max_abs.get_mut(channel(e)) {
+                    *m = m.max(v.abs());
+                }
+            }
+            let range = IntRange::of(self.scheme.weights)?;
+            let mut scales = Vec::with_capacity(channels);
+            for &m in &max_abs {
+                scales.push(params::symmetric(m, range)?.scale);
+            }
+            let data: Vec<u8> = values
+                .iter()
+                .enumerate()
+                .map(|(e, &v)| {
+                    let s = scales.get(channel(e)).copied().unwrap_or(1.0);
+                    ((v * (1.0 / s)).round() as i32).clamp(-range.qmax, range.qmax) as i8 as u8
+                })
+                .collect();
+            let quant = QuantParams::per_axis(
+                scales.clone(),
+                vec![0; channels],
+                i32::try_from(axis).unwrap_or(0),
+            );
+            let t = self.add_const(id, self.scheme.weights, data, quant)?;
+            (t, scales)
+        } else {
+            let min = values.iter().copied().fold(0.0f32, f32::min);
+            let max = values.iter().copied().fold(0.0f32, f32::max);
+            // The legacy converter quantizes weights to the narrow range [1, 255].
+            let narrow = IntRange {
+                qmin: 1,
+                ..IntRange::of(self.scheme.weights)?
+            };
+            let p = params::from_range(min, max, narrow)?;
+            let p = (p.scale, i64::from(p.zero_point));
+            let data = self.encode_in(&values, p, narrow)?;
+            let t = self.add_const(id, self.scheme.weights, data, quant_of(p))?;
+            (t, vec![p.0])
+        };
+        self.consts.insert(key, t);
+        Ok((t, scales))
+    }
+
+    fn quantize_bias(
+        &mut self,
+        id: TensorId,
+        input_scale: f32,
+        weight_scales: &[f32],
+    ) -> Result<TensorId, QuantError> {
+        let values = self.float_values(id)?;
+        let scales: Vec<f32> = if weight_scales.len() == 1 {
+            vec![bias_scale(
+                input_scale,
+                weight_scales.first().copied().unwrap_or(1.0),
+            )]
+        } else {
+            weight_scales
+                .iter()
+                .map(|&w| bias_scale(input_scale, w))
+                .collect()
+        };
+        if scales.len() > 1 && scales.len() != values.len() {
+            return Err(QuantError::Unsupported(format!(
+                "bias '{}' has {} values for {} channels",
+                self.name(id),
+                values.len(),
+                scales.len()
+            )));
+        }
+        let key = (
+            id,
+            format!(
+                "bias {:?}",
+                scales.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
+            ),
+        );
+        if let Some(&t) = self.consts.get(&key) {
+            return Ok(t);
+        }
+        let q = values.iter().enumerate().map(|(i, &v)| {
+            let s = scales.get(i).or(scales.first()).copied().unwrap_or(1.0);
+            (v / s).round() as i64
+        });
+        let data: Vec<u8> = match self.scheme.bias {
+            DType::Int64 => q.flat_map(i64::to_le_bytes).collect(),
+            _ => q
+                .flat_map(|x| {
+                    (x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).to_le_bytes()
+                })
+                .collect(),
+        };
+        let quant = if scales.len() > 1 {
+            QuantParams::per_axis(scales.clone(), vec![0; scales.len()], 0)
+        } else {
+            QuantParams::per_tensor(scales.first().copied().unwrap_or(1.0), 0)
+        };
+        let t = self.add_const(id, self.scheme.bias, data, quant)?;
+        self.consts.insert(key, t);
+        Ok(t)
+    }
+
+    /// The integer form of float tensor `id` (activation or constant), with `required`
+    /// parameters if given (requantizing with QUANTIZE when its own differ).
+    fn integer_input(
+        &mut self,
+        id: TensorId,
+        required: Option<(f32, i64)>,
+        symmetric_const: bool,
+    ) -> Result<TensorId, QuantError> {
+        let base = if let Some(&t) = self.twin.get(&id) {
+            t
+        } else if self.is_constant(id) {
+            return self.quantize_const_value(id, required, symmetric_const);
+        } else {
+            let p = match required {
+                Some(p) => p,
+                None => self.act_params_of(id)?,
+            };
+            let name = self.name(id);
+            let t = self.add_tensor(id, name, self.scheme.act, Some(quant_of(p)))?;
+            self.push(Op::Quantize, vec![id], vec![t]);
+            self.twin.insert(id, t);
+            t
+        };
+        let Some(req) = required else {
+            return Ok(base);
+        };
+        let have = self.params(base)?;
+        if same_params(have, req) {
+            return Ok(base);
+        }
+        let key = (base, req.0.to_bits(), req.1);
+        if let Some(&t) = self.requant.get(&key) {
+            return Ok(t);
+        }
+        let name = format!("{}_requantized", self.name(id));
+        let t = self.add_tensor(id, name, self.scheme.act, Some(quant_of(req)))?;
+        self.push(Op::Quantize, vec![base], vec![t]);
+        self.requant.insert(key, t);
+        Ok(t)
+    }
+
+    /// The float form of tensor `id` for a float consumer.
+    fn float_input(&mut self, id: TensorId) -> Result<TensorId, QuantError> {
+        if let Some(copy) = self.in_place.get(&id).copied() {
+            if let Some(c) = copy {
+                return Ok(c);
+            }
+            let name = format!("{}_dequantized", self.name(id));
+            let f = self.add_tensor(id, name, DType::Float32, None)?;
+            let src = self.twin.get(&id).copied().unwrap_or(id);
+            self.push(Op::Dequantize, vec![src], vec![f]);
+            self.in_place.insert(id, Some(f));
+            return Ok(f);
+        }
+        if self.replaced.contains(&id) && !self.dequantized.contains(&id) {
+            let src = self.twin.get(&id).copied().unwrap_or(id);
+            self.push(Op::Dequantize, vec![src], vec![id]);
+            self.dequantized.insert(id);
+        }
+        Ok(id)
+    }
+
+    /// Parameters of graph input `i` (tensor `id`) in the activation dtype, from the legacy
+    /// input statistics if given, else from its range.
+    fn input_params(&self, i: usize, id: TensorId) -> Result<(f32, i64), QuantError> {
+        if let Some(&(mean, std_dev)) = self.options.input_stats.get(i) {
+            // Statistics describe the input's own integer type; uint8 for float inputs.
+            let stats_dtype = if self.options.input_type.is_quantizable_integer() {
+                self.options.input_type
+            } else {
+                DType::UInt8
+            };
+            let p = params::from_mean_std(mean, std_dev, IntRange::of(stats_dtype)?)?;
+            let shift = zero_point_shift(stats_dtype, self.scheme.act);
+            return Ok((p.scale, i64::from(p.zero_point) + shift));
+        }
+        self.act_params_of(id)
+    }
+
+    fn setup_inputs(&mut self) -> Result<(), QuantError> {
+        let inputs = self.sg.inputs.clone();
+        for (i, id) in inputs.into_iter().enumerate() {
+            if self.tensor(id)?.dtype != DType::Float32 {
+                continue;
+            }
+            let wanted = self.options.input_type;
+            if !wanted.is_quantizable_integer() {
+                if !self.options.input_stats.is_empty() {
+                    let p = self.input_params(i, id)?;
+                    self.integer_input(id, Some(p), false)?;
+                }
+                continue;
+            }
+            let p = self.input_params(i, id)?;
+            let p_in = (p.0, p.1 - zero_point_shift(wanted, self.scheme.act));
+            if let Some(t) = self.sg.tensor_mut(id) {
+                t.dtype = wanted;
+                t.quant = Some(quant_of(p_in));
+            }
+            if wanted == self.scheme.act {
+                self.twin.insert(id, id);
+            } else {
+                let name = format!("{}_{}", self.name(id), self.scheme.act);
+                let t = self.add_tensor(id, name, self.scheme.act, Some(quant_of(p)))?;
+                self.push(Op::Quantize, vec![id], vec![t]);
+                self.twin.insert(id, t);
+            }
+            self.in_place.insert(id, None);
+        }
+        Ok(())
+    }
+
+    fn finish_outputs(&mut self) -> Result<(), QuantError> {
+        let outputs = self.sg.outputs.clone();
+        let wanted = self.options.output_type;
+        for (k, id) in outputs.into_iter().enumerate() {
+            let Some(&tw) = self.twin.get(&id) else {
+                continue;
+            };
+            if !self.replaced.contains(&id) {
+                // A graph input passed straight through.
+                continue;
+            }
+            let new = if wanted == self.scheme.act {
+                tw
+            } else if wanted.is_quantizable_integer() {
+                let p = self.params(tw)?;
+                let shift = zero_point_shift(wanted, self.scheme.act);
+                let name = self.name(id);
+                let t = self.add_tensor(id, name, wanted, Some(quant_of((p.0, p.1 - shift))))?;
+                self.push(Op::Quantize, vec![tw], vec![t]);
+                t
+            } else {
+                self.float_input(id)?;
+                continue;
+            };
+            if let Some(o) = self.sg.outputs.get_mut(k) {
+                *o = new;
+            }
+            for sig in self
+                .model
+                .signature_defs
+                .iter_mut()
+                .filter(|s| s.subgraph == 0)
+            {
+                for t in sig.outputs.iter_mut().filter(|t| t.tensor == id) {
+                    t.tensor = new;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), QuantError> {
+        self.setup_inputs()?;
+        let ops = std::mem::take(&mut self.old.operators);
+        for (index, op) in ops.iter().enumerate() {
+            if !self.try_quantize(op)? {
+                let has_float = op
+                    .present_inputs()
+                    .chain(op.outputs.iter().copied())
+                    .any(|t| self.sg.tensor(t).is_some_and(|t| t.dtype == DType::Float32));
+                // SHAPE reads only the shape: it takes the integer tensor as it is.
+                let shape_only = matches!(op.op, Op::Shape { .. });
+                if has_float && !shape_only && !matches!(op.op, Op::Quantize | Op::Dequantize) {
+                    self.float_ops.push((index, op.op.name().into_owned()));
+                }
+                let mut op = op.clone();
+                for input in op.inputs.iter_mut().flatten() {
+                    if shape_only {
+                        if let Some(&t) = self.twin.get(input) {
+                            *input = t;
+                        }
+                    } else if self.twin.contains_key(input) {
+                        *input = self.float_input(*input)?;
+                    }
+                }
+                self.sg.operators.push(op);
+            }
+        }
+        self.finish_outputs()?;
+        self.rename_twins();
+        Ok(())
+    }
+
+    /// Integer twins whose float original is still in the graph get a suffix, so names stay
+    /// unique: the float tensor keeps the original name.
+    fn rename_twins(&mut self) {
+        let mut used = HashSet::new();
+        for op in &self.sg.operators {
+            used.extend(op.present_inputs());
+            used.extend(op.outputs.iter().copied());
+        }
+        used.extend(self.sg.inputs.iter().copied());
+        used.extend(self.sg.outputs.iter().copied());
+        let suffix = self.scheme.act.name();
+        for (&orig, &tw) in &self.twin {
+            if orig != tw
+                && used.contains(&orig)
+                && let Some(t) = self.sg.tensor_mut(tw)
+                && !t.name.ends_with(suffix)
+            {
+                t.name = format!("{}_{suffix}", t.name);
+            }
+        }
+    }
+
+    /// Quantizes `op` if it has a rule and its tensors fit it; false if it stays float.
+    fn try_quantize(&mut self, op: &Operator) -> Result<bool, QuantError> {
+        let consts: Vec<bool> = op
+            .inputs
+            .iter()
+            .map(|i| i.is_some_and(|t| self.is_constant(t)))
+            .collect();
+        let const_input = |i: usize| consts.get(i).copied().unwrap_or(false);
+        let Some(mut rule) = rule_for(&op.op, op.inputs.len(), &const_input) else {
+            return Ok(false);
+        };
+        // The legacy converter: CONCATENATION's output covers all its inputs, which keep their
+        // parameters (the uint8 kernel rescales); PACK's likewise, with the inputs requantized
+        // to it (the uint8 kernel copies).
+        if self.scheme.act == DType::UInt8 {
+            if matches!(op.op, Op::Concatenation(_)) {
+                rule.inputs = vec![InputRule::Value; op.inputs.len()];
+                rule.output = OutputRule::UnionOfInputs;
+                rule.unify = false;
+            } else if matches!(op.op, Op::Pack(_)) {
+                rule.output = OutputRule::UnionOfInputs;
+            }
+        }
+        if !self.fits(op, &rule)? {
+            return Ok(false);
+        }
+        // Value and weights inputs first.
+        let mut new_inputs: Vec<Option<TensorId>> = op.inputs.clone();
+        let mut weight_scales: HashMap<usize, Vec<f32>> = HashMap::new();
+        for (i, input) in op.inputs.iter().enumerate() {
+            let Some(id) = *input else { continue };
+            match rule.input(i) {
+                InputRule::Value => {
+                    new_inputs[i] = Some(self.integer_input(id, None, false)?);
+                }
+                InputRule::Symmetric => {
+                    new_inputs[i] = Some(self.integer_input(id, None, true)?);
+                }
+                InputRule::Weights { axis } => {
+                    let (t, scales) = self.quantize_weights(id, axis)?;
+                    new_inputs[i] = Some(t);
+                    weight_scales.insert(i, scales);
+                }
+                _ => {}
+            }
+        }
+        // Output parameters.
+        let out_params = match rule.output {
+            OutputRule::OwnRange => match op.outputs.first() {
+                Some(&o) => Some(self.act_params_of(o)?),
+                None => None,
+            },
+            OutputRule::SameAsInput(k) => match new_inputs.get(k).copied().flatten() {
+                Some(t) => Some(self.params(t)?),
+                None => None,
+            },
+            OutputRule::Fixed(f) => self.scheme.fixed(f),
+            OutputRule::UnionOfInputs => Some(self.union_params(op)?),
+            OutputRule::Keep => None,
+        };
+        // Inputs tied to the output, and bias.
+        for (i, input) in op.inputs.iter().enumerate() {
+            let Some(id) = *input else { continue };
+            match rule.input(i) {
+                InputRule::SameAsOutput => {
+                    new_inputs[i] = Some(self.integer_input(id, out_params, false)?);
+                }
+                InputRule::Bias { input, weights } => {
+                    let in_scale = match new_inputs.get(input).copied().flatten() {
+                        Some(t) => self.params(t)?.0,
+                        None => 1.0,
+                    };
+                    let scales = weight_scales.get(&weights).cloned().unwrap_or_default();
+                    new_inputs[i] = Some(self.quantize_bias(id, in_scale, &scales)?);
+                }
+                _ => {}
+            }
+        }
+        // Outputs.
+        let mut new_outputs = op.outputs.clone();
+        if rule.output != OutputRule::Keep {
+            let Some(p) = out_params else {
+                return Err(QuantError::Unsupported(format!(
+                    "internal: no output parameters for {}",
+                    op.op.name()
+                )));
+            };
+            for o in &mut new_outputs {
+                let name = self.name(*o);
+                let t = self.add_tensor(*o, name, self.scheme.act, Some(quant_of(p)))?;
+                self.twin.insert(*o, t);
+                self.replaced.insert(*o);
+                *o = t;
+            }
+        }
+        let has_bias = rule.inputs.iter().enumerate().any(|(i, r)| {
+            matches!(r, InputRule::Bias { .. }) && op.inputs.get(i).copied().flatten().is_some()
+        });
+        let mut operator = op.clone();
+        operator.inputs = new_inputs;
+        operator.outputs = new_outputs;
+        operator.version = versions::quantized_version(op, self.scheme.act, has_bias);
+        self.sg.operators.push(operator);
+        Ok(true)
+    }
+
+    /// The legacy converter's CONCATENATION output: the union of the known ranges of the
+    /// inputs (calibrated, or represented by their parameters) and of the output's calibrated
+    /// range; the default range when none is known.
+    fn union_params(&self, op: &Operator) -> Result<(f32, i64), QuantError> {
+        let mut known: Vec<(f32, f32)> = Vec::new();
+        for &orig in op.inputs.iter().flatten() {
+            if let Some(r) = self.ranges.get(orig) {
+                known.push(r);
+            } else if let Some(&t) = self.twin.get(&orig) {
+                let (s, z) = self.params(t)?;
+                let range = IntRange::of(self.scheme.act)?;
+                known.push((
+                    (range.qmin as f32 - z as f32) * s,
+                    (range.qmax as f32 - z as f32) * s,
+                ));
+            } else if self.is_constant(orig) {
+                let values = self.float_values(orig)?;
+                let min = values.iter().copied().fold(0.0f32, f32::min);
+                let max = values.iter().copied().fold(0.0f32, f32::max);
+                known.push((min, max));
+            }
+        }
+        if let Some(r) = op.outputs.first().and_then(|&o| self.ranges.get(o)) {
+            known.push(r);
+        }
+        let (min, max) = match known
+            .into_iter()
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        {
+            Some(r) => r,
+            None => match op.outputs.first() {
+                Some(&o) => self.range_of(o)?,
+                None => (0.0, 0.0),
+            },
+        };
+        let p = self.scheme.act_params(min, max)?;
+        Ok((p.scale, i64::from(p.zero_point)))
+    }
+
+    /// Whether `op`'s tensors fit `rule`: float where the rule quantizes, constant weights and
+    /// bias, non-float where the rule keeps, and a kernel for the mode.
+    fn fits(&self, op: &Operator, rule: &Rule) -> Result<bool, QuantError> {
+        if let OutputRule::Fixed(f) = rule.output
+            && self.scheme.fixed(f).is_none()
+        {
+            return Ok(false);
+        }
+        // LiteRT's BUILTIN_REF int8 SUM is far off the float result (models/ops/README.md):
+        // TensorFlow quantizes it, octet keeps it float.
+        // LiteRT has no uint8 BATCH_MATMUL.
+        let unsupported = match self.scheme.act {
+            DType::Int8 => matches!(op.op, Op::Sum { .. }),
+            DType::UInt8 => matches!(op.op, Op::BatchMatMul(_)),
+            _ => false,
+        };
+        if unsupported {
+            return Ok(false);
+        }
+        if self.scheme.act == DType::Int16 && !int16_supported(&op.op) {
+            return Ok(false);
+        }
+        let mut any_float = false;
+        for (i, input) in op.inputs.iter().enumerate() {
+            let Some(id) = *input else { continue };
+            let t = self.tensor(id)?;
+            // A twin means the tensor was float originally.
+            let float = t.dtype == DType::Float32 || self.twin.contains_key(&id);
+            match rule.input(i) {
+                InputRule::Keep => {
+                    if float {
+                        return Ok(false);
+                    }
+                }
+                InputRule::Weights { .. } | InputRule::Bias { .. } => {
+                    if t.dtype != DType::Float32 || !self.is_constant(id) {
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    if !float {
+                        return Ok(false);
+                    }
+                    any_float = true;
+                }
+            }
+        }
+        for &o in &op.outputs {
+            let float = self.tensor(o)?.dtype == DType::Float32;
+            if float == (rule.output == OutputRule::Keep) {
+                return Ok(false);
+            }
+            if self.sg.inputs.contains(&o) {
+                return Ok(false);
+            }
+        }
+        Ok(any_float)
+    }
+}
+
+/// The zero-point difference between the same scale in `from` and in `to` (int8 <-> uint8: 128).
+fn zero_point_shift(from: DType, to: DType) -> i64 {
+    match (from, to) {
+        (DType::UInt8, DType::Int8) => -128,
+        (DType::Int8, DType::UInt8) => 128,
+        _ => 0,
+    }
+}
+
+/// Ops TFLite has int16x8 kernels for.
+fn int16_supported(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::LogSoftmax
+            | Op::L2Normalization { .. }
+            | Op::HardSwish
+            | Op::Prelu
+            | Op::ReluN1To1
+            | Op::ArgMax(_)
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::PadV2
+            | Op::Sum { .. }
+    )
+}
+
+/// Bias scale `input_scale * weight_scale`, multiplied in double precision as TensorFlow does.
+fn bias_scale(input_scale: f32, weight_scale: f32) -> f32 {
+    (f64::from(input_scale) * f64::from(weight_scale)) as f32
+}
