@@ -113,7 +113,9 @@ pub(crate) fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32,
     let scaling_factor = scale as f32;
     let inverse = 1.0f32 / scaling_factor;
     for (q, &v) in quantized.iter_mut().zip(values) {
-        let rounded = (nudged as f32 + v * inverse).round() as i32;
+        // The zero point is added in double precision: rounding the f32 sum instead turns
+        // e.g. -97.4999995 into -97.5 and then -98, where LiteRT gives -97.
+        let rounded = (f64::from(nudged) + f64::from(v * inverse)).round() as i32;
         *q = rounded.clamp(QMIN, QMAX) as i8;
     }
     (scaling_factor, nudged)
