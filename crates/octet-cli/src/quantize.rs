@@ -115,6 +115,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 struct OutputAccuracy {
     index: usize,
     name: String,
+    /// Infinite (JSON `null`) when the outputs are identical.
     sqnr_db: f64,
     cosine: f64,
     max_abs_error: f64,

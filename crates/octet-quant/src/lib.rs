@@ -124,15 +124,12 @@ pub fn quantize(
     {
         return Err(QuantError::NeedsRanges(options.mode.name()));
     }
-    if let Mode::Dynamic | Mode::Fp16 | Mode::WeightInt8 = options.mode {
-        return weight_modes::quantize_weights(model, options.mode);
+    match options.mode {
+        Mode::Dynamic | Mode::Fp16 | Mode::WeightInt8 => {
+            weight_modes::quantize_weights(model, options.mode)
+        }
+        Mode::Int8 | Mode::UInt8 | Mode::Int16x8 => {
+            full_integer::quantize(model, options, calibration)
+        }
     }
-    if let Mode::Int8 | Mode::UInt8 | Mode::Int16x8 = options.mode {
-        return full_integer::quantize(model, options, calibration);
-    }
-    let _ = model;
-    Err(QuantError::Unsupported(format!(
-        "--mode {} is not implemented yet",
-        options.mode.name()
-    )))
 }

@@ -1,0 +1,170 @@
+//! `octet quantize` end to end: every mode writes a model octet can run, the report is honest,
+//! and bad input fails cleanly without touching files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+fn octet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_octet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("octet-quantize-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_mode_writes_a_runnable_model_and_reports_it() {
+    let dir = scratch("modes");
+    let model = models().join("digits_cnn.tflite");
+    let calib = models().join("reference/digits_calib_x.npy");
+    for mode in ["int8", "uint8", "int16x8", "dynamic", "fp16", "weight-int8"] {
+        let out = dir.join(format!("{mode}.tflite"));
+        let result = octet(&[
+            "quantize",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--calib",
+            calib.to_str().unwrap(),
+            "--samples",
+            "20",
+            "--json",
+        ]);
+        assert!(
+            result.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        assert_eq!(report["mode"], mode);
+        assert_eq!(report["calibration_samples"], 20);
+        // null: the outputs are identical (infinite SQNR has no JSON number).
+        let sqnr = report["outputs"][0]["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+        assert!(sqnr > 20.0, "{mode}: output SQNR {sqnr} dB");
+        // The written model runs.
+        let run_dir = dir.join(format!("{mode}-run"));
+        let x = models().join("digits_test_x.npy");
+        let run = octet(&[
+            "run",
+            out.to_str().unwrap(),
+            "--input",
+            x.to_str().unwrap(),
+            "--output-dir",
+            run_dir.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
+
+#[test]
+fn int8_weights_take_a_quarter_of_the_float_bytes() {
+    let dir = scratch("size");
+    let model = models().join("digits_mlp.tflite");
+    let out = dir.join("int8.tflite");
+    let result = octet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        "random:0,1",
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let float_model = octet_tflite::read_file(&model).unwrap();
+    let int8_model = octet_tflite::read_file(&out).unwrap();
+    let constants = |m: &octet_core::Model| m.buffers.iter().map(|b| b.data.len()).sum::<usize>();
+    let (before, after) = (constants(&float_model), constants(&int8_model));
+    assert!(
+        after * 10 <= before * 3,
+        "constants {before} -> {after} bytes: no orphaned float buffers may remain"
+    );
+}
+
+#[test]
+fn bad_requests_fail_cleanly() {
+    let dir = scratch("bad");
+    let model = models().join("digits_cnn.tflite");
+    let copy = dir.join("model.tflite");
+    std::fs::copy(&model, &copy).unwrap();
+    let original = std::fs::read(&copy).unwrap();
+
+    // -o naming the input is refused, and the input is untouched.
+    let r = octet(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        "-o",
+        copy.to_str().unwrap(),
+        "--mode",
+        "fp16",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("is the input model"));
+    assert_eq!(std::fs::read(&copy).unwrap(), original);
+
+    // A mode that needs ranges names the flags that would give them.
+    let out = dir.join("out.tflite");
+    let r = octet(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("--calib") && stderr.contains("--default-ranges-min"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no output on failure");
+
+    // Calibration data of the wrong shape names the input and the expected shape.
+    let y = models().join("digits_test_y.npy");
+    let r = octet(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("input 0") && stderr.contains("[1, 8, 8, 1]"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    // Unknown mode: usage error.
+    let r = octet(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--mode",
+        "int3",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+}
