@@ -53,7 +53,9 @@ fn every_mode_writes_a_runnable_model_and_reports_it() {
         assert_eq!(report["mode"], mode);
         assert_eq!(report["calibration_samples"], 20);
         // null: the outputs are identical (infinite SQNR has no JSON number).
-        let sqnr = report["outputs"][0]["sqnr_db"].as_f64().unwrap_or(f64::INFINITY);
+        let sqnr = report["outputs"][0]["sqnr_db"]
+            .as_f64()
+            .unwrap_or(f64::INFINITY);
         assert!(sqnr > 20.0, "{mode}: output SQNR {sqnr} dB");
         // The written model runs.
         let run_dir = dir.join(format!("{mode}-run"));
