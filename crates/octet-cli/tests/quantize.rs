@@ -170,3 +170,38 @@ fn bad_requests_fail_cleanly() {
     ]);
     assert_eq!(r.status.code(), Some(2));
 }
+
+#[test]
+fn a_directory_of_images_calibrates_an_image_model() {
+    let dir = scratch("images");
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    // 16x16 grey gradients: resized to the model's 8x8 input and mapped to [0, 1] by the
+    // default image statistics (mean 0, std_dev 255).
+    for i in 0..3u32 {
+        let img = image::GrayImage::from_fn(16, 16, |x, y| {
+            image::Luma([((x * 16 + y * 3 + i * 40) % 256) as u8])
+        });
+        img.save(images.join(format!("{i}.png"))).unwrap();
+    }
+    std::fs::write(images.join("notes.txt"), "not an image").unwrap();
+    let out = dir.join("int8.tflite");
+    let model = models().join("digits_cnn.tflite");
+    let result = octet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        images.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(report["calibration_samples"], 3);
+    assert!(out.exists());
+}
