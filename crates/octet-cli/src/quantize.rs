@@ -110,6 +110,44 @@ fn same_file(a: &Path, b: &Path) -> bool {
     resolve(a).is_some_and(|x| resolve(b).is_some_and(|y| x == y))
 }
 
+/// A progress bar on stderr for calibration, shown only once it has taken more than a moment
+/// (and, as indicatif does, only on a terminal).
+struct CalibrationProgress {
+    start: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl CalibrationProgress {
+    fn new() -> Self {
+        CalibrationProgress {
+            start: std::time::Instant::now(),
+            bar: None,
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize) {
+        if self.bar.is_none() && self.start.elapsed() > std::time::Duration::from_millis(500) {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "calibrating {bar:40} {pos}/{len} samples, {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// One output's accuracy against the float model.
 #[derive(Serialize)]
 struct OutputAccuracy {
@@ -222,7 +260,17 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.input_stats = input_stats;
     options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
 
-    let (quantized, summary) = octet_quant::quantize(&model, &options, calibration.as_ref())?;
+    let (quantized, summary) = {
+        let mut progress = CalibrationProgress::new();
+        let result = octet_quant::quantize_with_progress(
+            &model,
+            &options,
+            calibration.as_ref(),
+            &mut |done, total| progress.update(done, total),
+        );
+        progress.finish();
+        result?
+    };
     octet_tflite::write_file(&args.output, &quantized)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
 

@@ -62,7 +62,11 @@ impl TensorRanges {
 
 /// Runs the float `model` (in octet-runtime) over every sample of `calibration` and returns the
 /// range of every float32 tensor seen: graph inputs and operator outputs.
-pub fn calibrate(model: &Model, calibration: &Calibration) -> Result<TensorRanges, QuantError> {
+pub fn calibrate(
+    model: &Model,
+    calibration: &Calibration,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TensorRanges, QuantError> {
     let mut interpreter = Interpreter::new(model)
         .map_err(|e| QuantError::Unsupported(format!("calibration: cannot run the model: {e}")))?;
     let mut ranges = TensorRanges::default();
@@ -91,6 +95,7 @@ pub fn calibrate(model: &Model, calibration: &Calibration) -> Result<TensorRange
         interpreter
             .invoke_observed(&mut |obs| ranges.observe(obs))
             .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))?;
+        progress(s + 1, calibration.samples.len());
     }
     Ok(ranges)
 }

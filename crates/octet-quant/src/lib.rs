@@ -118,6 +118,16 @@ pub fn quantize(
     options: &QuantizeOptions,
     calibration: Option<&Calibration>,
 ) -> Result<(Model, QuantizeReport), QuantError> {
+    quantize_with_progress(model, options, calibration, &mut |_, _| {})
+}
+
+/// [`quantize`], telling `progress` how calibration advances: `(samples done, samples in all)`.
+pub fn quantize_with_progress(
+    model: &Model,
+    options: &QuantizeOptions,
+    calibration: Option<&Calibration>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Model, QuantizeReport), QuantError> {
     if options.mode.needs_activation_ranges()
         && calibration.is_none()
         && options.default_range.is_none()
@@ -129,7 +139,7 @@ pub fn quantize(
             weight_modes::quantize_weights(model, options.mode)
         }
         Mode::Int8 | Mode::UInt8 | Mode::Int16x8 => {
-            full_integer::quantize(model, options, calibration)
+            full_integer::quantize(model, options, calibration, progress)
         }
     }
 }

@@ -95,18 +95,20 @@ impl Scheme {
     }
 }
 
-/// Quantizes `model` to a full-integer mode (int8, uint8 or int16x8).
+/// Quantizes `model` to a full-integer mode (int8, uint8 or int16x8); `progress` hears
+/// `(samples done, samples in all)` during calibration.
 pub fn quantize(
     model: &Model,
     options: &QuantizeOptions,
     calibration: Option<&Calibration>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Model, QuantizeReport), QuantError> {
     let scheme = Scheme::of(options.mode)?;
     let mut model = model.clone();
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
     let ranges = match calibration {
-        Some(c) if !c.samples.is_empty() => calibrate(&model, c)?,
+        Some(c) if !c.samples.is_empty() => calibrate(&model, c, progress)?,
         _ => TensorRanges::default(),
     };
     if model.subgraphs.is_empty() {
