@@ -2,10 +2,10 @@
 //! LiteRT with both its default and its reference kernels, and compare octet-runtime with
 //! LiteRT's reference kernels (integers exactly, floats within 1e-5 of the largest value).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::process;
 use crate::roundtrip::default_models;
@@ -23,6 +23,7 @@ pub fn run(
     paths: &[PathBuf],
     modes: &[String],
     samples: usize,
+    record: Option<&Path>,
 ) -> Result<()> {
     let tools = Tools::prepare(workspace)?;
     let models = if paths.is_empty() {
@@ -85,6 +86,9 @@ pub fn run(
             println!("{name:<48} {mode:<12} {litert:<34} {verdict}");
             if loads && matches!(check.outcome, Outcome::Match) {
                 ok += 1;
+                if let Some(record) = record {
+                    save_reference(&check.dir, &output, record)?;
+                }
             } else {
                 failed += 1;
             }
@@ -93,6 +97,36 @@ pub fn run(
     println!("\n{ok} pass, {failed} fail, {not_quantized} not quantized");
     if failed > 0 {
         bail!("{failed} quantized model(s) fail in LiteRT or differ from it");
+    }
+    Ok(())
+}
+
+/// Keeps a passing quantized model with its seeded inputs and LiteRT's reference-kernel outputs
+/// in `record` (`NAME.MODE.tflite`, `NAME.MODE.in0.npy`, `NAME.MODE.out0.npy`, ...), so that
+/// `cargo test` can check octet against LiteRT on them without Python.
+fn save_reference(check_dir: &Path, quantized: &Path, record: &Path) -> Result<()> {
+    std::fs::create_dir_all(record)?;
+    let file = quantized
+        .file_name()
+        .context("quantized model without a name")?;
+    let stem = file
+        .to_string_lossy()
+        .trim_end_matches(".tflite")
+        .to_owned();
+    std::fs::copy(quantized, record.join(file))?;
+    for k in 0.. {
+        let input = check_dir.join(format!("input_{k}.npy"));
+        if !input.exists() {
+            break;
+        }
+        std::fs::copy(&input, record.join(format!("{stem}.in{k}.npy")))?;
+    }
+    for k in 0.. {
+        let output = check_dir.join(format!("ref_BUILTIN_REF_{k}.npy"));
+        if !output.exists() {
+            break;
+        }
+        std::fs::copy(&output, record.join(format!("{stem}.out{k}.npy")))?;
     }
     Ok(())
 }

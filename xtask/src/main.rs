@@ -81,6 +81,10 @@ enum Command {
         /// Samples per model.
         #[arg(long, default_value_t = 2)]
         samples: usize,
+        /// Keep every passing quantized model with its inputs and LiteRT's outputs in DIR (for
+        /// `cargo test`; `models/quantized` is the committed set).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
     /// Run models with `octet run` and LiteRT on the same inputs and compare the outputs.
     RuntimeCheck {
@@ -134,7 +138,8 @@ fn run(cli: Cli) -> Result<()> {
             paths,
             modes,
             samples,
-        } => crosscheck::run(&workspace, &paths, &modes, samples),
+            record,
+        } => crosscheck::run(&workspace, &paths, &modes, samples, record.as_deref()),
         Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),
         Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
     }

@@ -74,6 +74,9 @@ pub enum Outcome {
 
 /// One model's check: what LiteRT's resolvers said, and the comparison.
 pub struct ModelCheck {
+    /// Where the seeded inputs (`input_k.npy`) and LiteRT's outputs (`ref_<RESOLVER>_k.npy`)
+    /// were written.
+    pub dir: PathBuf,
     /// `resolver: ok` or `resolver: cannot run: ...`, per resolver.
     pub litert: Vec<(String, String)>,
     /// The verdict.
@@ -128,6 +131,7 @@ pub fn check_model(
             .unwrap_or("octet failed")
             .to_owned();
         return Ok(ModelCheck {
+            dir,
             litert,
             outcome: Outcome::NotCompared(format!("octet cannot run it: {reason}")),
             details: Vec::new(),
@@ -146,6 +150,7 @@ pub fn check_model(
         .with_context(|| format!("unexpected comparison output: {json}"))?;
     let Some(resolver) = comparison.resolver else {
         return Ok(ModelCheck {
+            dir,
             litert,
             outcome: Outcome::NotCompared("LiteRT cannot run it".into()),
             details: Vec::new(),
@@ -167,6 +172,7 @@ pub fn check_model(
         details.push(format!("output {} {:<8} {figure}", o.output, o.dtype));
     }
     Ok(ModelCheck {
+        dir,
         litert,
         outcome: if ok { Outcome::Match } else { Outcome::Differs },
         details,

@@ -1,7 +1,8 @@
 //! On-the-fly input quantization of the hybrid (dynamic-range) kernels (CONV_2D,
 //! DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL), bit-exact with TFLite's
-//! `PortableSymmetricQuantizeFloats` and `PortableAsymmetricQuantizeFloats`
-//! (`reference/portable_tensor_utils.cc`), which the x86 builds use.
+//! `NeonSymmetricQuantizeFloats` and `NeonAsymmetricQuantizeFloats`
+//! (`optimized/neon_tensor_utils.cc`), which x86 builds run through the NEON_2_SSE translator
+//! (`sse_tensor_utils.h` dispatches them with `NEON_OR_PORTABLE`).
 
 /// The quantized copy of a float input, one scale (and zero point) per batch.
 pub(crate) struct QuantizedInput {
@@ -58,8 +59,35 @@ fn min_max(values: &[f32]) -> Option<(f32, f32)> {
     }))
 }
 
-/// Symmetric int8 quantization to `[-127, 127]`; returns the scaling factor (`range / 127`, or
-/// 1 for an all-zero input).
+/// TFLite quantizes in blocks of 8 values (`2 * kFloatValuesPerNeonVector`) and rounds the
+/// remaining `len % 8` one at a time.
+const NEON_BLOCK: usize = 8;
+
+/// NEON's `RoundToNearest` as x86 builds run it (through NEON_2_SSE, without `vcvtaq`):
+/// `x ± 0.5` in f32, then truncation. Unlike `round`, this turns ±0.49999997 into ±1.
+fn neon_round(x: f32) -> i32 {
+    let half = if x < 0.0 { -0.5f32 } else { 0.5 };
+    (x + half) as i32
+}
+
+/// Rounds `values[i] * inverse` to an integer as TFLite's NEON quantizers do: [`neon_round`]
+/// for the full blocks of [`NEON_BLOCK`] values, `std::round` for the rest.
+fn quantize_rounded(values: &[f32], quantized: &mut [i8], inverse: f32, map: impl Fn(i32) -> i8) {
+    let block_end = values.len() - values.len() % NEON_BLOCK;
+    for (i, (q, &v)) in quantized.iter_mut().zip(values).enumerate() {
+        let product = v * inverse;
+        let rounded = if i < block_end {
+            neon_round(product)
+        } else {
+            product.round() as i32
+        };
+        *q = map(rounded);
+    }
+}
+
+/// Symmetric int8 quantization to `[-127, 127]` (`NeonSymmetricQuantizeFloats`, which x86
+/// builds run through NEON_2_SSE); returns the scaling factor (`range / 127`, or 1 for an
+/// all-zero input).
 pub(crate) fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
     const SCALE: i32 = 127;
     let (min, max) = min_max(values).unwrap_or((0.0, 0.0));
@@ -72,28 +100,31 @@ pub(crate) fn symmetric_quantize(values: &[f32], quantized: &mut [i8]) -> f32 {
         return 1.0;
     }
     let inverse = SCALE as f32 / range;
-    for (q, &v) in quantized.iter_mut().zip(values) {
-        let rounded = (v * inverse).round() as i32;
-        *q = rounded.clamp(-SCALE, SCALE) as i8;
-    }
+    quantize_rounded(values, quantized, inverse, |r| r.clamp(-SCALE, SCALE) as i8);
     range / SCALE as f32
 }
 
-/// Asymmetric int8 quantization to `[-128, 127]` with TFLite's zero-point nudging; returns
+/// Asymmetric int8 quantization to `[-128, 127]` with TFLite's zero-point nudging
+/// (`NeonAsymmetricQuantizeFloats`, which x86 builds run through NEON_2_SSE); returns
 /// `(scaling_factor, zero_point)`.
+///
+/// Unlike `PortableAsymmetricQuantizeFloats`, the NEON kernel takes the range as an f32
+/// difference, divides 1 by the f32 scaling factor in double precision, and rounds
+/// `value / scale` *before* adding the zero point (so -128 + 68.5 gives -59, not -60).
 pub(crate) fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32, i32) {
     const QMIN: i32 = -128;
     const QMAX: i32 = 127;
     let (min, max) = min_max(values).unwrap_or((0.0, 0.0));
-    // std::min(0.0f, min) and std::max(0.0f, max).
-    let rmin = f64::from(if min < 0.0 { min } else { 0.0 });
-    let rmax = f64::from(if 0.0 < max { max } else { 0.0 });
+    // NeonMinMax starts from 0: rmin = min(0, min), rmax = max(0, max).
+    let rmin = if 0.0 < min { 0.0 } else { min };
+    let rmax = if 0.0 > max { 0.0 } else { max };
     if rmin == rmax {
         quantized.fill(0);
         return (1.0, 0);
     }
     let (qmin, qmax) = (f64::from(QMIN), f64::from(QMAX));
-    let scale = (rmax - rmin) / (qmax - qmin);
+    let scale = f64::from(rmax - rmin) / (qmax - qmin);
+    let (rmin, rmax) = (f64::from(rmin), f64::from(rmax));
     let zero_point_from_min = qmin - rmin / scale;
     let zero_point_from_max = qmax - rmax / scale;
     let zero_point_from_min_error = qmin.abs() + (rmin / scale).abs();
@@ -111,12 +142,13 @@ pub(crate) fn asymmetric_quantize(values: &[f32], quantized: &mut [i8]) -> (f32,
         zero_point.round() as i32
     };
     let scaling_factor = scale as f32;
-    let inverse = 1.0f32 / scaling_factor;
-    for (q, &v) in quantized.iter_mut().zip(values) {
-        // The zero point is added in double precision: rounding the f32 sum instead turns
-        // e.g. -97.4999995 into -97.5 and then -98, where LiteRT gives -97.
-        let rounded = (f64::from(nudged) + f64::from(v * inverse)).round() as i32;
-        *q = rounded.clamp(QMIN, QMAX) as i8;
-    }
+    let inverse = if scaling_factor == 0.0 {
+        0.0
+    } else {
+        (1.0 / f64::from(scaling_factor)) as f32
+    };
+    quantize_rounded(values, quantized, inverse, |r| {
+        (r + nudged).clamp(QMIN, QMAX) as i8
+    });
     (scaling_factor, nudged)
 }

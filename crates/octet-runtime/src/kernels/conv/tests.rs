@@ -429,7 +429,7 @@ fn hybrid_input_quantization_matches_tflite() {
     assert_eq!(symmetric_quantize(&[0.0, 0.0], &mut q[..2]), 1.0);
     // Asymmetric over [-1, 1]: scale 2/255, both zero-point candidates are -0.5 (the one from
     // the max has the smaller error), which rounds away from zero to -1. In float,
-    // 1 / scale = 127.49999: -1 -> round(-128.49999) = -128, 1 -> round(126.49999) = 126.
+    // 1 / scale = 127.49999: -1 -> round(-127.49999) - 1 = -128, 1 -> round(127.49999) - 1 = 126.
     let mut q = [0i8; 2];
     let (scale, zero_point) = asymmetric_quantize(&[-1.0, 1.0], &mut q);
     assert_eq!((scale, zero_point), ((2.0f64 / 255.0) as f32, -1));
@@ -437,6 +437,26 @@ fn hybrid_input_quantization_matches_tflite() {
     // Only non-negative values: rmin = 0, zero point -128.
     let (_, zero_point) = asymmetric_quantize(&[0.0, 1.0], &mut q);
     assert_eq!((zero_point, q), (-128, [-128, 127]));
+}
+
+#[test]
+fn hybrid_input_quantization_rounds_like_tflite_neon_kernels() {
+    // Over [0, 6] (scale 6/255, zero point -128), 1.6117648 / scale is 68.5 in f32: TFLite
+    // rounds it before adding the zero point (-128 + 69 = -59), not after (round(-59.5) = -60).
+    let mut q = [0i8; 2];
+    let (_, zero_point) = asymmetric_quantize(&[6.0, 1.611_764_8], &mut q);
+    assert_eq!((zero_point, q), (-128, [127, -59]));
+    // In full blocks of 8, x +- 0.5 is truncated in f32, so 0.49999997 becomes 1 there but 0 in
+    // the remainder, which `std::round`s.
+    let tiny = 0.5f32 - f32::EPSILON / 4.0;
+    let mut values = [0.0f32; 10];
+    values[0] = 127.0;
+    values[1] = tiny;
+    values[2] = -tiny;
+    values[9] = tiny;
+    let mut q = [0i8; 10];
+    assert_eq!(symmetric_quantize(&values, &mut q), 1.0);
+    assert_eq!(q, [127, 1, -1, 0, 0, 0, 0, 0, 0, 0]);
 }
 
 #[test]
