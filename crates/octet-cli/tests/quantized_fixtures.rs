@@ -48,12 +48,11 @@ fn compare(got: &Path, want: &Path) -> Result<(), String> {
                 .collect()
         };
         let (g, w) = (floats(&gb), floats(&wb));
-        let scale = w
-            .iter()
-            .fold(0f32, |m, x| m.max(x.abs()))
-            .max(f32::MIN_POSITIVE);
+        // Within 1e-5 of each value, and never looser than 1e-8 of the largest value.
+        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-            if a != b && (a - b).abs() > 1e-5 * scale {
+            let tolerance = 1e-5 * b.abs().max(1e-3 * scale);
+            if a != b && (a - b).abs() > tolerance {
                 return Err(format!("element {i}: {a} vs LiteRT {b}"));
             }
         }
