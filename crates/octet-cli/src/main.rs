@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod calib;
+mod compare;
 mod inspect;
 mod npy;
 mod params;
@@ -28,6 +29,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a model on .npy inputs and write its outputs as .npy.
     Run(run::RunArgs),
+    /// Compare a quantized model with its float original, output by output and layer by layer.
+    Compare(compare::CompareArgs),
     /// Measure a model's median inference latency.
     Bench(bench::BenchArgs),
     /// Quantize a float model (int8, uint8, int16x8, dynamic range, fp16, int8 weights).
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Params(args) => params::run(&args),
         Command::Quantize(args) => quantize::run(&args),
     };

@@ -359,8 +359,8 @@ fn to_dtype(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>> {
     })
 }
 
-/// Output bytes as real values (dequantized for integer outputs).
-fn as_f32(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
+/// Tensor bytes as real values (dequantized for integer tensors; empty for other dtypes).
+pub(crate) fn as_f32(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
     let (scale, zero_point) = info.scale_zero_point().unwrap_or((1.0, 0));
     let deq = |q: i32| scale * (q - zero_point) as f32;
     match info.dtype {

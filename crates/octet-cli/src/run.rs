@@ -25,10 +25,10 @@ pub struct RunArgs {
 }
 
 /// One model input's data, ready to feed: `samples` consecutive samples in the input's dtype.
-struct Feed {
-    samples: Option<usize>,
-    bytes: Vec<u8>,
-    sample_bytes: usize,
+pub(crate) struct Feed {
+    pub(crate) samples: Option<usize>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) sample_bytes: usize,
 }
 
 /// Loads the model and prepares the interpreter, with the file named in errors.
@@ -67,7 +67,7 @@ fn quantize(values: &[f32], info: &TensorInfo, index: usize) -> Result<Vec<u8>> 
 }
 
 /// Checks an array against a model input and converts it to the input's dtype.
-fn feed(array: Array, info: &TensorInfo, index: usize, file: &Path) -> Result<Feed> {
+pub(crate) fn feed(array: Array, info: &TensorInfo, index: usize, file: &Path) -> Result<Feed> {
     let samples = if array.shape == info.shape {
         None
     } else if array.shape.len() == info.shape.len() + 1 && array.shape[1..] == info.shape[..] {

@@ -205,3 +205,56 @@ fn a_directory_of_images_calibrates_an_image_model() {
     assert_eq!(report["calibration_samples"], 3);
     assert!(out.exists());
 }
+
+#[test]
+fn compare_reports_outputs_layers_and_the_worst_losses() {
+    let dir = scratch("compare");
+    let model = models().join("digits_cnn.tflite");
+    let quant = dir.join("int8.tflite");
+    let calib = models().join("reference/digits_calib_x.npy");
+    let q = octet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        quant.to_str().unwrap(),
+        "--calib",
+        calib.to_str().unwrap(),
+    ]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let x = models().join("digits_test_x.npy");
+    let c = octet(&[
+        "compare",
+        model.to_str().unwrap(),
+        quant.to_str().unwrap(),
+        "--data",
+        x.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    assert_eq!(report["samples"], 450);
+    let output = &report["outputs"][0];
+    assert_eq!(output["op"], "SOFTMAX");
+    let sqnr = output["sqnr_db"].as_f64().unwrap();
+    assert!((20.0..60.0).contains(&sqnr), "output SQNR {sqnr}");
+    let layers = report["tensors"].as_array().unwrap();
+    assert!(layers.iter().any(|t| t["op"] == "CONV_2D"));
+    assert!(layers.iter().any(|t| t["op"] == "DEPTHWISE_CONV_2D"));
+    assert!(!report["worst_layers"].as_array().unwrap().is_empty());
+
+    // The same model against itself loses nothing.
+    let same = octet(&[
+        "compare",
+        model.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "--data",
+        x.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert!(
+        report["outputs"][0]["sqnr_db"].is_null(),
+        "identical: infinite SQNR"
+    );
+    assert!(report["worst_layers"].as_array().unwrap().is_empty());
+}

@@ -16,33 +16,9 @@ pub struct ErrorStats {
 
 /// Compares two equally long float sequences (a mismatch in length compares the common prefix).
 pub fn error_stats(reference: &[f32], approx: &[f32]) -> ErrorStats {
-    let (mut signal, mut noise, mut dot, mut norm_a, mut max_abs) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    let n = reference.len().min(approx.len());
-    for (&r, &a) in reference.iter().zip(approx) {
-        let (r, a) = (f64::from(r), f64::from(a));
-        let e = r - a;
-        signal += r * r;
-        noise += e * e;
-        dot += r * a;
-        norm_a += a * a;
-        max_abs = max_abs.max(e.abs());
-    }
-    let sqnr_db = if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    };
-    let cosine = if signal == 0.0 || norm_a == 0.0 {
-        if signal == norm_a { 1.0 } else { 0.0 }
-    } else {
-        dot / (signal.sqrt() * norm_a.sqrt())
-    };
-    ErrorStats {
-        sqnr_db,
-        cosine,
-        max_abs_error: max_abs,
-        mse: if n == 0 { 0.0 } else { noise / n as f64 },
-    }
+    let mut accumulator = ErrorAccumulator::default();
+    accumulator.add(reference, approx);
+    accumulator.stats()
 }
 
 #[cfg(test)]
@@ -58,5 +34,61 @@ mod tests {
         assert!((s.max_abs_error - 0.1).abs() < 1e-6);
         assert_eq!(error_stats(&[1.0, 2.0], &[1.0, 2.0]).sqnr_db, f64::INFINITY);
         assert!(error_stats(&[1.0, 0.0], &[0.0, 1.0]).cosine.abs() < 1e-12);
+    }
+}
+
+/// Accumulates [`ErrorStats`] over many pairs of arrays (e.g. one per calibration sample)
+/// without keeping them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ErrorAccumulator {
+    signal: f64,
+    noise: f64,
+    dot: f64,
+    approx_power: f64,
+    max_abs: f64,
+    count: usize,
+}
+
+impl ErrorAccumulator {
+    /// Adds one pair (the common prefix if lengths differ).
+    pub fn add(&mut self, reference: &[f32], approx: &[f32]) {
+        for (&r, &a) in reference.iter().zip(approx) {
+            let (r, a) = (f64::from(r), f64::from(a));
+            let e = r - a;
+            self.signal += r * r;
+            self.noise += e * e;
+            self.dot += r * a;
+            self.approx_power += a * a;
+            self.max_abs = self.max_abs.max(e.abs());
+            self.count += 1;
+        }
+    }
+
+    /// The statistics over everything added.
+    pub fn stats(&self) -> ErrorStats {
+        let sqnr_db = if self.noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.signal / self.noise).log10()
+        };
+        let cosine = if self.signal == 0.0 || self.approx_power == 0.0 {
+            if self.signal == self.approx_power {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            self.dot / (self.signal.sqrt() * self.approx_power.sqrt())
+        };
+        ErrorStats {
+            sqnr_db,
+            cosine,
+            max_abs_error: self.max_abs,
+            mse: if self.count == 0 {
+                0.0
+            } else {
+                self.noise / self.count as f64
+            },
+        }
     }
 }
