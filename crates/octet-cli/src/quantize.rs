@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use octet_core::{DType, Model};
-use octet_quant::metrics::{ErrorStats, error_stats};
+use octet_quant::metrics::{ErrorAccumulator, ErrorStats};
 use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport};
 use octet_runtime::{Interpreter, TensorInfo};
 use serde::Serialize;
@@ -72,6 +72,14 @@ pub struct QuantizeArgs {
     /// dtype of the quantized model's outputs [default: as for --input-type].
     #[arg(long, value_enum)]
     output_type: Option<IoType>,
+    /// Data to measure accuracy on (same forms as --calib except random) [default: the
+    /// calibration data].
+    #[arg(long, value_name = "SOURCE")]
+    eval_data: Option<String>,
+    /// Integer class labels for --eval-data (a .npy with one label per sample): the report then
+    /// gives top-1 accuracy of output 0 for the float and the quantized model.
+    #[arg(long, value_name = "Y.npy", requires = "eval_data")]
+    eval_labels: Option<PathBuf>,
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
@@ -171,8 +179,20 @@ struct Report {
     file_bytes_before: u64,
     file_bytes_after: u64,
     size_ratio: f64,
+    /// Bytes of constant data (weights, biases) before and after.
+    constant_bytes_before: usize,
+    constant_bytes_after: usize,
     calibration_samples: usize,
+    /// What the accuracy figures were measured on.
+    evaluated_on: String,
+    evaluation_samples: usize,
     outputs: Vec<OutputAccuracy>,
+    /// Top-1 accuracy of output 0, float model, when labels were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top1_float: Option<f64>,
+    /// Top-1 accuracy of output 0, quantized model, when labels were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top1_quantized: Option<f64>,
 }
 
 /// Runs `octet quantize`.
@@ -281,6 +301,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         &quantized,
         &summary,
         calibration.as_ref(),
+        &inputs,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -290,20 +311,38 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs both models on the calibration samples and compares outputs, dequantizing integer
-/// outputs of the quantized model.
-fn output_accuracy(
+/// What running both models on evaluation data showed.
+struct Evaluation {
+    outputs: Vec<OutputAccuracy>,
+    samples: usize,
+    /// `(float, quantized)` top-1 accuracy of output 0, when labels were given.
+    top1: Option<(f64, f64)>,
+}
+
+/// Index of the largest value (the predicted class).
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Runs both models on `data` and compares outputs (integer outputs dequantized); with
+/// `labels`, also counts correct top-1 predictions of output 0.
+fn evaluate(
     float_model: &Model,
     quantized: &Model,
-    calibration: &Calibration,
-) -> Result<Vec<OutputAccuracy>> {
+    data: &Calibration,
+    labels: Option<&[i64]>,
+) -> Result<Evaluation> {
     let mut float = Interpreter::new(float_model)?;
     let mut quant = Interpreter::new(quantized)
         .context("octet cannot run the quantized model to measure its accuracy")?;
     let outputs = float.num_outputs();
-    let mut reference: Vec<Vec<f32>> = vec![Vec::new(); outputs];
-    let mut approx: Vec<Vec<f32>> = vec![Vec::new(); outputs];
-    for sample in calibration.samples.iter().take(200) {
+    let mut accumulators = vec![ErrorAccumulator::default(); outputs];
+    let (mut float_correct, mut quant_correct) = (0usize, 0usize);
+    for (s, sample) in data.samples.iter().enumerate() {
         for (i, values) in sample.iter().enumerate() {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             float.set_input(i, &bytes)?;
@@ -312,19 +351,28 @@ fn output_accuracy(
         }
         float.invoke()?;
         quant.invoke()?;
-        for k in 0..outputs {
-            reference[k].extend(as_f32(float.output(k)?, float.output_info(k)?));
-            approx[k].extend(as_f32(quant.output(k)?, quant.output_info(k)?));
+        for (k, accumulator) in accumulators.iter_mut().enumerate() {
+            let reference = as_f32(float.output(k)?, float.output_info(k)?);
+            let approx = as_f32(quant.output(k)?, quant.output_info(k)?);
+            accumulator.add(&reference, &approx);
+            if k == 0 {
+                if let Some(label) = labels.and_then(|l| l.get(s)) {
+                    float_correct += usize::from(argmax(&reference) as i64 == *label);
+                    quant_correct += usize::from(argmax(&approx) as i64 == *label);
+                }
+            }
         }
     }
-    (0..outputs)
-        .map(|k| {
+    let outputs = accumulators
+        .iter()
+        .enumerate()
+        .map(|(k, accumulator)| {
             let ErrorStats {
                 sqnr_db,
                 cosine,
                 max_abs_error,
                 ..
-            } = error_stats(&reference[k], &approx[k]);
+            } = accumulator.stats();
             Ok(OutputAccuracy {
                 index: k,
                 name: float.output_info(k)?.name.clone(),
@@ -333,7 +381,49 @@ fn output_accuracy(
                 max_abs_error,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let n = data.samples.len();
+    Ok(Evaluation {
+        outputs,
+        samples: n,
+        top1: labels.map(|_| {
+            (
+                float_correct as f64 / n.max(1) as f64,
+                quant_correct as f64 / n.max(1) as f64,
+            )
+        }),
+    })
+}
+
+/// Reads integer class labels, one per sample.
+fn read_labels(path: &Path, samples: usize) -> Result<Vec<i64>> {
+    let array = crate::npy::read_npy(path)?;
+    let labels: Vec<i64> = match array.dtype {
+        DType::Int32 => array
+            .bytes
+            .chunks_exact(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        DType::Int64 => array
+            .bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                i64::from_le_bytes(b)
+            })
+            .collect(),
+        DType::UInt8 => array.bytes.iter().map(|&b| i64::from(b)).collect(),
+        other => bail!("{}: labels must be integers, got {other}", path.display()),
+    };
+    if labels.len() != samples {
+        bail!(
+            "{}: {} labels for {samples} evaluation samples",
+            path.display(),
+            labels.len()
+        );
+    }
+    Ok(labels)
 }
 
 /// Float values in the input's dtype (quantized with its parameters when integer).
@@ -385,12 +475,50 @@ fn build_report(
     quantized: &Model,
     summary: &QuantizeReport,
     calibration: Option<&Calibration>,
+    inputs: &[TensorInfo],
 ) -> Result<Report> {
     let before = std::fs::metadata(&args.model)?.len();
     let after = std::fs::metadata(&args.output)?.len();
-    let outputs = match calibration {
-        Some(c) => output_accuracy(model, quantized, c)?,
-        None => Vec::new(),
+    let (evaluation, evaluated_on) = match &args.eval_data {
+        Some(text) => {
+            let source = CalibSource::parse(text)?;
+            let data = crate::calib::load(
+                &source,
+                inputs,
+                None,
+                ImageStats {
+                    mean: 0.0,
+                    std_dev: 255.0,
+                },
+            )
+            .with_context(|| format!("cannot load evaluation data from {text}"))?;
+            let labels = args
+                .eval_labels
+                .as_deref()
+                .map(|p| read_labels(p, data.samples.len()))
+                .transpose()?;
+            (
+                Some(evaluate(model, quantized, &data, labels.as_deref())?),
+                text.clone(),
+            )
+        }
+        None => match calibration {
+            Some(c) => {
+                // Accuracy on (at most 200 of) the calibration samples.
+                let some = Calibration {
+                    samples: c.samples.iter().take(200).cloned().collect(),
+                };
+                (
+                    Some(evaluate(model, quantized, &some, None)?),
+                    "the calibration data".to_owned(),
+                )
+            }
+            None => (None, String::new()),
+        },
+    };
+    let (outputs, evaluation_samples, top1) = match evaluation {
+        Some(e) => (e.outputs, e.samples, e.top1),
+        None => (Vec::new(), 0, None),
     };
     Ok(Report {
         model: args.model.display().to_string(),
@@ -406,8 +534,14 @@ fn build_report(
         file_bytes_before: before,
         file_bytes_after: after,
         size_ratio: before as f64 / after.max(1) as f64,
+        constant_bytes_before: summary.constant_bytes_before,
+        constant_bytes_after: summary.constant_bytes_after,
         calibration_samples: calibration.map_or(0, |c| c.samples.len()),
+        evaluated_on,
+        evaluation_samples,
         outputs,
+        top1_float: top1.map(|t| t.0),
+        top1_quantized: top1.map(|t| t.1),
     })
 }
 
@@ -416,6 +550,12 @@ fn print_report(r: &Report) {
     println!(
         "  size        {} -> {} bytes ({:.2}x smaller)",
         r.file_bytes_before, r.file_bytes_after, r.size_ratio
+    );
+    println!(
+        "  weights     {} -> {} bytes ({:.2}x smaller)",
+        r.constant_bytes_before,
+        r.constant_bytes_after,
+        r.constant_bytes_before as f64 / r.constant_bytes_after.max(1) as f64
     );
     println!(
         "  tensors     {} quantized, {} left float",
@@ -429,12 +569,22 @@ fn print_report(r: &Report) {
             r.float_ops.join(", ")
         );
     }
+    if let (Some(f), Some(q)) = (r.top1_float, r.top1_quantized) {
+        println!(
+            "  top-1       float {:.2}%  ->  {} {:.2}%  ({} samples of {})",
+            f * 100.0,
+            r.mode,
+            q * 100.0,
+            r.evaluation_samples,
+            r.evaluated_on
+        );
+    }
     if r.outputs.is_empty() {
-        println!("  accuracy    not measured (no calibration data)");
+        println!("  accuracy    not measured (no calibration or evaluation data)");
     } else {
         println!(
-            "  accuracy against the float model on {} calibration sample(s):",
-            r.calibration_samples
+            "  accuracy against the float model on {} sample(s) of {}:",
+            r.evaluation_samples, r.evaluated_on
         );
         for o in &r.outputs {
             println!(

@@ -258,3 +258,47 @@ fn compare_reports_outputs_layers_and_the_worst_losses() {
     );
     assert!(report["worst_layers"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn evaluation_data_with_labels_reports_top1_of_both_models() {
+    let dir = scratch("eval");
+    let model = models().join("digits_cnn.tflite");
+    let out = dir.join("int8.tflite");
+    let calib = models().join("reference/digits_calib_x.npy");
+    let x = models().join("digits_test_x.npy");
+    let y = models().join("digits_test_y.npy");
+    let r = octet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval-data",
+        x.to_str().unwrap(),
+        "--eval-labels",
+        y.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["evaluation_samples"], 450);
+    // models/README.md: the float CNN classifies 431 of the 450 test images correctly.
+    assert!((report["top1_float"].as_f64().unwrap() - 431.0 / 450.0).abs() < 1e-9);
+    assert!(report["top1_quantized"].as_f64().unwrap() >= 0.95);
+    // Labels that do not fit the data are refused.
+    let r = octet(&[
+        "quantize",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval-data",
+        calib.to_str().unwrap(),
+        "--eval-labels",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("450 labels for 100"));
+}
