@@ -489,6 +489,107 @@ def convert_int8(model: tf.keras.Model, calibration: np.ndarray) -> bytes:
     return converter.convert()
 
 
+# The other TFLiteConverter modes, from the same Keras models and calibration samples.
+EXTRA_MODES = ["int16x8", "dynamic", "fp16"]
+MODE_RECIPES = {
+    "int8": [
+        "`optimizations = [tf.lite.Optimize.DEFAULT]`, `representative_dataset`,",
+        "`target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]`",
+    ],
+    "int16x8": [
+        "`optimizations = [tf.lite.Optimize.DEFAULT]`, `representative_dataset`,",
+        "`target_spec.supported_ops ="
+        " [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]`",
+    ],
+    "dynamic": [
+        "`optimizations = [tf.lite.Optimize.DEFAULT]`, no `representative_dataset`"
+        " (dynamic-range quantization)",
+    ],
+    "fp16": [
+        "`optimizations = [tf.lite.Optimize.DEFAULT]`,"
+        " `target_spec.supported_types = [tf.float16]`",
+    ],
+}
+
+
+def convert_mode(model: tf.keras.Model, calibration: np.ndarray, mode: str) -> bytes:
+    """TFLiteConverter.from_keras_model in one of EXTRA_MODES (int8: see convert_int8)."""
+    if mode == "int8":
+        return convert_int8(model, calibration)
+
+    def representative_dataset():
+        for sample in calibration:
+            yield [sample]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int16x8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    elif mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode != "dynamic":
+        raise ValueError(mode)
+    return converter.convert()
+
+
+def run_both_resolvers(model: Path, samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """Outputs with BUILTIN_REF (as run_litert) and the largest absolute difference from LiteRT's
+    default (optimized) kernels on the same samples; fails if either cannot load or run."""
+    reference = run_litert(model, samples)
+    interpreter = Interpreter(model_path=str(model), num_threads=1)
+    interpreter.allocate_tensors()
+    (input_detail,) = interpreter.get_input_details()
+    (output_detail,) = interpreter.get_output_details()
+    optimized = []
+    for sample in samples:
+        interpreter.set_tensor(input_detail["index"], sample)
+        interpreter.invoke()
+        optimized.append(np.array(interpreter.get_tensor(output_detail["index"])))
+    optimized_output = np.stack(optimized)
+    if not np.all(np.isfinite(reference)) or not np.all(np.isfinite(optimized_output)):
+        sys.exit(f"{model.name}: non-finite outputs")
+    difference = float(
+        np.max(np.abs(reference.astype(np.float64) - optimized_output.astype(np.float64)))
+    )
+    return reference, difference
+
+
+def weight_dtypes(model: Path) -> list[str]:
+    """README lines: per CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op, the dtype of its input,
+    its kernel (or of the constant that feeds it through DEQUANTIZE), its bias and its output."""
+    interpreter = Interpreter(model_path=str(model))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    producers = {int(o): op for op in ops for o in op["outputs"]}
+
+    def dtype_of(index: int) -> str:
+        if index < 0:
+            return "none"
+        text = np.dtype(tensors[index]["dtype"]).name
+        producer = producers.get(index)
+        if producer is not None and producer["op_name"] == "DEQUANTIZE":
+            source = tensors[int(producer["inputs"][0])]
+            text += f" (DEQUANTIZE of {np.dtype(source['dtype']).name})"
+        return text
+
+    lines = []
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        inputs = [int(i) for i in op["inputs"]]
+        kernel = tensors[inputs[1]]
+        lines.append(
+            f"  {op['op_name']} {kernel['shape'].tolist()}: input {dtype_of(inputs[0])},"
+            f" kernel {dtype_of(inputs[1])}, bias"
+            f" {dtype_of(inputs[2]) if len(inputs) > 2 else 'none'},"
+            f" output {dtype_of(int(op['outputs'][0]))}"
+        )
+    return lines
+
+
 def check_same_weights(float_path: Path, int8_path: Path) -> list[str]:
     """Fail unless every float kernel and bias of the float model has an int8 kernel / int32 bias
     of the same shape in the int8 model that dequantizes to it within half a quantization step."""
@@ -542,8 +643,11 @@ def check_same_weights(float_path: Path, int8_path: Path) -> list[str]:
     return lines
 
 
-def make_digits(out_dir: Path, models_dir: Path) -> list[tuple[str, list[str]]]:
-    """Rebuild the trained digits networks, check them against models/, convert to int8."""
+def make_digits(
+    out_dir: Path, models_dir: Path
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Rebuild the trained digits networks, check them against models/, convert to int8 and the
+    other modes; returns the README entries and the accuracy table's lines."""
     train_x, _, _, _ = make_fixtures.load_digits_split()
     calibration = train_x[:CALIBRATION_SAMPLES, np.newaxis].astype(np.float32)
     np.save(out_dir / "digits_calib_x.npy", calibration)
@@ -563,6 +667,9 @@ def make_digits(out_dir: Path, models_dir: Path) -> list[tuple[str, list[str]]]:
     ]
     models = trained_digits_models()
     outputs: list[tuple[str, list[str]]] = []
+    mode_entries: list[tuple[str, list[str]]] = []
+    accuracy_table: dict[tuple[str, str], tuple[float, float]] = {}
+    float_accuracies: dict[str, float] = {}
     for name in DIGITS_MODELS:
         model = models[name]
         float_path = models_dir / f"{name}.tflite"
@@ -635,7 +742,126 @@ def make_digits(out_dir: Path, models_dir: Path) -> list[tuple[str, list[str]]]:
                 ],
             ),
         ]
-    return entries + outputs
+        accuracy_table[(name, "int8")] = (int8_accuracy, sqnr)
+        float_accuracies[name] = float_accuracy
+        entries_extra, outputs_extra = extra_modes(
+            out_dir, models_dir, name, model, calibration, test_x, test_y, float_output,
+            accuracy_table,
+        )
+        mode_entries += entries_extra
+        outputs += outputs_extra
+    table = accuracy_readme(accuracy_table, float_accuracies, len(test_y))
+    return entries + mode_entries + outputs, table
+
+
+def extra_modes(
+    out_dir: Path,
+    models_dir: Path,
+    name: str,
+    model: tf.keras.Model,
+    calibration: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    float_output: np.ndarray,
+    accuracy_table: dict[tuple[str, str], tuple[float, float]],
+) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """Convert `model` in EXTRA_MODES, check each runs in LiteRT with both resolvers, record its
+    accuracy and SQNR; return README (model entries, test-output entries)."""
+    entries: list[tuple[str, list[str]]] = []
+    outputs: list[tuple[str, list[str]]] = []
+    for mode in EXTRA_MODES:
+        path = out_dir / f"{name}_tf_{mode}.tflite"
+        converted = convert_mode(model, calibration, mode)
+        notes: list[str] = []
+        if mode == "fp16":
+            existing = models_dir / f"{name}_fp16.tflite"
+            if existing.exists():
+                same = existing.read_bytes() == converted
+                notes.append(
+                    f"- Byte-identical to models/{name}_fp16.tflite (make_fixtures.py's"
+                    " `convert_keras(model, fp16=True)`)."
+                    if same
+                    else f"- Differs from models/{name}_fp16.tflite (same recipe in"
+                    " make_fixtures.py); this file is TensorFlow's conversion of the rebuilt model."
+                )
+        path.write_bytes(converted)
+        output, difference = run_both_resolvers(path, test_x)
+        np.save(out_dir / f"{name}_tf_{mode}_test_output.npy", output)
+        flat = output.reshape(len(test_y), -1).astype(np.float64)
+        flat_float = float_output.reshape(len(test_y), -1)
+        accuracy = float(np.mean(np.argmax(flat, -1) == test_y))
+        agreement = float(np.mean(np.argmax(flat_float, -1) == np.argmax(flat, -1)))
+        sqnr = sqnr_db(float_output, output)
+        accuracy_table[(name, mode)] = (accuracy, sqnr)
+        print(f"{name}_tf_{mode}: accuracy {accuracy:.4f}, SQNR {sqnr:.2f} dB")
+        recipe = MODE_RECIPES[mode]
+        entries.append(
+            (
+                path.name,
+                [
+                    f"- Made by `{COMMAND}` ({SCRIPT}), from the same rebuilt Keras network as"
+                    f" {name}_tf_int8.tflite (models/{name}.tflite's).",
+                    "- `tf.lite.TFLiteConverter.from_keras_model(model)` with "
+                    + " ".join(recipe)
+                    + (
+                        f"; `representative_dataset` yields `[x]` for each of the"
+                        f" {CALIBRATION_SAMPLES} digits_calib_x.npy samples in order."
+                        if mode == "int16x8"
+                        else "."
+                    ),
+                    *notes,
+                    "- Kernels and activations (LiteRT tensor dtypes):",
+                    *weight_dtypes(path),
+                    *describe_io(path),
+                    "- Loads and runs in LiteRT with both BUILTIN_REF and the default resolver;"
+                    f" largest difference between the two over the test set {difference:.3g}.",
+                    f"- Test accuracy (top-1, {len(test_y)} images, BUILTIN_REF):"
+                    f" **{accuracy:.4f}** (top-1 agreement with the float model"
+                    f" {agreement:.4f}); SQNR against the float output **{sqnr:.2f} dB**.",
+                ],
+            )
+        )
+        outputs.append(
+            (
+                f"{name}_tf_{mode}_test_output.npy",
+                [
+                    f"{path.name}'s outputs on models/digits_test_x.npy, LiteRT BUILTIN_REF,"
+                    f" {np.dtype(output.dtype).name}, shape {list(output.shape)}.",
+                ],
+            )
+        )
+    return entries, outputs
+
+
+def accuracy_readme(
+    table: dict[tuple[str, str], tuple[float, float]],
+    float_accuracies: dict[str, float],
+    count: int,
+) -> list[str]:
+    """README lines: the model x mode table of top-1 accuracy and SQNR."""
+    modes = ["int8", *EXTRA_MODES]
+    lines = [
+        "## TensorFlow's conversions of the digits models",
+        "",
+        f"Top-1 accuracy on models/digits_test_x.npy / digits_test_y.npy ({count} images, LiteRT"
+        " BUILTIN_REF) and SQNR of the output against the float model's over the test set",
+        "(10 log10(sum(ref^2) / sum((ref - q)^2)) over all softmax outputs). Files:"
+        " `<model>_tf_<mode>.tflite`.",
+        "",
+        "| model | float | " + " | ".join(modes) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " |",
+    ]
+    for name in DIGITS_MODELS:
+        cells = [f"{table[(name, m)][0]:.4f} / {table[(name, m)][1]:.2f} dB" for m in modes]
+        lines.append(f"| {name} | {float_accuracies[name]:.4f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cells: accuracy / SQNR. int8: full-integer, float I/O; int16x8: int16 activations, int8"
+        " weights, float I/O;",
+        "dynamic: dynamic-range (int8 weights where TensorFlow quantizes them, float"
+        " activations); fp16: float16 weights, float32 compute.",
+    ]
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -643,7 +869,9 @@ def make_digits(out_dir: Path, models_dir: Path) -> list[tuple[str, list[str]]]:
 # ----------------------------------------------------------------------------------------------
 
 
-def render_readme(out_dir: Path, entries: list[tuple[str, list[str]]]) -> str:
+def render_readme(
+    out_dir: Path, entries: list[tuple[str, list[str]]], table: list[str]
+) -> str:
     """README.md text: recipe, file table, one section per file."""
     lines = [
         "# Reference models: TensorFlow's own quantization",
@@ -665,6 +893,7 @@ def render_readme(out_dir: Path, entries: list[tuple[str, list[str]]]) -> str:
     for name, _ in entries:
         path = out_dir / name
         lines.append(f"| `{name}` | {path.stat().st_size} | `{sha256(path)[:16]}` |")
+    lines += ["", *table]
     for name, text in entries:
         lines += ["", f"## {name}", "", *text]
     return "\n".join(lines) + "\n"
@@ -692,8 +921,9 @@ def main() -> None:
     make_fixtures.seed_everything()
 
     entries = make_mobilenet(out_dir)
-    entries += make_digits(out_dir, models_dir)
-    (out_dir / "README.md").write_text(render_readme(out_dir, entries))
+    digits_entries, table = make_digits(out_dir, models_dir)
+    entries += digits_entries
+    (out_dir / "README.md").write_text(render_readme(out_dir, entries, table))
     total = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
     for name, _ in entries:
         print(f"{name:<40} {(out_dir / name).stat().st_size:>8} bytes")

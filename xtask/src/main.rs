@@ -3,6 +3,7 @@
 //! Python-based tasks (fixtures, codegen, LiteRT comparisons) run in a pinned virtual
 //! environment at `<workspace>/.venv` that [`venv`] creates on demand.
 
+mod accuracy;
 mod bench;
 mod codegen;
 mod crosscheck;
@@ -71,6 +72,12 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Print the accuracy table (octet next to TensorFlow), checked against its snapshot.
+    Accuracy {
+        /// Accept changed figures into the snapshot.
+        #[arg(long)]
+        update: bool,
+    },
     /// Quantize models in every mode and check the results in LiteRT against octet-runtime.
     Crosscheck {
         /// Models [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
@@ -134,6 +141,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fixtures { ops_only } => fixtures::run(&workspace, ops_only),
         Command::FetchModels => fetch_models::run(&workspace),
         Command::Bench { paths, seconds } => bench::run(&workspace, &paths, seconds),
+        Command::Accuracy { update } => accuracy::run(&workspace, update),
         Command::Crosscheck {
             paths,
             modes,
