@@ -19,8 +19,12 @@ It writes into the output directory:
   (float I/O) of the same trained Keras networks as models/digits_cnn.tflite and
   models/digits_mlp.tflite (rebuilt with make_fixtures.py's own functions and checked to convert
   to byte-identical float models);
-- digits_{cnn,mlp}_{float,tf_int8}_test_output.npy: LiteRT BUILTIN_REF outputs on the test split;
-- README.md: how each file was made, and the int8 models' accuracy and SQNR.
+- digits_{cnn,mlp}_tf_{int16x8,dynamic,fp16}.tflite: the same Keras networks through TensorFlow's
+  other converter modes (int16 activations / int8 weights calibrated on the same samples,
+  dynamic-range, float16 weights), each checked to run in LiteRT with both resolvers;
+- digits_{cnn,mlp}_{float,tf_int8,tf_int16x8,tf_dynamic,tf_fp16}_test_output.npy: LiteRT
+  BUILTIN_REF outputs on the test split;
+- README.md: how each file was made, and a model x mode table of accuracy and SQNR.
 
 Everything is seeded, so a rerun gives byte-identical files.
 """
@@ -786,6 +790,23 @@ def extra_modes(
                 )
         path.write_bytes(converted)
         output, difference = run_both_resolvers(path, test_x)
+        if mode == "dynamic":
+            notes.append(
+                "- TensorFlow's dynamic-range quantizer leaves weight tensors with fewer than"
+                " 1024 elements in float32, so only the larger kernels below are int8."
+            )
+            if np.array_equal(output, float_output):
+                float_bytes = (models_dir / f"{name}.tflite").read_bytes()
+                notes.append(
+                    "- Nothing was quantized: its test outputs are bit-identical to"
+                    f" models/{name}.tflite's; the file is "
+                    + (
+                        "byte-identical to it."
+                        if converted == float_bytes
+                        else f"not byte-identical to it ({len(converted)} vs"
+                        f" {len(float_bytes)} bytes)."
+                    )
+                )
         np.save(out_dir / f"{name}_tf_{mode}_test_output.npy", output)
         flat = output.reshape(len(test_y), -1).astype(np.float64)
         flat_float = float_output.reshape(len(test_y), -1)
@@ -852,7 +873,15 @@ def accuracy_readme(
         "| --- | ---: | " + " | ".join("---:" for _ in modes) + " |",
     ]
     for name in DIGITS_MODELS:
-        cells = [f"{table[(name, m)][0]:.4f} / {table[(name, m)][1]:.2f} dB" for m in modes]
+        cells = [
+            f"{table[(name, m)][0]:.4f} / "
+            + (
+                f"{table[(name, m)][1]:.2f} dB"
+                if np.isfinite(table[(name, m)][1])
+                else "inf (output identical to float)"
+            )
+            for m in modes
+        ]
         lines.append(f"| {name} | {float_accuracies[name]:.4f} | " + " | ".join(cells) + " |")
     lines += [
         "",
