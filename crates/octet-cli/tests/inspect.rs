@@ -2,28 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use std::process::Output;
 
-fn octet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_octet"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{models as models_dir, octet, scratch};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("octet-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 /// Asserts the exit code and that stderr is a one-line `error: ...`, not a panic.
@@ -87,8 +73,9 @@ fn inspect_json_is_one_parseable_document() {
 #[test]
 fn damaged_models_fail_with_exit_code_1() {
     let original = std::fs::read(models_dir().join("digits_cnn.tflite")).unwrap();
+    let dir = scratch("damaged");
 
-    let truncated = scratch("truncated.tflite");
+    let truncated = dir.join("truncated.tflite");
     std::fs::write(&truncated, &original[..original.len() / 3]).unwrap();
     assert_clean_failure(
         &octet(&["inspect", truncated.to_str().unwrap()]),
@@ -96,7 +83,7 @@ fn damaged_models_fail_with_exit_code_1() {
         "damaged",
     );
 
-    let garbage = scratch("garbage.tflite");
+    let garbage = dir.join("garbage.tflite");
     std::fs::write(&garbage, b"this is not a model at all").unwrap();
     assert_clean_failure(
         &octet(&["inspect", garbage.to_str().unwrap()]),
@@ -104,7 +91,7 @@ fn damaged_models_fail_with_exit_code_1() {
         "not a TFLite model",
     );
 
-    let empty = scratch("empty.tflite");
+    let empty = dir.join("empty.tflite");
     std::fs::write(&empty, b"").unwrap();
     assert_clean_failure(
         &octet(&["inspect", empty.to_str().unwrap()]),
@@ -118,7 +105,7 @@ fn damaged_models_fail_with_exit_code_1() {
         "cannot read",
     );
 
-    let dir = scratch("a_directory");
+    let dir = dir.join("a_directory");
     std::fs::create_dir_all(&dir).unwrap();
     assert_clean_failure(
         &octet(&["inspect", dir.to_str().unwrap()]),

@@ -6,19 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
-
-fn octet(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_octet"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{models, octet};
 
 /// (numpy type string, shape, raw bytes) of a `.npy` file.
 fn npy(path: &Path) -> (String, Vec<u64>, Vec<u8>) {

@@ -2,26 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use std::path::Path;
 
-fn octet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_octet"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("octet-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{models as models_dir, octet, scratch};
 
 /// Reads a float32 or int32 .npy written by octet or numpy: (shape, values as f64).
 fn read_npy(path: &Path) -> (Vec<u64>, Vec<f64>) {
