@@ -24,6 +24,12 @@ It writes into the output directory:
   dynamic-range, float16 weights), each checked to run in LiteRT with both resolvers;
 - digits_{cnn,mlp}_{float,tf_int8,tf_int16x8,tf_dynamic,tf_fp16}_test_output.npy: LiteRT
   BUILTIN_REF outputs on the test split;
+- {multi_io,no_signature,sparse_fc}_tf_{int8,int16x8,dynamic,fp16}.tflite: the same four
+  converter modes applied to make_fixtures.py's other float models, rebuilt with its functions
+  (each checked to convert to its models/ file byte for byte; a model that does not is skipped,
+  as is a mode TensorFlow refuses, and README.md says why). multi_io and no_signature are
+  calibrated on 32 U(-1, 1) samples per input from np.random.default_rng(0x5EED), sparse_fc on
+  digits_calib_x.npy; each file is checked to run in LiteRT with both resolvers;
 - README.md: how each file was made, and a model x mode table of accuracy and SQNR.
 
 Everything is seeded, so a rerun gives byte-identical files.
@@ -39,6 +45,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 # Quiet TensorFlow's C++ logging and keep everything on the CPU; must precede the import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -894,6 +901,311 @@ def accuracy_readme(
 
 
 # ----------------------------------------------------------------------------------------------
+# The other make_fixtures.py models: multi_io, no_signature, sparse_fc
+# ----------------------------------------------------------------------------------------------
+
+OTHER_MODELS = ["multi_io", "no_signature", "sparse_fc"]
+ALL_MODES = ["int8", *EXTRA_MODES]
+# Seed and count of the uniform(-1, 1) calibration samples for multi_io and no_signature.
+UNIFORM_SEED = 0x5EED
+UNIFORM_SAMPLES = 32
+
+
+def configure_converter(converter: Any, mode: str, representative_dataset: Any) -> None:
+    """Set a (v1 or v2) TFLiteConverter up for `mode`, exactly as convert_mode / convert_int8."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif mode == "int16x8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    elif mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode != "dynamic":
+        raise ValueError(mode)
+
+
+def convert_keras_mode(model: tf.keras.Model, mode: str, representative_dataset: Any) -> bytes:
+    """from_keras_model in `mode` with a representative dataset generator."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    configure_converter(converter, mode, representative_dataset)
+    return converter.convert()
+
+
+def convert_session_mode(mode: str, representative_dataset: Any) -> bytes:
+    """make_fixtures.convert_tf1_session_model() (same graph, same from_session call), with the
+    converter configured for `mode` before convert()."""
+    from_session = tf.compat.v1.lite.TFLiteConverter.from_session
+
+    def configured(session, input_tensors, output_tensors):
+        converter = from_session(session, input_tensors, output_tensors)
+        configure_converter(converter, mode, representative_dataset)
+        return converter
+
+    with mock.patch.object(tf.compat.v1.lite.TFLiteConverter, "from_session", configured):
+        return make_fixtures.convert_tf1_session_model()
+
+
+def run_model(
+    model: Path, inputs: list[np.ndarray], ref: bool
+) -> list[np.ndarray]:
+    """Run a model on N samples, one per invoke, one thread, BUILTIN_REF or the default resolver.
+    `inputs` holds one [N, *shape] array per input in signature order (subgraph order without a
+    signature); returns one stacked array per output in the same kind of order."""
+    kwargs: dict[str, Any] = {"model_path": str(model), "num_threads": 1}
+    if ref:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
+    interpreter = Interpreter(**kwargs)
+    interpreter.allocate_tensors()
+    signatures = interpreter.get_signature_list()
+    if signatures:
+        ((key, signature),) = signatures.items()
+        runner = interpreter.get_signature_runner(key)
+        in_details, out_details = runner.get_input_details(), runner.get_output_details()
+        input_indices = [in_details[name]["index"] for name in signature["inputs"]]
+        output_indices = [out_details[name]["index"] for name in signature["outputs"]]
+        # The runner keeps references into the interpreter, which invoke() refuses.
+        del runner, in_details, out_details
+    else:
+        input_indices = [d["index"] for d in interpreter.get_input_details()]
+        output_indices = [d["index"] for d in interpreter.get_output_details()]
+    if len(input_indices) != len(inputs):
+        sys.exit(f"{model.name}: {len(input_indices)} inputs, {len(inputs)} given")
+    outputs: list[list[np.ndarray]] = [[] for _ in output_indices]
+    for n in range(len(inputs[0])):
+        for index, values in zip(input_indices, inputs, strict=True):
+            interpreter.set_tensor(index, values[n])
+        interpreter.invoke()
+        for k, index in enumerate(output_indices):
+            outputs[k].append(np.array(interpreter.get_tensor(index)))
+    return [np.stack(o) for o in outputs]
+
+
+def check_both_resolvers(model: Path, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """BUILTIN_REF outputs and the largest difference from the default resolver's; fails if either
+    cannot load or run or gives non-finite values."""
+    reference = run_model(model, inputs, ref=True)
+    optimized = run_model(model, inputs, ref=False)
+    difference = 0.0
+    for r, o in zip(reference, optimized, strict=True):
+        if not np.all(np.isfinite(r)) or not np.all(np.isfinite(o)):
+            sys.exit(f"{model.name}: non-finite outputs")
+        difference = max(difference, float(np.max(np.abs(r.astype(np.float64) - o))))
+    return reference, difference
+
+
+def uniform_samples(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """UNIFORM_SAMPLES float32 U(-1, 1) samples per input, drawn input after input from
+    np.random.default_rng(UNIFORM_SEED); shape [UNIFORM_SAMPLES, *input shape] each."""
+    rng = np.random.default_rng(UNIFORM_SEED)
+    return [
+        rng.uniform(-1.0, 1.0, (UNIFORM_SAMPLES, *shape)).astype(np.float32) for shape in shapes
+    ]
+
+
+def rebuilt_other_models(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """multi_io, no_signature and sparse_fc rebuilt with make_fixtures.py's functions and seeding
+    (after trained_digits_models(), so Keras numbers the layers as make_fixtures.py does). Each
+    entry: `convert(mode, dataset)`, the calibration inputs, their description and whether the
+    float conversion is byte-identical to models/<name>.tflite (else a reason)."""
+    result: dict[str, dict[str, Any]] = {}
+
+    make_fixtures.seed_everything()
+    multi_io = make_fixtures.build_multi_io()
+    shapes = [tuple([1, *t.shape[1:]]) for t in multi_io.inputs]
+    names = [t.name.split(":")[0] for t in multi_io.inputs]
+    inputs = uniform_samples(shapes)
+    result["multi_io"] = {
+        "float": make_fixtures.convert_keras(multi_io),
+        "convert": lambda mode, dataset, m=multi_io: convert_keras_mode(m, mode, dataset),
+        "inputs": inputs,
+        # Keyed by signature input name: the subgraph lists the inputs in another order.
+        "sample": lambda n, names=names, inputs=inputs: {
+            name: values[n] for name, values in zip(names, inputs, strict=True)
+        },
+        "recipe": [
+            f"`make_fixtures.seed_everything()` then `build_multi_io()` (untrained), as"
+            " make_fixtures.py builds models/multi_io.tflite;",
+            "  `from_keras_model(model)`.",
+        ],
+        "calibration": (
+            f"{UNIFORM_SAMPLES} samples per input drawn by"
+            f" `np.random.default_rng({UNIFORM_SEED:#x}).uniform(-1, 1, ...)`, float32, the"
+            f" {UNIFORM_SAMPLES} `{names[0]}` samples {list(shapes[0])} first, then the"
+            f" {UNIFORM_SAMPLES} `{names[1]}` samples {list(shapes[1])} (Keras / signature input"
+            " order);"
+            " `representative_dataset` yields `{"
+            + ", ".join(f"'{n}': x_{n}" for n in names)
+            + "}` (keyed by signature input name, since the subgraph lists `patch` first)."
+        ),
+    }
+
+    x_shape = (1, 4)
+    inputs = uniform_samples([x_shape])
+    result["no_signature"] = {
+        "float": make_fixtures.convert_tf1_session_model(),
+        "convert": lambda mode, dataset: convert_session_mode(mode, dataset),
+        "inputs": inputs,
+        "sample": lambda n, inputs=inputs: [inputs[0][n]],
+        "recipe": [
+            "the TF1 graph of `make_fixtures.convert_tf1_session_model()` (called as is; its",
+            "  `tf.compat.v1.lite.TFLiteConverter.from_session(session, [x], [y])` converter is"
+            " configured before `convert()`).",
+        ],
+        "calibration": (
+            f"{UNIFORM_SAMPLES} samples of `x` {list(x_shape)} drawn by"
+            f" `np.random.default_rng({UNIFORM_SEED:#x}).uniform(-1, 1, ...)`, float32;"
+            " `representative_dataset` yields `[x]`."
+        ),
+    }
+
+    train_x, _, train_y, _ = make_fixtures.load_digits_split()
+    make_fixtures.seed_everything()
+    keep_mask = make_fixtures.pruning_mask((64, 32), make_fixtures.SPARSE_ZERO_FRACTION)
+    sparse_fc = make_fixtures.build_sparse_fc(batch_size=None, keep_mask=keep_mask)
+    make_fixtures.train(sparse_fc, train_x, train_y, epochs=30)
+    sparse_one = make_fixtures.with_batch_one(sparse_fc, make_fixtures.build_sparse_fc)
+    calibration = np.load(out_dir / "digits_calib_x.npy")
+    if tuple(sparse_one.inputs[0].shape) != calibration.shape[1:]:
+        sys.exit(
+            f"sparse_fc input {sparse_one.inputs[0].shape} does not match the calibration samples"
+            f" {calibration.shape[1:]}"
+        )
+    result["sparse_fc"] = {
+        "float": make_fixtures.convert_sparse(sparse_one),
+        "convert": lambda mode, dataset, m=sparse_one: convert_keras_mode(m, mode, dataset),
+        "inputs": [calibration],
+        "sample": lambda n, c=calibration: [c[n]],
+        "recipe": [
+            "the trained batch-1 Keras network behind models/sparse_fc.tflite, rebuilt with",
+            "  make_fixtures.py's `pruning_mask`, `build_sparse_fc`, `train` (30 epochs) and"
+            " `with_batch_one`; `from_keras_model(model)`",
+            "  without `EXPERIMENTAL_SPARSITY` (the kernel is stored dense, as TensorFlow's"
+            " quantized conversions of the digits models).",
+        ],
+        "calibration": (
+            f"the {len(calibration)} digits_calib_x.npy samples in order (float32"
+            f" {list(calibration.shape[1:])}, the model's input shape);"
+            " `representative_dataset` yields `[x]`."
+        ),
+    }
+    return result
+
+
+def make_others(
+    out_dir: Path, models_dir: Path
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Convert OTHER_MODELS in every mode; returns README entries and the summary lines."""
+    models = rebuilt_other_models(out_dir)
+    entries: list[tuple[str, list[str]]] = []
+    rows: list[str] = []
+    skipped: list[str] = []
+    for name in OTHER_MODELS:
+        spec = models[name]
+        float_path = models_dir / f"{name}.tflite"
+        if spec["float"] != float_path.read_bytes():
+            reason = (
+                f"the rebuilt {name} does not convert to the bytes of models/{name}.tflite"
+            )
+            print(f"skipping {name}: {reason}")
+            skipped.append(f"- `{name}`: skipped, {reason}.")
+            continue
+        float_outputs = run_model(float_path, spec["inputs"], ref=True)
+        cells = []
+        for mode in ALL_MODES:
+            path = out_dir / f"{name}_tf_{mode}.tflite"
+
+            def representative_dataset(spec=spec):
+                for n in range(len(spec["inputs"][0])):
+                    yield spec["sample"](n)
+
+            try:
+                converted = spec["convert"](mode, representative_dataset)
+            except Exception as error:  # noqa: BLE001 - TensorFlow raises many kinds
+                reason = " ".join(str(error).split())[:300]
+                print(f"skipping {path.name}: {reason}")
+                skipped.append(f"- `{path.name}`: TensorFlow refused: {reason}")
+                cells.append("refused")
+                continue
+            path.write_bytes(converted)
+            outputs, difference = check_both_resolvers(path, spec["inputs"])
+            sqnrs = [
+                sqnr_db(f, o.astype(np.float64)) for f, o in zip(float_outputs, outputs, strict=True)
+            ]
+            sqnr_text = ", ".join(
+                f"{s:.2f} dB" if np.isfinite(s) else "inf (identical)" for s in sqnrs
+            )
+            cells.append(sqnr_text)
+            notes = []
+            if mode in ("dynamic", "fp16") and converted == float_path.read_bytes():
+                notes.append(f"- Byte-identical to models/{name}.tflite: nothing was converted.")
+            elif mode == "dynamic" and all(np.isinf(s) for s in sqnrs):
+                notes.append(
+                    "- Outputs bit-identical to the float model's: TensorFlow's dynamic-range"
+                    " quantizer leaves weight tensors with fewer than 1024 elements in float32."
+                )
+            print(f"{path.name}: SQNR {sqnr_text}, resolver difference {difference:.3g}")
+            entries.append(
+                (
+                    path.name,
+                    [
+                        f"- Made by `{COMMAND}` ({SCRIPT}) from " + spec["recipe"][0],
+                        *spec["recipe"][1:],
+                        "- Checked: the same source converts to a file byte-identical to"
+                        f" models/{name}.tflite with make_fixtures.py's own recipe ("
+                        + (
+                            "`convert_sparse`, i.e. `EXPERIMENTAL_SPARSITY`)."
+                            if name == "sparse_fc"
+                            else "no optimizations)."
+                        ),
+                        "- Converter settings: " + " ".join(MODE_RECIPES[mode]) + ".",
+                        *(
+                            ["- Calibration: " + spec["calibration"]]
+                            if mode in ("int8", "int16x8")
+                            else []
+                        ),
+                        *notes,
+                        "- Kernels and activations (LiteRT tensor dtypes):",
+                        *(weight_dtypes(path) or ["  (no CONV_2D / DEPTHWISE_CONV_2D /"
+                                                  " FULLY_CONNECTED op)"]),
+                        *describe_io(path),
+                        "- Loads and runs in LiteRT with both BUILTIN_REF and the default"
+                        " resolver on the calibration inputs; largest difference between the two"
+                        f" {difference:.3g}.",
+                        "- SQNR against models/" + f"{name}.tflite's output (BUILTIN_REF, same"
+                        " inputs, per output in signature order): " + sqnr_text + ".",
+                    ],
+                )
+            )
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = [
+        "",
+        "## TensorFlow's conversions of multi_io, no_signature and sparse_fc",
+        "",
+        "The same four converter modes applied to make_fixtures.py's other float models, rebuilt"
+        " from the same sources",
+        "(each checked to convert with make_fixtures.py's recipe to its models/ file byte for"
+        " byte)."
+        f" multi_io and no_signature are calibrated on {UNIFORM_SAMPLES} seeded",
+        f"U(-1, 1) samples per input (`np.random.default_rng({UNIFORM_SEED:#x})`), sparse_fc on"
+        " digits_calib_x.npy. Cells: SQNR of each output",
+        "against the float model's on the calibration inputs (LiteRT BUILTIN_REF), per output in"
+        " signature order.",
+        "",
+        "| model | " + " | ".join(ALL_MODES) + " |",
+        "| --- | " + " | ".join("---:" for _ in ALL_MODES) + " |",
+        *rows,
+        "",
+        "Skipped: " + ("none." if not skipped else ""),
+        *skipped,
+    ]
+    return entries, lines
+
+
+# ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
 
@@ -952,6 +1264,9 @@ def main() -> None:
     entries = make_mobilenet(out_dir)
     digits_entries, table = make_digits(out_dir, models_dir)
     entries += digits_entries
+    other_entries, other_lines = make_others(out_dir, models_dir)
+    entries += other_entries
+    table += other_lines
     (out_dir / "README.md").write_text(render_readme(out_dir, entries, table))
     total = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
     for name, _ in entries:
