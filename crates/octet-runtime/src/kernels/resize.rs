@@ -270,14 +270,55 @@ impl ResizeShape {
 // ------------------------------------------------------------------------------------------------
 // RESIZE_BILINEAR, float sampling (float32, uint8).
 
-/// One output row or column of the float bilinear resize: the two neighbouring input indices and
-/// the fraction `input_pos - lower` (TFLite recomputes `input_y - y0` in every product; it is the
-/// same float each time).
+/// One output row or column of a bilinear resize: the two neighbouring input indices and the
+/// fraction of the way from `lower` to `upper`, as a float (`input_pos - lower`; TFLite
+/// recomputes `input_y - y0` in every product, the same float each time) or in 10-bit fixed point.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct FloatSample {
+struct Sample<F> {
     lower: usize,
     upper: usize,
-    frac: f32,
+    frac: F,
+}
+
+/// A row or column of the float resize.
+type FloatSample = Sample<f32>;
+
+/// A row or column of the integer resize (fraction in units of 2^-10).
+type IntegerSample = Sample<i64>;
+
+/// Visits every output element of a bilinear resize in order, giving `blend` the four input
+/// neighbours (top-left, bottom-left, top-right, bottom-right) and the row and column fractions.
+fn bilinear<F: Copy, T: Copy>(
+    s: &ResizeShape,
+    rows: &[Sample<F>],
+    cols: &[Sample<F>],
+    input: &[T],
+    out: &mut [T],
+    blend: impl Fn([T; 4], F, F) -> T,
+) {
+    let depth = s.depth;
+    let mut pixel = 0;
+    for b in 0..s.batches {
+        for ry in rows {
+            for cx in cols {
+                let p00 = s.input_offset(b, ry.lower, cx.lower);
+                let p10 = s.input_offset(b, ry.upper, cx.lower);
+                let p01 = s.input_offset(b, ry.lower, cx.upper);
+                let p11 = s.input_offset(b, ry.upper, cx.upper);
+                let dst = &mut out[pixel * depth..(pixel + 1) * depth];
+                for (c, o) in dst.iter_mut().enumerate() {
+                    let corners = [
+                        input[p00 + c],
+                        input[p10 + c],
+                        input[p01 + c],
+                        input[p11 + c],
+                    ];
+                    *o = blend(corners, ry.frac, cx.frac);
+                }
+                pixel += 1;
+            }
+        }
+    }
 }
 
 /// TFLite's float scale and `ComputeInterpolationValues` for every output index.
@@ -336,31 +377,16 @@ fn bilinear_float<T: Copy>(
     to_f32: impl Fn(T) -> f32,
     convert: impl Fn(f32) -> T,
 ) {
-    let depth = s.depth;
-    let mut pixel = 0;
-    for b in 0..s.batches {
-        for ry in rows {
-            for cx in cols {
-                let p00 = s.input_offset(b, ry.lower, cx.lower);
-                let p10 = s.input_offset(b, ry.upper, cx.lower);
-                let p01 = s.input_offset(b, ry.lower, cx.upper);
-                let p11 = s.input_offset(b, ry.upper, cx.upper);
-                let dst = &mut out[pixel * depth..(pixel + 1) * depth];
-                for (c, o) in dst.iter_mut().enumerate() {
-                    let v = blend_f32(
-                        to_f32(input[p00 + c]),
-                        to_f32(input[p10 + c]),
-                        to_f32(input[p01 + c]),
-                        to_f32(input[p11 + c]),
-                        ry.frac,
-                        cx.frac,
-                    );
-                    *o = convert(v);
-                }
-                pixel += 1;
-            }
-        }
-    }
+    bilinear(s, rows, cols, input, out, |[v00, v10, v01, v11], dy, dx| {
+        convert(blend_f32(
+            to_f32(v00),
+            to_f32(v10),
+            to_f32(v01),
+            to_f32(v11),
+            dy,
+            dx,
+        ))
+    });
 }
 
 impl Kernel for BilinearFloat {
@@ -403,15 +429,6 @@ impl Kernel for BilinearFloat {
 // ------------------------------------------------------------------------------------------------
 // RESIZE_BILINEAR, integer sampling (int8, int16, uint16).
 
-/// One output row or column of `ResizeBilinearInteger`: the neighbouring input indices and the
-/// distance from the lower one in 1/1024ths (`input_y - (1 << 10) * y0`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IntegerSample {
-    lower: usize,
-    upper: usize,
-    frac_10: i64,
-}
-
 /// TFLite's 10-bit scale and `ComputeInterpolationValuesInteger` for every output index (C++'s
 /// truncating division included).
 fn integer_samples(input_size: i32, output_size: i32, o: &ResizeOptions) -> Vec<IntegerSample> {
@@ -429,10 +446,10 @@ fn integer_samples(input_size: i32, output_size: i32, o: &ResizeOptions) -> Vec<
             };
             let lower = (pos / (1 << 10)).max(0);
             let upper = ((pos + (1 << 10) - 1) / (1 << 10)).min(input_size - 1);
-            IntegerSample {
+            Sample {
                 lower: lower as usize,
                 upper: upper.max(0) as usize,
-                frac_10: i64::from(pos - (1 << 10) * lower),
+                frac: i64::from(pos - (1 << 10) * lower),
             }
         })
         .collect()
@@ -457,6 +474,7 @@ struct BilinearInteger {
     dtype: DType,
 }
 
+/// Runs the 10-bit integer bilinear resize.
 fn bilinear_integer<T: Copy>(
     s: &ResizeShape,
     rows: &[IntegerSample],
@@ -466,31 +484,16 @@ fn bilinear_integer<T: Copy>(
     to_i64: impl Fn(T) -> i64,
     from_i64: impl Fn(i64) -> T,
 ) {
-    let depth = s.depth;
-    let mut pixel = 0;
-    for b in 0..s.batches {
-        for ry in rows {
-            for cx in cols {
-                let p00 = s.input_offset(b, ry.lower, cx.lower);
-                let p10 = s.input_offset(b, ry.upper, cx.lower);
-                let p01 = s.input_offset(b, ry.lower, cx.upper);
-                let p11 = s.input_offset(b, ry.upper, cx.upper);
-                let dst = &mut out[pixel * depth..(pixel + 1) * depth];
-                for (c, o) in dst.iter_mut().enumerate() {
-                    let acc = blend_20(
-                        to_i64(input[p00 + c]),
-                        to_i64(input[p10 + c]),
-                        to_i64(input[p01 + c]),
-                        to_i64(input[p11 + c]),
-                        ry.frac_10,
-                        cx.frac_10,
-                    );
-                    *o = from_i64(round_20(acc));
-                }
-                pixel += 1;
-            }
-        }
-    }
+    bilinear(s, rows, cols, input, out, |[v00, v10, v01, v11], dy, dx| {
+        from_i64(round_20(blend_20(
+            to_i64(v00),
+            to_i64(v10),
+            to_i64(v01),
+            to_i64(v11),
+            dy,
+            dx,
+        )))
+    });
 }
 
 impl Kernel for BilinearInteger {
@@ -683,8 +686,7 @@ mod tests {
         // 2 -> 4, plain: scale_10 = 512; positions 0, 512, 1024, 1536 -> (0,0,0), (0,1,512),
         // (1,1,0), (1,1,512) [upper clamped to 1].
         let s = integer_samples(2, 4, &opts(false, false));
-        let got: Vec<(usize, usize, i64)> =
-            s.iter().map(|s| (s.lower, s.upper, s.frac_10)).collect();
+        let got: Vec<(usize, usize, i64)> = s.iter().map(|s| (s.lower, s.upper, s.frac)).collect();
         assert_eq!(got, [(0, 0, 0), (0, 1, 512), (1, 1, 0), (1, 1, 512)]);
         // Blend of 10 and 15 half-way in y: (10 * 512 + 15 * 512) * 1024 = 12.5 * 2^20 -> 13;
         // negative -12.5 -> -13 (half away from zero).
@@ -693,8 +695,7 @@ mod tests {
         // Half-pixel centres upsampling 2 -> 4: scale 512, pos = v*512 + 256 - 512 = -256, 256,
         // 768, 1280: the first truncates to lower 0 with a negative fraction.
         let s = integer_samples(2, 4, &opts(false, true));
-        let got: Vec<(usize, usize, i64)> =
-            s.iter().map(|s| (s.lower, s.upper, s.frac_10)).collect();
+        let got: Vec<(usize, usize, i64)> = s.iter().map(|s| (s.lower, s.upper, s.frac)).collect();
         assert_eq!(got, [(0, 0, -256), (0, 1, 256), (0, 1, 768), (1, 1, 256)]);
     }
 
