@@ -8,17 +8,13 @@ use std::marker::PhantomData;
 use octet_core::{DType, DepthwiseConv2DOptions};
 
 use super::{
-    Accumulator, FilterQuant, QElem, Requantize, Spatial, Weights, Window, bias_dtype,
-    check_bias_zero_point, check_len, clamp_f32, dims4, int8_weights, legacy_multiplier,
-    output_range, per_channel_multipliers,
+    Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FloatDot, INPUT, QElem, QuantDot,
+    Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
+    dims4, int8_weights, legacy_multiplier, output_range, per_channel_multipliers,
 };
 use crate::kernels::common::{activation_range_f32, per_tensor_quant};
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
-
-const INPUT: usize = 0;
-const FILTER: usize = 1;
-const BIAS: usize = 2;
 
 #[derive(Debug, Clone, Copy)]
 struct DepthwiseShape {
@@ -26,7 +22,13 @@ struct DepthwiseShape {
     depth_multiplier: usize,
 }
 
-impl DepthwiseShape {
+impl DepthwiseShape {}
+
+impl DotWindow for DepthwiseShape {
+    fn window(&self) -> &Window {
+        &self.window
+    }
+
     fn filter_len(&self) -> usize {
         self.window.filter_h * self.window.filter_w * self.window.out_c
     }
@@ -77,21 +79,6 @@ impl DepthwiseShape {
             }
         }
         total
-    }
-
-    /// Calls `f(b, oy, ox, oc, output_index)` for every output element in memory order.
-    fn for_each_output(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
-        let w = &self.window;
-        for b in 0..w.batches {
-            for oy in 0..w.out_h {
-                for ox in 0..w.out_w {
-                    let pixel = w.output_pixel(b, oy, ox);
-                    for oc in 0..w.out_c {
-                        f(b, oy, ox, oc, pixel + oc);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -283,86 +270,10 @@ fn per_channel_requantize(
 }
 
 /// Float DEPTHWISE_CONV_2D.
-struct FloatDepthwise {
-    shape: DepthwiseShape,
-    has_bias: bool,
-    act_min: f32,
-    act_max: f32,
-}
-
-impl Kernel for FloatDepthwise {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        let (inputs, out) = io.single::<f32>()?;
-        let input = inputs.get::<f32>(INPUT)?;
-        let filter = inputs.get::<f32>(FILTER)?;
-        let bias = if self.has_bias {
-            Some(inputs.get::<f32>(BIAS)?)
-        } else {
-            None
-        };
-        let s = &self.shape;
-        check_len("input", input.len(), s.window.input_len())?;
-        check_len("filter", filter.len(), s.filter_len())?;
-        check_len("output", out.len(), s.window.output_len())?;
-        if let Some(bias) = bias {
-            check_len("bias", bias.len(), s.window.out_c)?;
-        }
-        s.for_each_output(|b, oy, ox, oc, i| {
-            let total = s.accumulate_f32(input, filter, b, oy, ox, oc);
-            let bias = bias.map_or(0.0, |bias| bias[oc]);
-            out[i] = clamp_f32(total + bias, self.act_min, self.act_max);
-        });
-        Ok(())
-    }
-}
+type FloatDepthwise = FloatDot<DepthwiseShape>;
 
 /// Integer DEPTHWISE_CONV_2D: input and output `X`, weights `W`, accumulator `A`.
-struct QuantDepthwise<X, W, A> {
-    shape: DepthwiseShape,
-    weights: Weights<W>,
-    input_offset: i32,
-    filter_offset: i32,
-    requantize: Requantize,
-    has_bias: bool,
-    types: PhantomData<fn() -> (X, A)>,
-}
-
-impl<X: QElem, W: QElem, A: Accumulator> Kernel for QuantDepthwise<X, W, A> {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        let (inputs, out) = io.single::<X>()?;
-        let input = inputs.get::<X>(INPUT)?;
-        let filter = self.weights.get(&inputs)?;
-        let bias = if self.has_bias {
-            Some(inputs.get::<A::Bias>(BIAS)?)
-        } else {
-            None
-        };
-        let s = &self.shape;
-        check_len("input", input.len(), s.window.input_len())?;
-        check_len("filter", filter.len(), s.filter_len())?;
-        check_len("output", out.len(), s.window.output_len())?;
-        if let Some(bias) = bias {
-            check_len("bias", bias.len(), s.window.out_c)?;
-        }
-        s.for_each_output(|b, oy, ox, oc, i| {
-            let mut acc: A = s.accumulate(
-                input,
-                filter,
-                self.input_offset,
-                self.filter_offset,
-                b,
-                oy,
-                ox,
-                oc,
-            );
-            if let Some(bias) = bias {
-                acc = acc.add_bias(bias[oc]);
-            }
-            out[i] = X::from_clamped(self.requantize.apply(acc, oc));
-        });
-        Ok(())
-    }
-}
+type QuantDepthwise<X, W, A> = QuantDot<DepthwiseShape, X, W, A>;
 
 /// Hybrid DEPTHWISE_CONV_2D: float input quantized asymmetrically per batch, int8 weights,
 /// `acc * (filter_scale[c] * input_scale[b]) + bias`.
@@ -395,7 +306,7 @@ impl Kernel for HybridDepthwise {
         }
         self.quantized.quantize(input, true);
         let q = &self.quantized;
-        s.for_each_output(|b, oy, ox, oc, i| {
+        s.window.for_each_output(|b, oy, ox, oc, i| {
             let acc: i32 = s.accumulate(&q.values, filter, -q.zero_points[b], 0, b, oy, ox, oc);
             let mut value = acc as f32;
             value *= self.filter_scales[oc] * q.scales[b];

@@ -24,6 +24,8 @@ mod transpose;
 #[cfg(test)]
 mod tests;
 
+use std::marker::PhantomData;
+
 use bytemuck::Pod;
 use octet_core::fixed_point::{
     QuantizedMultiplier, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_i64,
@@ -36,7 +38,7 @@ use octet_core::{
 
 use crate::io::Inputs;
 use crate::kernels::common::{activation_range_quantized, per_tensor_quant};
-use crate::{Kernel, OpContext, RuntimeError, TensorInfo};
+use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// CONV_2D.
 pub fn conv_2d(ctx: &OpContext<'_>, o: &Conv2DOptions) -> Result<Box<dyn Kernel>, RuntimeError> {
@@ -588,4 +590,157 @@ fn check_len(what: &str, actual: usize, expected: usize) -> Result<(), RuntimeEr
         )));
     }
     Ok(())
+}
+
+/// Input, filter and bias positions of CONV_2D and DEPTHWISE_CONV_2D.
+const INPUT: usize = 0;
+const FILTER: usize = 1;
+const BIAS: usize = 2;
+
+impl Window {
+    /// Calls `f(b, oy, ox, oc, output_index)` for every output element in memory order.
+    fn for_each_output(&self, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+        for b in 0..self.batches {
+            for oy in 0..self.out_h {
+                for ox in 0..self.out_w {
+                    let pixel = self.output_pixel(b, oy, ox);
+                    for oc in 0..self.out_c {
+                        f(b, oy, ox, oc, pixel + oc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A sliding-window op whose every output element is a dot product of an input window with a
+/// filter slice (CONV_2D, DEPTHWISE_CONV_2D): the geometry the shared kernels below need.
+trait DotWindow: Send {
+    /// The window geometry.
+    fn window(&self) -> &Window;
+
+    /// Number of filter elements.
+    fn filter_len(&self) -> usize;
+
+    /// The integer accumulator of output element `(b, oy, ox, oc)` without bias:
+    /// `sum (filter + filter_offset) * (input + input_offset)` over the taps inside the image.
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate<A: Accumulator, X: QElem, W: QElem>(
+        &self,
+        input: &[X],
+        filter: &[W],
+        input_offset: i32,
+        filter_offset: i32,
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> A;
+
+    /// The float sum of output element `(b, oy, ox, oc)` without bias, in TFLite's order.
+    fn accumulate_f32(
+        &self,
+        input: &[f32],
+        filter: &[f32],
+        b: usize,
+        oy: usize,
+        ox: usize,
+        oc: usize,
+    ) -> f32;
+
+    /// Checks the operands' lengths against the geometry.
+    fn check_operands(
+        &self,
+        input: usize,
+        filter: usize,
+        output: usize,
+        bias: Option<usize>,
+    ) -> Result<(), RuntimeError> {
+        let w = self.window();
+        check_len("input", input, w.input_len())?;
+        check_len("filter", filter, self.filter_len())?;
+        check_len("output", output, w.output_len())?;
+        if let Some(bias) = bias {
+            check_len("bias", bias, w.out_c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Float CONV_2D or DEPTHWISE_CONV_2D.
+struct FloatDot<G> {
+    shape: G,
+    has_bias: bool,
+    act_min: f32,
+    act_max: f32,
+}
+
+impl<G: DotWindow> Kernel for FloatDot<G> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<f32>()?;
+        let input = inputs.get::<f32>(INPUT)?;
+        let filter = inputs.get::<f32>(FILTER)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<f32>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        s.check_operands(input.len(), filter.len(), out.len(), bias.map(<[f32]>::len))?;
+        s.window().for_each_output(|b, oy, ox, oc, i| {
+            let total = s.accumulate_f32(input, filter, b, oy, ox, oc);
+            let bias = bias.map_or(0.0, |bias| bias[oc]);
+            out[i] = clamp_f32(total + bias, self.act_min, self.act_max);
+        });
+        Ok(())
+    }
+}
+
+/// Integer CONV_2D or DEPTHWISE_CONV_2D: input and output `X`, weights `W`, accumulator `A`
+/// (whose bias type the bias has).
+struct QuantDot<G, X, W, A> {
+    shape: G,
+    weights: Weights<W>,
+    input_offset: i32,
+    filter_offset: i32,
+    requantize: Requantize,
+    has_bias: bool,
+    types: PhantomData<fn() -> (X, A)>,
+}
+
+impl<G: DotWindow, X: QElem, W: QElem, A: Accumulator> Kernel for QuantDot<G, X, W, A> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let (inputs, out) = io.single::<X>()?;
+        let input = inputs.get::<X>(INPUT)?;
+        let filter = self.weights.get(&inputs)?;
+        let bias = if self.has_bias {
+            Some(inputs.get::<A::Bias>(BIAS)?)
+        } else {
+            None
+        };
+        let s = &self.shape;
+        s.check_operands(
+            input.len(),
+            filter.len(),
+            out.len(),
+            bias.map(<[A::Bias]>::len),
+        )?;
+        s.window().for_each_output(|b, oy, ox, oc, i| {
+            let mut acc: A = s.accumulate(
+                input,
+                filter,
+                self.input_offset,
+                self.filter_offset,
+                b,
+                oy,
+                ox,
+                oc,
+            );
+            if let Some(bias) = bias {
+                acc = acc.add_bias(bias[oc]);
+            }
+            out[i] = X::from_clamped(self.requantize.apply(acc, oc));
+        });
+        Ok(())
+    }
 }
