@@ -8,11 +8,11 @@ use std::marker::PhantomData;
 use octet_core::{Conv2DOptions, DType};
 
 use super::{
-    Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FloatDot, INPUT, QElem, QuantDot,
-    Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
-    dims4, int8_weights, legacy_multiplier, output_range, per_channel_multipliers,
+    Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
+    QuantDot, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
+    dims4, int8_weights, legacy_requantize, per_channel_requantize,
 };
-use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::kernels::common::activation_range_f32;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -167,7 +167,15 @@ pub(super) fn build(
                 return Err(ctx.invalid("int8 CONV_2D needs an int32 bias"));
             }
             check_bias_zero_point(ctx, BIAS)?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                0,
+                FilterZeroPoints::MustBeZero,
+            )?;
             Ok(Box::new(QuantConv::<i8, i8, i32> {
                 shape,
                 weights: int8_weights(ctx, FILTER)?,
@@ -180,7 +188,15 @@ pub(super) fn build(
         }
         (DType::Int16, DType::Int8 | DType::Int4, DType::Int16) => {
             check_bias_zero_point(ctx, BIAS)?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                0,
+                FilterZeroPoints::MustBeZero,
+            )?;
             let weights = int8_weights(ctx, FILTER)?;
             if input_offset != 0 || requantize.output_offset != 0 {
                 return Err(ctx.invalid("int16 CONV_2D needs zero points of 0"));
@@ -228,61 +244,20 @@ pub(super) fn build(
                 return Err(ctx.invalid("uint8 CONV_2D needs an int32 bias"));
             }
             check_bias_zero_point(ctx, BIAS)?;
-            let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-            let fq = FilterQuant::of(ctx, filter)?;
-            if fq.is_per_channel() {
-                return Err(ctx.invalid("uint8 CONV_2D needs per-tensor filter quantization"));
-            }
-            let (output_scale, output_zero_point, act_min, act_max) =
-                output_range(ctx, output, o.activation)?;
-            let multiplier =
-                legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(BIAS))?;
+            let (requantize, input_offset, filter_offset) =
+                legacy_requantize(ctx, [INPUT, FILTER, BIAS], o.activation, out_c, "CONV_2D")?;
             Ok(Box::new(QuantConv::<u8, u8, i32> {
                 shape,
                 weights: Weights::Input(FILTER),
-                input_offset: -input_zero_point,
-                filter_offset: -(fq.zero_point() as i32),
-                requantize: Requantize {
-                    multipliers: vec![multiplier; out_c],
-                    output_offset: output_zero_point,
-                    act_min,
-                    act_max,
-                },
+                input_offset,
+                filter_offset,
+                requantize,
                 has_bias: bias.is_some(),
                 types: PhantomData,
             }))
         }
         _ => Err(ctx.unsupported_types()),
     }
-}
-
-/// Requantization and input offset of the int8 / int16 kernels (filter zero points must be 0).
-fn per_channel_requantize(
-    ctx: &OpContext<'_>,
-    o: &Conv2DOptions,
-    out_c: usize,
-) -> Result<(Requantize, i32), RuntimeError> {
-    let input = ctx.input(INPUT)?;
-    let filter = ctx.input(FILTER)?;
-    let output = ctx.output(0)?;
-    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-    let fq = FilterQuant::of(ctx, filter)?;
-    fq.check_channels(ctx, filter, out_c, 0)?;
-    if !fq.all_zero_points_zero() {
-        return Err(ctx.invalid("the filter's zero points must be 0"));
-    }
-    let (output_scale, output_zero_point, act_min, act_max) =
-        output_range(ctx, output, o.activation)?;
-    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
-    Ok((
-        Requantize {
-            multipliers,
-            output_offset: output_zero_point,
-            act_min,
-            act_max,
-        },
-        -input_zero_point,
-    ))
 }
 
 /// Float CONV_2D.

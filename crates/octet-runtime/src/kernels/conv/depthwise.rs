@@ -8,11 +8,11 @@ use std::marker::PhantomData;
 use octet_core::{DType, DepthwiseConv2DOptions};
 
 use super::{
-    Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FloatDot, INPUT, QElem, QuantDot,
-    Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
-    dims4, int8_weights, legacy_multiplier, output_range, per_channel_multipliers,
+    Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
+    QuantDot, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
+    dims4, int8_weights, legacy_requantize, per_channel_requantize,
 };
-use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::kernels::common::activation_range_f32;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -176,7 +176,15 @@ pub(super) fn build(
                 return Err(ctx.invalid("int8 DEPTHWISE_CONV_2D needs an int32 bias"));
             }
             check_bias_zero_point(ctx, BIAS)?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                3,
+                FilterZeroPoints::Ignored,
+            )?;
             Ok(Box::new(QuantDepthwise::<i8, i8, i32> {
                 shape,
                 weights: int8_weights(ctx, FILTER)?,
@@ -193,7 +201,15 @@ pub(super) fn build(
             }
             check_bias_zero_point(ctx, BIAS)?;
             check_option()?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                3,
+                FilterZeroPoints::Ignored,
+            )?;
             if input_offset != 0 || requantize.output_offset != 0 {
                 return Err(ctx.invalid("int16 DEPTHWISE_CONV_2D needs zero points of 0"));
             }
@@ -212,61 +228,25 @@ pub(super) fn build(
                 return Err(ctx.invalid("uint8 DEPTHWISE_CONV_2D needs an int32 bias"));
             }
             check_bias_zero_point(ctx, BIAS)?;
-            let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-            let fq = FilterQuant::of(ctx, filter)?;
-            if fq.is_per_channel() {
-                return Err(
-                    ctx.invalid("uint8 DEPTHWISE_CONV_2D needs per-tensor filter quantization")
-                );
-            }
-            let (output_scale, output_zero_point, act_min, act_max) =
-                output_range(ctx, output, o.activation)?;
-            let multiplier =
-                legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(BIAS))?;
+            let (requantize, input_offset, filter_offset) = legacy_requantize(
+                ctx,
+                [INPUT, FILTER, BIAS],
+                o.activation,
+                out_c,
+                "DEPTHWISE_CONV_2D",
+            )?;
             Ok(Box::new(QuantDepthwise::<u8, u8, i32> {
                 shape,
                 weights: Weights::Input(FILTER),
-                input_offset: -input_zero_point,
-                filter_offset: -(fq.zero_point() as i32),
-                requantize: Requantize {
-                    multipliers: vec![multiplier; out_c],
-                    output_offset: output_zero_point,
-                    act_min,
-                    act_max,
-                },
+                input_offset,
+                filter_offset,
+                requantize,
                 has_bias: bias.is_some(),
                 types: PhantomData,
             }))
         }
         _ => Err(ctx.unsupported_types()),
     }
-}
-
-/// Requantization and input offset of the int8 / int16 kernels. TFLite ignores the filter's
-/// zero point here (its weights offset is 0).
-fn per_channel_requantize(
-    ctx: &OpContext<'_>,
-    o: &DepthwiseConv2DOptions,
-    out_c: usize,
-) -> Result<(Requantize, i32), RuntimeError> {
-    let input = ctx.input(INPUT)?;
-    let filter = ctx.input(FILTER)?;
-    let output = ctx.output(0)?;
-    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-    let fq = FilterQuant::of(ctx, filter)?;
-    fq.check_channels(ctx, filter, out_c, 3)?;
-    let (output_scale, output_zero_point, act_min, act_max) =
-        output_range(ctx, output, o.activation)?;
-    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
-    Ok((
-        Requantize {
-            multipliers,
-            output_offset: output_zero_point,
-            act_min,
-            act_max,
-        },
-        -input_zero_point,
-    ))
 }
 
 /// Float DEPTHWISE_CONV_2D.

@@ -744,3 +744,77 @@ impl<G: DotWindow, X: QElem, W: QElem, A: Accumulator> Kernel for QuantDot<G, X,
         Ok(())
     }
 }
+
+/// What the int8 / int16 kernels do with the filter's zero points.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FilterZeroPoints {
+    /// They must all be 0 (CONV_2D).
+    MustBeZero,
+    /// TFLite ignores them: its weights offset is 0 (DEPTHWISE_CONV_2D, TRANSPOSE_CONV).
+    Ignored,
+}
+
+/// Requantization and input offset of the int8 / int16 kernels: per-channel multipliers from
+/// the input, filter (channels along `channel_axis`) and output scales, and the activation's
+/// clamp on the output.
+fn per_channel_requantize(
+    ctx: &OpContext<'_>,
+    input: usize,
+    filter: usize,
+    activation: ActivationFunction,
+    out_c: usize,
+    channel_axis: usize,
+    zero_points: FilterZeroPoints,
+) -> Result<(Requantize, i32), RuntimeError> {
+    let input = ctx.input(input)?;
+    let filter = ctx.input(filter)?;
+    let output = ctx.output(0)?;
+    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
+    let fq = FilterQuant::of(ctx, filter)?;
+    fq.check_channels(ctx, filter, out_c, channel_axis)?;
+    if zero_points == FilterZeroPoints::MustBeZero && !fq.all_zero_points_zero() {
+        return Err(ctx.invalid("the filter's zero points must be 0"));
+    }
+    let (output_scale, output_zero_point, act_min, act_max) =
+        output_range(ctx, output, activation)?;
+    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
+    Ok((
+        Requantize {
+            multipliers,
+            output_offset: output_zero_point,
+            act_min,
+            act_max,
+        },
+        -input_zero_point,
+    ))
+}
+
+/// Requantization, input offset and filter offset of the legacy uint8 kernels: per-tensor
+/// uint8 weights with a zero point and one multiplier, computed as TFLite's legacy path does
+/// (which also checks the bias scale, input `bias`).
+fn legacy_requantize(
+    ctx: &OpContext<'_>,
+    [input, filter, bias]: [usize; 3],
+    activation: ActivationFunction,
+    out_c: usize,
+    op: &str,
+) -> Result<(Requantize, i32, i32), RuntimeError> {
+    let (input_scale, input_zero_point) = per_tensor_quant(ctx, ctx.input(input)?, "input")?;
+    let fq = FilterQuant::of(ctx, ctx.input(filter)?)?;
+    if fq.is_per_channel() {
+        return Err(ctx.invalid(format!("uint8 {op} needs per-tensor filter quantization")));
+    }
+    let (output_scale, output_zero_point, act_min, act_max) =
+        output_range(ctx, ctx.output(0)?, activation)?;
+    let multiplier = legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(bias))?;
+    Ok((
+        Requantize {
+            multipliers: vec![multiplier; out_c],
+            output_offset: output_zero_point,
+            act_min,
+            act_max,
+        },
+        -input_zero_point,
+        -(fq.zero_point() as i32),
+    ))
+}

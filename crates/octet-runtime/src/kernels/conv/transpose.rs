@@ -10,12 +10,12 @@ use std::marker::PhantomData;
 use octet_core::{DType, TransposeConvOptions};
 
 use super::{
-    Accumulator, FilterQuant, QElem, Requantize, Window, bias_dtype, check_bias_zero_point,
-    check_len, clamp_f32, dims4, legacy_multiplier, out_size, output_range, padding_before,
-    per_channel_multipliers, taps,
+    Accumulator, FilterQuant, FilterZeroPoints, QElem, Requantize, Window, bias_dtype,
+    check_bias_zero_point, check_len, clamp_f32, dims4, legacy_requantize, out_size,
+    padding_before, per_channel_requantize, taps,
 };
 use crate::io::Inputs;
-use crate::kernels::common::{activation_range_f32, per_tensor_quant};
+use crate::kernels::common::activation_range_f32;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -217,7 +217,15 @@ pub(super) fn build(
                 return Err(ctx.invalid("int8 TRANSPOSE_CONV needs an int32 bias"));
             }
             check_bias_zero_point(ctx, BIAS)?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                0,
+                FilterZeroPoints::Ignored,
+            )?;
             Ok(Box::new(QuantTranspose::<i8, i8, i32> {
                 shape,
                 input_offset,
@@ -230,7 +238,15 @@ pub(super) fn build(
         }
         (DType::Int16, DType::Int8, DType::Int16) => {
             check_bias_zero_point(ctx, BIAS)?;
-            let (requantize, input_offset) = per_channel_requantize(ctx, o, out_c)?;
+            let (requantize, input_offset) = per_channel_requantize(
+                ctx,
+                INPUT,
+                FILTER,
+                o.activation,
+                out_c,
+                0,
+                FilterZeroPoints::Ignored,
+            )?;
             if input_offset != 0 || requantize.output_offset != 0 {
                 return Err(ctx.invalid("int16 TRANSPOSE_CONV needs zero points of 0"));
             }
@@ -277,27 +293,18 @@ pub(super) fn build(
             if bias.is_some_and(|d| d != DType::Int32) {
                 return Err(ctx.invalid("uint8 TRANSPOSE_CONV needs an int32 bias"));
             }
-            let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-            let fq = FilterQuant::of(ctx, filter)?;
-            if fq.is_per_channel() {
-                return Err(
-                    ctx.invalid("uint8 TRANSPOSE_CONV needs per-tensor filter quantization")
-                );
-            }
-            let (output_scale, output_zero_point, act_min, act_max) =
-                output_range(ctx, output, o.activation)?;
-            let multiplier =
-                legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(BIAS))?;
+            let (requantize, input_offset, filter_offset) = legacy_requantize(
+                ctx,
+                [INPUT, FILTER, BIAS],
+                o.activation,
+                out_c,
+                "TRANSPOSE_CONV",
+            )?;
             Ok(Box::new(QuantTranspose::<u8, u8, i32> {
                 shape,
-                input_offset: -input_zero_point,
-                filter_offset: -(fq.zero_point() as i32),
-                requantize: Requantize {
-                    multipliers: vec![multiplier; out_c],
-                    output_offset: output_zero_point,
-                    act_min,
-                    act_max,
-                },
+                input_offset,
+                filter_offset,
+                requantize,
                 has_bias: bias.is_some(),
                 scratch: vec![0; scratch_len],
                 types: PhantomData,
@@ -305,33 +312,6 @@ pub(super) fn build(
         }
         _ => Err(ctx.unsupported_types()),
     }
-}
-
-/// Requantization and input offset of the int8 / int16 kernels; TFLite ignores the filter's
-/// zero point here.
-fn per_channel_requantize(
-    ctx: &OpContext<'_>,
-    o: &TransposeConvOptions,
-    out_c: usize,
-) -> Result<(Requantize, i32), RuntimeError> {
-    let input = ctx.input(INPUT)?;
-    let filter = ctx.input(FILTER)?;
-    let output = ctx.output(0)?;
-    let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
-    let fq = FilterQuant::of(ctx, filter)?;
-    fq.check_channels(ctx, filter, out_c, 0)?;
-    let (output_scale, output_zero_point, act_min, act_max) =
-        output_range(ctx, output, o.activation)?;
-    let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
-    Ok((
-        Requantize {
-            multipliers,
-            output_offset: output_zero_point,
-            act_min,
-            act_max,
-        },
-        -input_zero_point,
-    ))
 }
 
 /// Float TRANSPOSE_CONV.
