@@ -1169,20 +1169,9 @@ impl Kernel for FloatMatmul {
         let (inputs, out) = io.single::<f32>()?;
         let lhs = inputs.get::<f32>(0)?;
         let rhs = inputs.get::<f32>(1)?;
-        let out_len = d.rows * d.cols;
-        let out = prefix_mut(out, d.pairs.len() * out_len, "the output")?;
-        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len.max(1))) {
-            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
-            let b = matrix(rhs, ri, d.rhs_len(), "the RHS")?;
-            for i in 0..d.rows {
-                for j in 0..d.cols {
-                    let total = (0..d.depth)
-                        .fold(0f32, |t, k| t + a[d.lhs_index(i, k)] * b[d.rhs_index(k, j)]);
-                    out[i * d.cols + j] = total;
-                }
-            }
-        }
-        Ok(())
+        for_each_matmul_element(d, lhs, rhs, out, |a, b, i, j| {
+            (0..d.depth).fold(0f32, |t, k| t + a[d.lhs_index(i, k)] * b[d.rhs_index(k, j)])
+        })
     }
 }
 
@@ -1195,6 +1184,29 @@ fn matrix<'a, T>(
 ) -> Result<&'a [T], RuntimeError> {
     data.get(index * len..(index + 1) * len)
         .ok_or_else(|| RuntimeError::eval(format!("{what} is too small")))
+}
+
+/// Computes every output element of a BATCH_MATMUL: for each pair of broadcast matrices and
+/// each `(i, j)`, `element(a, b, i, j)` with `a`, `b` the pair's LHS and RHS matrices.
+fn for_each_matmul_element<L, R, O>(
+    d: &MatmulDims,
+    lhs: &[L],
+    rhs: &[R],
+    out: &mut [O],
+    mut element: impl FnMut(&[L], &[R], usize, usize) -> O,
+) -> Result<(), RuntimeError> {
+    let out_len = d.rows * d.cols;
+    let out = prefix_mut(out, d.pairs.len() * out_len, "the output")?;
+    for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len.max(1))) {
+        let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
+        let b = matrix(rhs, ri, d.rhs_len(), "the RHS")?;
+        for i in 0..d.rows {
+            for j in 0..d.cols {
+                out[i * d.cols + j] = element(a, b, i, j);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Σ_k (rhs'[k, j] + filter_offset) * (lhs'[i, k] + input_offset)` for one output element of
@@ -1279,31 +1291,20 @@ impl<T: QInt> Kernel for QuantizedMatmul<T> {
         let (inputs, out) = io.single::<T>()?;
         let lhs = inputs.get::<T>(0)?;
         let rhs = inputs.get::<T>(1)?;
-        let out_len = d.rows * d.cols;
-        let out = prefix_mut(out, d.pairs.len() * out_len, "the output")?;
-        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len.max(1))) {
-            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
-            let b = matrix(rhs, ri, d.rhs_len(), "the RHS")?;
-            for i in 0..d.rows {
-                for j in 0..d.cols {
-                    let acc =
-                        accumulate_matmul(d, a, b, i, j, self.input_offset, self.filter_offset);
-                    let scaled = if self.int64_accumulator {
-                        multiply_by_quantized_multiplier_i64(acc, self.multiplier)
-                    } else {
-                        // TFLite's int32 accumulator wraps.
-                        multiply_by_quantized_multiplier(acc as i32, self.multiplier)
-                    };
-                    let v = clamp_i32(
-                        scaled.wrapping_add(self.output_offset),
-                        self.act_min,
-                        self.act_max,
-                    );
-                    out[i * d.cols + j] = T::narrow(v);
-                }
-            }
-        }
-        Ok(())
+        for_each_matmul_element(d, lhs, rhs, out, |a, b, i, j| {
+            let acc = accumulate_matmul(d, a, b, i, j, self.input_offset, self.filter_offset);
+            let scaled = if self.int64_accumulator {
+                multiply_by_quantized_multiplier_i64(acc, self.multiplier)
+            } else {
+                // TFLite's int32 accumulator wraps.
+                multiply_by_quantized_multiplier(acc as i32, self.multiplier)
+            };
+            T::narrow(clamp_i32(
+                scaled.wrapping_add(self.output_offset),
+                self.act_min,
+                self.act_max,
+            ))
+        })
     }
 }
 
@@ -1319,18 +1320,9 @@ impl Kernel for Int8Int32Matmul {
         let (inputs, out) = io.single::<i32>()?;
         let lhs = inputs.get::<i8>(0)?;
         let rhs = inputs.get::<i8>(1)?;
-        let out_len = d.rows * d.cols;
-        let out = prefix_mut(out, d.pairs.len() * out_len, "the output")?;
-        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len.max(1))) {
-            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
-            let b = matrix(rhs, ri, d.rhs_len(), "the RHS")?;
-            for i in 0..d.rows {
-                for j in 0..d.cols {
-                    out[i * d.cols + j] = accumulate_matmul(d, a, b, i, j, 0, 0) as i32;
-                }
-            }
-        }
-        Ok(())
+        for_each_matmul_element(d, lhs, rhs, out, |a, b, i, j| {
+            accumulate_matmul(d, a, b, i, j, 0, 0) as i32
+        })
     }
 }
 
