@@ -1,0 +1,267 @@
+//! Matrix products over weights packed at prepare time: the frame that every GEMM micro-kernel
+//! plugs into.
+//!
+//! A GEMM here computes `out[r][c] = stage(bias[c] + sum_t sum_k a(r, t)[k] * w[c][t][k])` for
+//! rows `r` (output pixels, or batch rows of a fully connected layer), columns `c` (output
+//! channels), `ks` taps `t` (filter positions; 1 for a plain matrix product) and `kc` elements
+//! `k` per tap (input channels). Row `r`'s tap `t` is a run of `kc` consecutive elements of the
+//! input at an offset given per row and tap ([`RowOffsets`]): dense rows for a pointwise
+//! convolution or a fully connected layer, an [`Indirection`] for any other convolution, whose
+//! padding taps read a zero row instead. So one micro-kernel serves every convolution shape
+//! without an im2col copy, as XNNPACK's indirect GEMM does.
+//!
+//! Weights are packed once, at prepare time, in blocks of `nr` columns: for each block, for
+//! each tap, `kc` rounded up to a multiple of `kr` elements, each a group of `kr` consecutive
+//! `k` for each of the `nr` columns (`[tap][k / kr][column][k % kr]`), zero-padded. Bias and
+//! per-column output parameters are padded to whole blocks. A micro-kernel computes up to `mr`
+//! rows and all columns of the packed operand it is given ([`Tile`]), block by block, and
+//! applies the output stage before storing: nothing is written twice.
+
+use std::ops::Range;
+
+use crate::frame::window::{Indirection, PAD};
+use crate::{Isa, LinalgError};
+
+/// The largest `mr` of any micro-kernel (sizes the drivers' stack buffers).
+pub const MAX_MR: usize = 16;
+
+/// Where the rows of the A operand are found in the input.
+#[derive(Debug, Clone, Copy)]
+pub enum RowOffsets<'a> {
+    /// Row `r` starts at `r * stride` (one tap): fully connected layers, pointwise convolutions.
+    Dense {
+        /// Elements between the starts of consecutive rows.
+        stride: usize,
+    },
+    /// Row `r`'s taps start at the offsets the indirection gives for output pixel `r`.
+    Indirect(&'a Indirection),
+}
+
+/// The A operand of a GEMM: the input, a zero row for padding taps, and where rows start.
+#[derive(Debug, Clone, Copy)]
+pub struct ASource<'a, T> {
+    /// The input elements (possibly converted to the kernel's A type).
+    pub data: &'a [T],
+    /// What a padding tap reads: at least `kc` (padded to `kr`) elements.
+    pub zero: &'a [T],
+    /// Where the rows start.
+    pub rows: RowOffsets<'a>,
+}
+
+/// One micro-kernel call: rows `0..m` (`m <= mr`) times all `n` columns of the packed operand.
+///
+/// Row `r`, tap `t` reads `kc` elements of `input` starting at `offsets[r * ks + t]`, or of
+/// `zero` when that offset is [`PAD`]. `weights` and `bias` hold `ceil(n / nr)` packed blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Tile<'a, A, W, B> {
+    /// The A elements.
+    pub input: &'a [A],
+    /// The row padding taps read.
+    pub zero: &'a [A],
+    /// `m * ks` offsets into `input`, or [`PAD`].
+    pub offsets: &'a [u32],
+    /// Rows to compute (at least 1, at most the kernel's `mr`).
+    pub m: usize,
+    /// Taps per row.
+    pub ks: usize,
+    /// Elements per tap, a multiple of the kernel's `kr`.
+    pub kc: usize,
+    /// Packed weights.
+    pub weights: &'a [W],
+    /// Per-column bias, padded to whole blocks.
+    pub bias: &'a [B],
+    /// Columns to compute.
+    pub n: usize,
+}
+
+impl<A, W, B> Tile<'_, A, W, B> {
+    /// Checks everything a micro-kernel with this `mr`, `nr` and `kr` relies on before it reads
+    /// or writes memory: every offset run inside `input`, the zero row long enough, whole packed
+    /// blocks, and `m` rows of `n` columns at `out_stride` inside an output of `out_len`.
+    pub fn check(
+        &self,
+        mr: usize,
+        nr: usize,
+        kr: usize,
+        out_len: usize,
+        out_stride: usize,
+    ) -> Result<(), LinalgError> {
+        let bad = |what: &str| Err(LinalgError::mismatch(format!("GEMM tile: {what}")));
+        if self.m == 0 || self.m > mr || self.ks == 0 || self.n == 0 {
+            return bad("empty tile or too many rows");
+        }
+        if kr == 0 || self.kc % kr != 0 || self.zero.len() < self.kc {
+            return bad("kc is not a multiple of kr, or the zero row is short");
+        }
+        let Some(count) = self.m.checked_mul(self.ks) else {
+            return bad("offset count overflows");
+        };
+        if self.offsets.len() < count {
+            return bad("too few offsets");
+        }
+        for &offset in &self.offsets[..count] {
+            if offset != PAD && (offset as usize).saturating_add(self.kc) > self.input.len() {
+                return bad("a row runs past the input");
+            }
+        }
+        let blocks = self.n.div_ceil(nr);
+        let block_len = self.ks.checked_mul(self.kc).and_then(|k| k.checked_mul(nr));
+        let packed_len = block_len.and_then(|b| b.checked_mul(blocks));
+        if packed_len.is_none_or(|len| self.weights.len() < len) || self.bias.len() < blocks * nr {
+            return bad("packed weights or bias too short");
+        }
+        let out_needed = (self.m - 1)
+            .checked_mul(out_stride)
+            .and_then(|s| s.checked_add(self.n));
+        if out_stride < self.n || out_needed.is_none_or(|need| need > out_len) {
+            return bad("output too short");
+        }
+        Ok(())
+    }
+}
+
+/// Packs weights laid out `[n][ks][kc]` (TFLite's OHWI filters, or `[units][depth]`) into
+/// blocks of `nr` columns with `k` grouped by `kr` (see the module documentation), converting
+/// each element with `convert`; missing columns and `k` are `W::default()` (zero).
+pub fn pack_weights<S: Copy, W: Copy + Default>(
+    weights: &[S],
+    n: usize,
+    ks: usize,
+    kc: usize,
+    nr: usize,
+    kr: usize,
+    convert: impl Fn(S) -> W,
+) -> Result<Vec<W>, LinalgError> {
+    let expected = n.checked_mul(ks).and_then(|v| v.checked_mul(kc));
+    if expected != Some(weights.len()) {
+        return Err(LinalgError::mismatch(format!(
+            "{} weights for {n} x {ks} x {kc}",
+            weights.len()
+        )));
+    }
+    let kc_padded = kc.next_multiple_of(kr);
+    let blocks = n.div_ceil(nr);
+    let len = blocks
+        .checked_mul(nr)
+        .and_then(|v| v.checked_mul(ks))
+        .and_then(|v| v.checked_mul(kc_padded))
+        .ok_or_else(|| LinalgError::too_large("packed weights"))?;
+    let mut packed = Vec::with_capacity(len);
+    for block in 0..blocks {
+        for t in 0..ks {
+            for group in 0..kc_padded / kr {
+                for col in block * nr..(block + 1) * nr {
+                    for i in 0..kr {
+                        let k = group * kr + i;
+                        packed.push(if col < n && k < kc {
+                            convert(weights[(col * ks + t) * kc + k])
+                        } else {
+                            W::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(packed)
+}
+
+/// A per-column vector padded with `fill` to whole blocks of `nr`.
+pub fn pad_columns<T: Copy>(values: &[T], nr: usize, fill: T) -> Vec<T> {
+    let mut padded = values.to_vec();
+    padded.resize(values.len().next_multiple_of(nr.max(1)), fill);
+    padded
+}
+
+/// Identifies a micro-kernel: its instruction set, name and tile shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UkernelInfo {
+    /// The instruction set it needs.
+    pub isa: Isa,
+    /// A name for profiles and test messages (`"f32 6x32 avx512"`).
+    pub name: &'static str,
+    /// Rows per call.
+    pub mr: usize,
+    /// Columns per packed block.
+    pub nr: usize,
+    /// `k` elements grouped per column in the packed weights.
+    pub kr: usize,
+}
+
+/// Computes the offsets of rows `rows` into `buffer` (dense), or borrows them from the
+/// indirection; `ks` is the number of taps per row the GEMM expects.
+pub(crate) fn tile_offsets<'a>(
+    source: &RowOffsets<'a>,
+    rows: Range<usize>,
+    ks: usize,
+    buffer: &'a mut [u32; MAX_MR],
+) -> Result<&'a [u32], LinalgError> {
+    match *source {
+        RowOffsets::Dense { stride } => {
+            if ks != 1 || rows.len() > MAX_MR {
+                return Err(LinalgError::mismatch("dense rows need a single tap"));
+            }
+            for (slot, row) in buffer.iter_mut().zip(rows.clone()) {
+                *slot = row
+                    .checked_mul(stride)
+                    .and_then(|o| u32::try_from(o).ok())
+                    .filter(|&o| o != PAD)
+                    .ok_or_else(|| LinalgError::too_large("row offset beyond u32"))?;
+            }
+            Ok(&buffer[..rows.len()])
+        }
+        RowOffsets::Indirect(indirection) => {
+            if indirection.taps() != ks {
+                return Err(LinalgError::mismatch(format!(
+                    "indirection has {} taps, the weights {ks}",
+                    indirection.taps()
+                )));
+            }
+            indirection
+                .rows(rows)
+                .ok_or_else(|| LinalgError::mismatch("rows beyond the indirection buffer"))
+        }
+    }
+}
+
+/// Calls `tile(rows, out_offset)` for each tile of at most `mr` rows in `rows`, where
+/// `out_offset` is the tile's first element in an output slice that starts at `rows.start`.
+pub(crate) fn for_each_row_tile(
+    rows: Range<usize>,
+    mr: usize,
+    out_stride: usize,
+    mut tile: impl FnMut(Range<usize>, usize) -> Result<(), LinalgError>,
+) -> Result<(), LinalgError> {
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = rows.end.min(start + mr.max(1));
+        let out_offset = (start - rows.start)
+            .checked_mul(out_stride)
+            .ok_or_else(|| LinalgError::too_large("output offset"))?;
+        tile(start..end, out_offset)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// The column blocks `cols` (a range of whole blocks of `nr`, the last possibly partial) as
+/// element ranges of a packed operand: `(weights, per-column, columns)`.
+pub(crate) fn block_ranges(
+    cols: &Range<usize>,
+    n: usize,
+    nr: usize,
+    block_len: usize,
+) -> Result<(Range<usize>, Range<usize>, usize), LinalgError> {
+    if cols.start % nr != 0 || cols.start >= cols.end || cols.end > n {
+        return Err(LinalgError::mismatch(format!(
+            "columns {cols:?} are not whole blocks of {nr} within {n}"
+        )));
+    }
+    let first = cols.start / nr;
+    let last = cols.end.div_ceil(nr);
+    Ok((
+        first * block_len..last * block_len,
+        first * nr..last * nr,
+        cols.end - cols.start,
+    ))
+}

@@ -1,0 +1,188 @@
+//! Float GEMM micro-kernels: `MR` rows times `NV` vectors of columns, FMA with broadcast A.
+//!
+//! The accumulators (`MR * NV` vectors) stay in registers for a whole block of columns: per
+//! `k`, `NV` weight vectors are loaded and each row's A element is broadcast into `NV` FMAs.
+
+use std::arch::x86_64::*;
+
+use crate::frame::gemm::{Tile, UkernelInfo};
+use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel};
+use crate::frame::window::PAD;
+use crate::{Isa, LinalgError};
+
+/// Generates a safe entry point and its `#[target_feature]` body for one vector width.
+macro_rules! f32_gemm_kernel {
+    (
+        $entry:ident, $body:ident, $feature:literal, $isa:expr, $lanes:literal, $vec:ty,
+        $load:ident, $set1:ident, $fmadd:ident, $max:ident, $min:ident, $store:ident,
+        $store_partial:ident
+    ) => {
+        /// Safe entry point: checks the tile, then runs the SIMD body.
+        fn $entry<const MR: usize, const NV: usize>(
+            tile: &Tile<'_, f32, f32, f32>,
+            clamp: F32Clamp,
+            out: &mut [f32],
+            out_stride: usize,
+        ) -> Result<(), LinalgError> {
+            tile.check(MR, NV * $lanes, 1, out.len(), out_stride)?;
+            // SAFETY: `check` proved that every row run (offset + kc) lies in `input`, the zero
+            // row holds kc elements, the packed blocks and bias cover ceil(n / nr) blocks, and
+            // m rows of n columns at out_stride fit in `out`; this kernel is only handed out
+            // when the CPU supports its instruction set.
+            unsafe { $body::<MR, NV>(tile, clamp, out.as_mut_ptr(), out_stride) };
+            Ok(())
+        }
+
+        #[target_feature(enable = $feature)]
+        unsafe fn $body<const MR: usize, const NV: usize>(
+            tile: &Tile<'_, f32, f32, f32>,
+            clamp: F32Clamp,
+            out: *mut f32,
+            out_stride: usize,
+        ) {
+            const { assert!(MR >= 1 && NV >= 1) };
+            // SAFETY: the entry point checked the tile (see there): every pointer formed below
+            // stays inside the slice it was derived from.
+            unsafe {
+                let nr = NV * $lanes;
+                let (ks, kc, m, n) = (tile.ks, tile.kc, tile.m, tile.n);
+                let vmin = $set1(clamp.min);
+                let vmax = $set1(clamp.max);
+                let mut weights = tile.weights.as_ptr();
+                let mut first = 0;
+                while first < n {
+                    let bias = tile.bias.as_ptr().add(first);
+                    let mut acc: [[$vec; NV]; MR] = [[$set1(0.0); NV]; MR];
+                    for v in 0..NV {
+                        let b = $load(bias.add(v * $lanes));
+                        for row in acc.iter_mut() {
+                            row[v] = b;
+                        }
+                    }
+                    for t in 0..ks {
+                        let mut a = [tile.zero.as_ptr(); MR];
+                        for (r, a) in a.iter_mut().enumerate() {
+                            // Rows beyond m repeat the last row; their results are not stored.
+                            let offset = *tile.offsets.get_unchecked(r.min(m - 1) * ks + t);
+                            if offset != PAD {
+                                *a = tile.input.as_ptr().add(offset as usize);
+                            }
+                        }
+                        for k in 0..kc {
+                            let mut w = [$set1(0.0); NV];
+                            for (v, w) in w.iter_mut().enumerate() {
+                                *w = $load(weights.add(v * $lanes));
+                            }
+                            for r in 0..MR {
+                                let x = $set1(*a[r].add(k));
+                                for v in 0..NV {
+                                    acc[r][v] = $fmadd(x, w[v], acc[r][v]);
+                                }
+                            }
+                            weights = weights.add(nr);
+                        }
+                    }
+                    let cols = nr.min(n - first);
+                    for r in 0..m {
+                        let row = out.add(r * out_stride + first);
+                        for v in 0..NV {
+                            let start = v * $lanes;
+                            if start >= cols {
+                                break;
+                            }
+                            // min(max(x, lo), hi) with NaN passing through: max/min return their
+                            // second operand when either is NaN.
+                            let y = $min(vmax, $max(vmin, acc[r][v]));
+                            if cols - start >= $lanes {
+                                $store(row.add(start), y);
+                            } else {
+                                $store_partial(row.add(start), y, cols - start);
+                            }
+                        }
+                    }
+                    first += nr;
+                }
+            }
+        }
+    };
+}
+
+/// Stores the first `count` (< 16) lanes.
+#[target_feature(enable = "avx512f")]
+unsafe fn store_partial_512(dst: *mut f32, v: __m512, count: usize) {
+    let mask: __mmask16 = ((1u32 << count) - 1) as __mmask16;
+    // SAFETY: the caller guarantees `count` writable elements at `dst`; masked-off lanes are
+    // not accessed.
+    unsafe { _mm512_mask_storeu_ps(dst, mask, v) };
+}
+
+/// Stores the first `count` (< 8) lanes.
+#[target_feature(enable = "avx2")]
+unsafe fn store_partial_256(dst: *mut f32, v: __m256, count: usize) {
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 elements; the caller guarantees `count` (< 8) writable elements
+    // at `dst`.
+    unsafe {
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, count);
+    }
+}
+
+f32_gemm_kernel!(
+    entry_avx512,
+    body_avx512,
+    "avx512f",
+    Isa::Avx512,
+    16,
+    __m512,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_max_ps,
+    _mm512_min_ps,
+    _mm512_storeu_ps,
+    store_partial_512
+);
+
+f32_gemm_kernel!(
+    entry_avx2,
+    body_avx2,
+    "avx2,fma",
+    Isa::Avx2,
+    8,
+    __m256,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_max_ps,
+    _mm256_min_ps,
+    _mm256_storeu_ps,
+    store_partial_256
+);
+
+const fn info(isa: Isa, name: &'static str, mr: usize, nr: usize) -> UkernelInfo {
+    UkernelInfo {
+        isa,
+        name,
+        mr,
+        nr,
+        kr: 1,
+    }
+}
+
+pub(super) const UKERNELS: [F32GemmUkernel; 5] = [
+    F32GemmUkernel::new(info(Isa::Avx2, "f32 6x16 avx2", 6, 16), entry_avx2::<6, 2>),
+    F32GemmUkernel::new(info(Isa::Avx2, "f32 6x8 avx2", 6, 8), entry_avx2::<6, 1>),
+    F32GemmUkernel::new(
+        info(Isa::Avx512, "f32 8x32 avx512", 8, 32),
+        entry_avx512::<8, 2>,
+    ),
+    F32GemmUkernel::new(
+        info(Isa::Avx512, "f32 8x16 avx512", 8, 16),
+        entry_avx512::<8, 1>,
+    ),
+    F32GemmUkernel::new(
+        info(Isa::Avx512, "f32 6x64 avx512", 6, 64),
+        entry_avx512::<6, 4>,
+    ),
+];
