@@ -15,12 +15,14 @@ mod error;
 pub mod frame;
 mod generic;
 mod isa;
+pub mod threads;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86_64;
 
 pub use error::LinalgError;
 pub use isa::Isa;
+pub use threads::Threads;
 
 #[cfg(test)]
 mod battery;

@@ -1,10 +1,45 @@
 //! Preparing a model into an execution plan, and running it.
 
-use octet_core::{Model, TensorId};
+use std::time::Instant;
+
+use octet_core::{Model, Op, TensorId};
+use octet_linalg::{Isa, Threads};
 
 use crate::io::Slot;
 use crate::plan::{ARENA_ALIGNMENT, TensorLifetime, plan_arena};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo, kernels, shape_inference};
+
+/// How an [`Interpreter`] runs: threads and instruction set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterpreterOptions {
+    /// Threads the kernels split their work over (1: everything on the caller's thread).
+    pub threads: usize,
+    /// The instruction set whose micro-kernels to use; `None` picks the best this CPU has.
+    /// Asking for one the CPU lacks falls back to the best it has below it.
+    pub isa: Option<Isa>,
+}
+
+impl Default for InterpreterOptions {
+    fn default() -> Self {
+        InterpreterOptions {
+            threads: 1,
+            isa: None,
+        }
+    }
+}
+
+/// One operator as the interpreter runs it: for profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorInfo {
+    /// Index of the operator in the subgraph.
+    pub index: usize,
+    /// The op's TFLite name.
+    pub op: String,
+    /// Shape of its first output.
+    pub output_shape: Vec<usize>,
+    /// Multiply-accumulates one run performs (0 for ops that do not multiply).
+    pub macs: u64,
+}
 
 /// A tensor's value as the observer sees it, right after it was computed.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +55,7 @@ pub struct Observation<'a> {
 /// One operator ready to run.
 struct Step {
     kernel: Box<dyn Kernel>,
+    index: usize,
     name: String,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
@@ -31,8 +67,12 @@ pub struct Interpreter {
     tensors: Vec<TensorInfo>,
     slots: Vec<Slot>,
     steps: Vec<Step>,
+    operators: Vec<OperatorInfo>,
     arena: Vec<u64>,
     constants: Vec<u64>,
+    scratch: Vec<u64>,
+    threads: Threads,
+    isa: Isa,
     inputs: Vec<TensorId>,
     outputs: Vec<TensorId>,
 }
@@ -43,6 +83,9 @@ impl std::fmt::Debug for Interpreter {
             .field("operators", &self.steps.len())
             .field("arena_bytes", &(self.arena.len() * 8))
             .field("constant_bytes", &(self.constants.len() * 8))
+            .field("scratch_bytes", &(self.scratch.len() * 8))
+            .field("threads", &self.threads.count())
+            .field("isa", &self.isa)
             .finish()
     }
 }
@@ -55,6 +98,21 @@ impl Interpreter {
     /// Prepares the model's main subgraph: checks every operator, builds its kernel and plans
     /// the arena. An op or dtype flavour octet cannot run is reported here, by name.
     pub fn new(model: &Model) -> Result<Self, RuntimeError> {
+        Interpreter::with_options(model, InterpreterOptions::default())
+    }
+
+    /// [`Interpreter::new`] with threads and an instruction set of the caller's choosing.
+    pub fn with_options(model: &Model, options: InterpreterOptions) -> Result<Self, RuntimeError> {
+        let isa = match options.isa {
+            Some(wanted) => Isa::supported()
+                .into_iter()
+                .filter(|&isa| isa <= wanted)
+                .max()
+                .unwrap_or(Isa::Generic),
+            None => Isa::detect(),
+        };
+        let threads =
+            Threads::new(options.threads).map_err(|e| RuntimeError::Model(e.to_string()))?;
         let sg = model
             .main_subgraph()
             .ok_or_else(|| RuntimeError::Model("the model has no subgraph".into()))?;
@@ -80,6 +138,7 @@ impl Interpreter {
                     index,
                     tensors: &tensors,
                     subgraph: sg,
+                    isa,
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -121,6 +180,77 @@ impl Interpreter {
         let mut constants = vec![0u64; constant_bytes.len() / 8];
         bytemuck::cast_slice_mut(&mut constants).copy_from_slice(&constant_bytes);
 
+        // Operators that only turn constants into constants (fp16 weights' DEQUANTIZE, sparse
+        // weights' DENSIFY) run once, here, and their outputs join the constant store.
+        let mut folded = vec![false; sg.operators.len()];
+        for (index, operator) in sg.operators.iter().enumerate() {
+            let foldable = matches!(operator.op, Op::Dequantize | Op::Densify)
+                && operator.inputs.iter().flatten().next().is_some()
+                && operator
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .all(|id| matches!(slots.get(id.index()), Some(Slot::Constant { .. })))
+                && operator.outputs.iter().all(|id| {
+                    !sg.outputs.contains(id) && matches!(slots.get(id.index()), Some(Slot::Absent))
+                });
+            if !foldable {
+                continue;
+            }
+            let ctx = OpContext {
+                model,
+                operator,
+                index,
+                tensors: &tensors,
+                subgraph: sg,
+                isa,
+            };
+            let mut kernel = kernels::build(&ctx)?;
+            let mut out_slots = Vec::with_capacity(operator.outputs.len());
+            let mut arena_len = 0;
+            for id in &operator.outputs {
+                let len = tensors[id.index()].byte_len();
+                out_slots.push(Slot::Arena {
+                    offset: arena_len,
+                    len,
+                });
+                arena_len += words_for(len) * 8;
+            }
+            let mut arena = vec![0u64; arena_len / 8];
+            let mut scratch = vec![0u64; kernel.scratch_bytes().div_ceil(8)];
+            let in_slots: Vec<Slot> = operator
+                .inputs
+                .iter()
+                .map(|i| i.map_or(Slot::Absent, |id| slots[id.index()]))
+                .collect();
+            let single = Threads::single();
+            let mut io = OpIo {
+                arena: bytemuck::cast_slice_mut(&mut arena),
+                constants: bytemuck::cast_slice(&constants),
+                inputs: &in_slots,
+                outputs: &out_slots,
+                scratch: &mut scratch,
+                threads: &single,
+            };
+            kernel.eval(&mut io).map_err(|e| match e {
+                RuntimeError::Eval { detail, .. } => RuntimeError::Eval {
+                    index,
+                    op: ctx.op_name(),
+                    detail,
+                },
+                other => other,
+            })?;
+            for (id, slot) in operator.outputs.iter().zip(&out_slots) {
+                if let Slot::Arena { offset, len } = *slot {
+                    let start = constants.len() * 8;
+                    constants
+                        .extend_from_slice(&arena[offset / 8..(offset + words_for(len) * 8) / 8]);
+                    slots[id.index()] = Slot::Constant { offset: start, len };
+                }
+            }
+            folded[index] = true;
+        }
+
         // Lifetimes of everything that is computed: graph inputs from step 0, op outputs from
         // the op that writes them, until their last reader (graph outputs: until the end).
         let end = sg.operators.len();
@@ -134,6 +264,9 @@ impl Interpreter {
             }
         }
         for (step, op) in sg.operators.iter().enumerate() {
+            if folded[step] {
+                continue;
+            }
             for id in op.outputs.iter().copied() {
                 if computed(id, &slots) {
                     if first[id.index()] != usize::MAX {
@@ -191,17 +324,31 @@ impl Interpreter {
         }
 
         let mut steps = Vec::with_capacity(sg.operators.len());
+        let mut operators = Vec::with_capacity(sg.operators.len());
+        let mut scratch_bytes = 0;
         for (index, operator) in sg.operators.iter().enumerate() {
+            if folded[index] {
+                continue;
+            }
             let ctx = OpContext {
                 model,
                 operator,
                 index,
                 tensors: &tensors,
                 subgraph: sg,
+                isa,
             };
             let kernel = kernels::build(&ctx)?;
+            scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());
+            operators.push(OperatorInfo {
+                index,
+                op: ctx.op_name(),
+                output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
+                macs: crate::profile::macs(&ctx),
+            });
             steps.push(Step {
                 kernel,
+                index,
                 name: ctx.op_name(),
                 inputs: operator
                     .inputs
@@ -221,8 +368,12 @@ impl Interpreter {
             tensors,
             slots,
             steps,
+            operators,
             arena: vec![0u64; plan.size / 8],
             constants,
+            scratch: vec![0u64; scratch_bytes.div_ceil(8)],
+            threads,
+            isa,
             inputs: sg.inputs.clone(),
             outputs: sg.outputs.clone(),
         })
@@ -241,6 +392,28 @@ impl Interpreter {
     /// Bytes of the planned arena (all intermediate tensors, with reuse).
     pub fn arena_bytes(&self) -> usize {
         self.arena.len() * 8
+    }
+
+    /// Bytes the interpreter holds: arena, constants (with prepared copies of folded ones) and
+    /// scratch. Kernels' packed weights are not counted.
+    pub fn memory_bytes(&self) -> usize {
+        (self.arena.len() + self.constants.len() + self.scratch.len()) * 8
+    }
+
+    /// The instruction set the kernels were built for.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Threads the kernels use.
+    pub fn threads(&self) -> usize {
+        self.threads.count()
+    }
+
+    /// The operators [`invoke`](Self::invoke) runs, in order (operators folded into constants
+    /// at prepare time are not among them).
+    pub fn operators(&self) -> &[OperatorInfo] {
+        &self.operators
     }
 
     /// Dtype, shape and quantization of graph input `i`.
@@ -316,7 +489,40 @@ impl Interpreter {
 
     /// Runs the model on the current inputs. Allocates nothing.
     pub fn invoke(&mut self) -> Result<(), RuntimeError> {
-        self.run(None)
+        let Interpreter {
+            steps,
+            arena,
+            constants,
+            scratch,
+            threads,
+            ..
+        } = self;
+        threads.install(|| run_steps(steps, arena, constants, scratch, threads, None, None))
+    }
+
+    /// Runs the model like [`invoke`](Self::invoke) and adds each operator's time in seconds
+    /// to `seconds` (parallel to [`operators`](Self::operators); shorter slices get the first
+    /// operators only).
+    pub fn invoke_profiled(&mut self, seconds: &mut [f64]) -> Result<(), RuntimeError> {
+        let Interpreter {
+            steps,
+            arena,
+            constants,
+            scratch,
+            threads,
+            ..
+        } = self;
+        threads.install(|| {
+            run_steps(
+                steps,
+                arena,
+                constants,
+                scratch,
+                threads,
+                None,
+                Some(seconds),
+            )
+        })
     }
 
     /// Runs the model and shows `observer` every graph input and then every operator output as
@@ -333,48 +539,80 @@ impl Interpreter {
                 bytes,
             });
         }
-        self.run(Some(observer))
+        let Interpreter {
+            steps,
+            arena,
+            constants,
+            scratch,
+            threads,
+            tensors,
+            ..
+        } = self;
+        run_steps(
+            steps,
+            arena,
+            constants,
+            scratch,
+            threads,
+            Some((observer, tensors)),
+            None,
+        )
     }
+}
 
-    fn run(
-        &mut self,
-        mut observer: Option<&mut dyn FnMut(Observation<'_>)>,
-    ) -> Result<(), RuntimeError> {
-        let constants: &[u8] = bytemuck::cast_slice(&self.constants);
-        for (index, step) in self.steps.iter_mut().enumerate() {
-            let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut self.arena);
-            let mut io = OpIo {
-                arena,
-                constants,
-                inputs: &step.inputs,
-                outputs: &step.outputs,
-            };
-            step.kernel.eval(&mut io).map_err(|e| match e {
-                RuntimeError::Eval { detail, .. } => RuntimeError::Eval {
-                    index,
-                    op: step.name.clone(),
-                    detail,
-                },
-                other => other,
-            })?;
-            if let Some(observer) = observer.as_mut() {
-                let arena: &[u8] = bytemuck::cast_slice(&self.arena);
-                for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
-                    if let Slot::Arena { offset, len } = *slot {
-                        if let (Some(bytes), Some(info)) = (
-                            arena.get(offset..offset + len),
-                            self.tensors.get(id.index()),
-                        ) {
-                            observer(Observation {
-                                tensor: id,
-                                info,
-                                bytes,
-                            });
-                        }
+/// An observer and the tensor infos it is shown with.
+type Observer<'o, 't> = (&'o mut dyn FnMut(Observation<'_>), &'t [TensorInfo]);
+
+/// Runs every step in order, showing outputs to the observer and timing steps when asked.
+fn run_steps(
+    steps: &mut [Step],
+    arena: &mut [u64],
+    constants: &[u64],
+    scratch: &mut [u64],
+    threads: &Threads,
+    mut observer: Option<Observer<'_, '_>>,
+    mut seconds: Option<&mut [f64]>,
+) -> Result<(), RuntimeError> {
+    let constants: &[u8] = bytemuck::cast_slice(constants);
+    for (position, step) in steps.iter_mut().enumerate() {
+        let started = seconds.is_some().then(Instant::now);
+        let mut io = OpIo {
+            arena: bytemuck::cast_slice_mut(arena),
+            constants,
+            inputs: &step.inputs,
+            outputs: &step.outputs,
+            scratch,
+            threads,
+        };
+        step.kernel.eval(&mut io).map_err(|e| match e {
+            RuntimeError::Eval { detail, .. } => RuntimeError::Eval {
+                index: step.index,
+                op: step.name.clone(),
+                detail,
+            },
+            other => other,
+        })?;
+        if let (Some(started), Some(seconds)) = (started, seconds.as_deref_mut()) {
+            if let Some(total) = seconds.get_mut(position) {
+                *total += started.elapsed().as_secs_f64();
+            }
+        }
+        if let Some((observer, tensors)) = observer.as_mut() {
+            let arena: &[u8] = bytemuck::cast_slice(arena);
+            for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
+                if let Slot::Arena { offset, len } = *slot {
+                    if let (Some(bytes), Some(info)) =
+                        (arena.get(offset..offset + len), tensors.get(id.index()))
+                    {
+                        observer(Observation {
+                            tensor: id,
+                            info,
+                            bytes,
+                        });
                     }
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
 }

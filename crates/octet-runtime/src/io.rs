@@ -2,6 +2,7 @@
 //! to one output at a time, carved out of the shared arena without copying or allocating.
 
 use bytemuck::Pod;
+use octet_linalg::Threads;
 
 use crate::RuntimeError;
 
@@ -26,6 +27,23 @@ pub struct OpIo<'a> {
     pub(crate) constants: &'a [u8],
     pub(crate) inputs: &'a [Slot],
     pub(crate) outputs: &'a [Slot],
+    /// Scratch memory shared by all operators (sized at prepare time from
+    /// [`Kernel::scratch_bytes`](crate::Kernel::scratch_bytes)), 8-byte aligned.
+    pub(crate) scratch: &'a mut [u64],
+    pub(crate) threads: &'a Threads,
+}
+
+/// Everything a kernel works with while it runs: its inputs, one output, the shared scratch
+/// memory and the threads.
+pub struct OpParts<'a, T> {
+    /// Read access to the inputs.
+    pub inputs: Inputs<'a>,
+    /// The output being written.
+    pub output: &'a mut [T],
+    /// Scratch memory, at least the kernel's `scratch_bytes`, 8-byte aligned.
+    pub scratch: &'a mut [u64],
+    /// The interpreter's threads.
+    pub threads: &'a Threads,
 }
 
 /// Read access to an operator's inputs while one of its outputs is being written.
@@ -69,17 +87,7 @@ impl<'a> OpIo<'a> {
 
     /// Read access to all inputs and write access to output `k`.
     pub fn split(&mut self, k: usize) -> Result<(Inputs<'_>, &mut [u8]), RuntimeError> {
-        let Some(&Slot::Arena { offset, len }) = self.outputs.get(k) else {
-            return Err(RuntimeError::eval(format!("output {k} has no arena slot")));
-        };
-        let end = offset + len;
-        if end > self.arena.len() {
-            return Err(RuntimeError::eval(format!(
-                "output {k} lies outside the arena"
-            )));
-        }
-        let (before, rest) = self.arena.split_at_mut(offset);
-        let (output, after) = rest.split_at_mut(len);
+        let (before, output, after, end) = Self::carve(self.arena, self.outputs, k)?;
         Ok((
             Inputs {
                 before,
@@ -92,10 +100,54 @@ impl<'a> OpIo<'a> {
         ))
     }
 
+    /// Inputs, output `k` viewed as `T`, scratch memory and threads, all at once.
+    pub fn parts<T: Pod>(&mut self, k: usize) -> Result<OpParts<'_, T>, RuntimeError> {
+        let threads = self.threads;
+        let (before, output, after, end) = Self::carve(self.arena, self.outputs, k)?;
+        Ok(OpParts {
+            inputs: Inputs {
+                before,
+                after,
+                after_start: end,
+                constants: self.constants,
+                slots: self.inputs,
+            },
+            output: typed_mut(output)?,
+            scratch: self.scratch,
+            threads,
+        })
+    }
+
+    /// The interpreter's threads.
+    pub fn threads(&self) -> &Threads {
+        self.threads
+    }
+
     /// [`split`](Self::split) for output 0, with the output viewed as `T`: the common case.
     pub fn single<T: Pod>(&mut self) -> Result<(Inputs<'_>, &mut [T]), RuntimeError> {
         let (inputs, out) = self.split(0)?;
         Ok((inputs, typed_mut(out)?))
+    }
+}
+
+impl<'a> OpIo<'a> {
+    /// Splits the arena around output `k`: (before, output, after, end offset of the output).
+    #[allow(clippy::type_complexity)]
+    fn carve<'b>(
+        arena: &'b mut [u8],
+        outputs: &[Slot],
+        k: usize,
+    ) -> Result<(&'b [u8], &'b mut [u8], &'b [u8], usize), RuntimeError> {
+        let Some(&Slot::Arena { offset, len }) = outputs.get(k) else {
+            return Err(RuntimeError::eval(format!("output {k} has no arena slot")));
+        };
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= arena.len())
+            .ok_or_else(|| RuntimeError::eval(format!("output {k} lies outside the arena")))?;
+        let (before, rest) = arena.split_at_mut(offset);
+        let (output, after) = rest.split_at_mut(len);
+        Ok((before, output, after, end))
     }
 }
 

@@ -18,12 +18,13 @@ mod io;
 pub mod kernels;
 mod op_context;
 mod plan;
+mod profile;
 mod shape_inference;
 mod tensor;
 
 pub use error::RuntimeError;
-pub use interpreter::{Interpreter, Observation};
-pub use io::{Inputs, OpIo};
+pub use interpreter::{Interpreter, InterpreterOptions, Observation, OperatorInfo};
+pub use io::{Inputs, OpIo, OpParts};
 pub use op_context::{Kernel, OpContext};
 pub use plan::{ArenaPlan, TensorLifetime, plan_arena};
 pub use tensor::TensorInfo;

@@ -4,6 +4,8 @@ use std::fmt::Display;
 
 use octet_core::{Model, Operator, TensorData, TensorId};
 
+use octet_linalg::Isa;
+
 use crate::{OpIo, RuntimeError, TensorInfo};
 
 /// A prepared kernel for one operator.
@@ -14,6 +16,11 @@ use crate::{OpIo, RuntimeError, TensorInfo};
 pub trait Kernel: Send {
     /// Runs the operator on its current inputs, writing its outputs.
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError>;
+
+    /// Bytes of the interpreter's shared scratch memory `eval` needs ([`OpIo::parts`]).
+    fn scratch_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// One operator and its tensors, as the kernel builders see them at prepare time.
@@ -23,9 +30,15 @@ pub struct OpContext<'a> {
     pub(crate) index: usize,
     pub(crate) tensors: &'a [TensorInfo],
     pub(crate) subgraph: &'a octet_core::Subgraph,
+    pub(crate) isa: Isa,
 }
 
 impl<'a> OpContext<'a> {
+    /// The instruction set whose micro-kernels the kernel should use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
     /// The operator.
     pub fn operator(&self) -> &'a Operator {
         self.operator

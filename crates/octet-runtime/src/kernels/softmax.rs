@@ -729,11 +729,14 @@ mod tests {
             offset: 64,
             len: out_len,
         }];
+        let threads = octet_linalg::Threads::single();
         let mut io = OpIo {
             arena,
             constants: &[],
             inputs: &inputs,
             outputs: &outputs,
+            scratch: &mut [],
+            threads: &threads,
         };
         kernel.eval(&mut io).unwrap();
         io.arena[64..64 + out_len].to_vec()
