@@ -130,13 +130,13 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             } else {
                 float_name(name)
             };
-            if let Some(r) = reference.get(key) {
-                if r.len() == values.len() {
-                    accumulators
-                        .entry(key.to_owned())
-                        .or_default()
-                        .add(r, values);
-                }
+            if let Some(r) = reference.get(key)
+                && r.len() == values.len()
+            {
+                accumulators
+                    .entry(key.to_owned())
+                    .or_default()
+                    .add(r, values);
             }
         }
     }

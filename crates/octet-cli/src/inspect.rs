@@ -155,10 +155,10 @@ fn summarize(model: &Model, file: String, file_bytes: u64) -> Summary {
     for (index, sg) in model.subgraphs.iter().enumerate() {
         for op in &sg.operators {
             *operators.entry(op.op.name().into_owned()).or_insert(0) += 1;
-            if let octet_core::Op::Custom(custom) = &op.op {
-                if !custom_ops.contains(&custom.code) {
-                    custom_ops.push(custom.code.clone());
-                }
+            if let octet_core::Op::Custom(custom) = &op.op
+                && !custom_ops.contains(&custom.code)
+            {
+                custom_ops.push(custom.code.clone());
             }
         }
         for tensor in &sg.tensors {

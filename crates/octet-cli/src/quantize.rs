@@ -355,11 +355,11 @@ fn evaluate(
             let reference = as_f32(float.output(k)?, float.output_info(k)?);
             let approx = as_f32(quant.output(k)?, quant.output_info(k)?);
             accumulator.add(&reference, &approx);
-            if k == 0 {
-                if let Some(label) = labels.and_then(|l| l.get(s)) {
-                    float_correct += usize::from(argmax(&reference) as i64 == *label);
-                    quant_correct += usize::from(argmax(&approx) as i64 == *label);
-                }
+            if k == 0
+                && let Some(label) = labels.and_then(|l| l.get(s))
+            {
+                float_correct += usize::from(argmax(&reference) as i64 == *label);
+                quant_correct += usize::from(argmax(&approx) as i64 == *label);
             }
         }
     }

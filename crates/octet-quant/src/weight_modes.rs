@@ -182,7 +182,7 @@ pub fn quantize_symmetric_int8(
         }
         None => (1, values.len().max(1)),
     };
-    if inner == 0 || values.len() % (channels * inner) != 0 {
+    if inner == 0 || !values.len().is_multiple_of(channels * inner) {
         return Err(QuantError::Unsupported(format!(
             "{} values do not fit the shape {dims:?}",
             values.len()

@@ -592,24 +592,23 @@ fn run_steps(
             },
             other => other,
         })?;
-        if let (Some(started), Some(seconds)) = (started, seconds.as_deref_mut()) {
-            if let Some(total) = seconds.get_mut(position) {
-                *total += started.elapsed().as_secs_f64();
-            }
+        if let (Some(started), Some(seconds)) = (started, seconds.as_deref_mut())
+            && let Some(total) = seconds.get_mut(position)
+        {
+            *total += started.elapsed().as_secs_f64();
         }
         if let Some((observer, tensors)) = observer.as_mut() {
             let arena: &[u8] = bytemuck::cast_slice(arena);
             for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
-                if let Slot::Arena { offset, len } = *slot {
-                    if let (Some(bytes), Some(info)) =
+                if let Slot::Arena { offset, len } = *slot
+                    && let (Some(bytes), Some(info)) =
                         (arena.get(offset..offset + len), tensors.get(id.index()))
-                    {
-                        observer(Observation {
-                            tensor: id,
-                            info,
-                            bytes,
-                        });
-                    }
+                {
+                    observer(Observation {
+                        tensor: id,
+                        info,
+                        bytes,
+                    });
                 }
             }
         }

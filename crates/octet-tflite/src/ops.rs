@@ -47,10 +47,8 @@ pub(crate) fn op_from_file(file: FileOp) -> Op {
     let plain = file.custom_options.is_none()
         && file.custom_options_format == fb::CustomOptionsFormat::FLEXBUFFERS
         && matches!(file.builtin_options_2, fb::BuiltinOptions2T::NONE);
-    if plain {
-        if let Some(op) = typed_op(file.code, &file.builtin_options) {
-            return op;
-        }
+    if plain && let Some(op) = typed_op(file.code, &file.builtin_options) {
+        return op;
     }
     Op::Other(OtherOp {
         builtin_code: file.code.0,

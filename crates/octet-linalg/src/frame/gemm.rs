@@ -90,7 +90,7 @@ impl<A, W, B> Tile<'_, A, W, B> {
         if self.m == 0 || self.m > mr || self.ks == 0 || self.n == 0 {
             return bad("empty tile or too many rows");
         }
-        if kr == 0 || self.kc % kr != 0 || self.zero.len() < self.kc {
+        if kr == 0 || !self.kc.is_multiple_of(kr) || self.zero.len() < self.kc {
             return bad("kc is not a multiple of kr, or the zero row is short");
         }
         let Some(count) = self.m.checked_mul(self.ks) else {
@@ -252,7 +252,7 @@ pub(crate) fn block_ranges(
     nr: usize,
     block_len: usize,
 ) -> Result<(Range<usize>, Range<usize>, usize), LinalgError> {
-    if cols.start % nr != 0 || cols.start >= cols.end || cols.end > n {
+    if !cols.start.is_multiple_of(nr) || cols.start >= cols.end || cols.end > n {
         return Err(LinalgError::mismatch(format!(
             "columns {cols:?} are not whole blocks of {nr} within {n}"
         )));

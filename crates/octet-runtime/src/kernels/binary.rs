@@ -418,17 +418,13 @@ fn add_or_sub(
         },
         DType::Int16 => {
             let quant = quant_params(ctx, &ops)?;
-            if options.pot_scale_int16 {
-                if let Some(pot) = PotAddSub::new(ctx, &ops, quant, activation)? {
-                    return Ok(match kind {
-                        AddSub::Add => {
-                            elementwise(ops.broadcast, move |a: i16, b: i16| pot.add(a, b))
-                        }
-                        AddSub::Sub => {
-                            elementwise(ops.broadcast, move |a: i16, b: i16| pot.sub(a, b))
-                        }
-                    });
-                }
+            if options.pot_scale_int16
+                && let Some(pot) = PotAddSub::new(ctx, &ops, quant, activation)?
+            {
+                return Ok(match kind {
+                    AddSub::Add => elementwise(ops.broadcast, move |a: i16, b: i16| pot.add(a, b)),
+                    AddSub::Sub => elementwise(ops.broadcast, move |a: i16, b: i16| pot.sub(a, b)),
+                });
             }
             general_add_sub_int16(ctx, &ops, quant, activation, kind)
         }

@@ -361,13 +361,13 @@ fn fc_dims(
             filter.shape
         )));
     };
-    if let Some(bias) = bias {
-        if bias.num_elements() != units {
-            return Err(ctx.invalid(format!(
-                "the bias has {} elements for {units} output units",
-                bias.num_elements()
-            )));
-        }
+    if let Some(bias) = bias
+        && bias.num_elements() != units
+    {
+        return Err(ctx.invalid(format!(
+            "the bias has {} elements for {units} output units",
+            bias.num_elements()
+        )));
     }
     if keep_num_dims && input.shape.last() != Some(&depth) {
         return Err(ctx.invalid(format!(
@@ -379,7 +379,7 @@ fn fc_dims(
         return Ok(None);
     }
     let total = input.num_elements();
-    if total % depth != 0 {
+    if !total.is_multiple_of(depth) {
         return Err(ctx.invalid(format!(
             "the input {:?} does not split into rows of the weights' depth {depth}",
             input.shape
@@ -1421,12 +1421,11 @@ fn hybrid_matmul(
     let mut block_dims = dims.clone();
     if let (Some((&q, lhs_rest)), Some((&1, rhs_rest))) =
         (lhs_batch.split_last(), rhs_batch.split_last())
+        && !o.adj_x
     {
-        if !o.adj_x {
-            lhs_batch = lhs_rest;
-            rhs_batch = rhs_rest;
-            block_dims.rows *= q;
-        }
+        lhs_batch = lhs_rest;
+        rhs_batch = rhs_rest;
+        block_dims.rows *= q;
     }
     let blocks = hybrid_blocks(lhs_batch, rhs_batch, &block_dims);
     let quant_rows = lhs_matrices * dims.rows;

@@ -481,11 +481,11 @@ fn mean_f32(g: &ReduceGeometry, index: &mut [usize], input: &[f32], out: &mut [f
 /// Float SUM: `ReduceAllDims` (start from the first element) when every dimension is reduced,
 /// `ReduceGeneric` (start from 0) otherwise.
 fn sum_f32(g: &ReduceGeometry, index: &mut [usize], input: &[f32], out: &mut [f32]) {
-    if g.all_reduced {
-        if let (Some(o), Some((&first, rest))) = (out.first_mut(), input.split_first()) {
-            *o = rest.iter().fold(first, |acc, &v| v + acc);
-            return;
-        }
+    if g.all_reduced
+        && let (Some(o), Some((&first, rest))) = (out.first_mut(), input.split_first())
+    {
+        *o = rest.iter().fold(first, |acc, &v| v + acc);
+        return;
     }
     out.fill(0.0);
     g.for_each(index, |i, o| out[o] += input[i]);
@@ -604,13 +604,13 @@ fn reduce_max_typed<T: MaxElem>(
     out: &mut [T],
 ) -> Result<(), RuntimeError> {
     check_sizes(g, input.len(), out.len())?;
-    if g.all_reduced {
-        if let (Some(o), Some((&first, rest))) = (out.first_mut(), input.split_first()) {
-            *o = rest
-                .iter()
-                .fold(first, |acc, &v| if v > acc { v } else { acc });
-            return Ok(());
-        }
+    if g.all_reduced
+        && let (Some(o), Some((&first, rest))) = (out.first_mut(), input.split_first())
+    {
+        *o = rest
+            .iter()
+            .fold(first, |acc, &v| if v > acc { v } else { acc });
+        return Ok(());
     }
     out.fill(T::LOWEST);
     g.for_each(&mut s.index, |i, o| {

@@ -71,13 +71,13 @@ fn build_pad(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
         return Err(ctx.unsupported_types());
     }
     let constant_values = ctx.optional_input(2);
-    if let Some(c) = constant_values {
-        if c.dtype != input.dtype || c.num_elements() != 1 {
-            return Err(ctx.invalid(format!(
-                "the pad value must be one {} element, got {} {:?}",
-                input.dtype, c.dtype, c.shape
-            )));
-        }
+    if let Some(c) = constant_values
+        && (c.dtype != input.dtype || c.num_elements() != 1)
+    {
+        return Err(ctx.invalid(format!(
+            "the pad value must be one {} element, got {} {:?}",
+            input.dtype, c.dtype, c.shape
+        )));
     }
     let rank = input.rank();
     let pads = paddings(ctx, rank)?;
@@ -103,14 +103,11 @@ fn build_pad(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
         _ => return Err(ctx.unsupported_types()),
     };
     let zero_point = legacy_params(output).1;
-    if quantized_pad {
-        if let Some(c) = constant_values {
-            if legacy_params(c) != legacy_params(output) {
-                return Err(
-                    ctx.invalid("the pad value has other quantization parameters than the output")
-                );
-            }
-        }
+    if quantized_pad
+        && let Some(c) = constant_values
+        && legacy_params(c) != legacy_params(output)
+    {
+        return Err(ctx.invalid("the pad value has other quantization parameters than the output"));
     }
     let plan = PadPlan::new(&input.shape, &out_shape, &pads);
     let bytes = element_bytes(ctx, input)?;
