@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::npy::read_npy;
 use crate::quantize::as_f32;
-use crate::run::{Feed, feed, load_interpreter};
+use crate::run::{Feed, RuntimeArgs, all_cores, feed, load_interpreter};
 
 /// Arguments of `octet compare`.
 #[derive(Args)]
@@ -27,6 +27,8 @@ pub struct CompareArgs {
     /// Print one JSON document.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 /// SQNR treated as "exact" when ranking losses.
@@ -83,8 +85,9 @@ fn observe(interpreter: &mut Interpreter, sample: &[&[u8]]) -> Result<HashMap<St
 pub fn run(args: &CompareArgs) -> Result<()> {
     let float_model = octet_tflite::read_file(&args.float_model)
         .with_context(|| format!("cannot load {}", args.float_model.display()))?;
-    let mut float = load_interpreter(&args.float_model)?;
-    let mut quant = load_interpreter(&args.quant_model)?;
+    let options = args.runtime.options(all_cores())?;
+    let mut float = load_interpreter(&args.float_model, options)?;
+    let mut quant = load_interpreter(&args.quant_model, options)?;
     if args.data.len() != float.num_inputs() || quant.num_inputs() != float.num_inputs() {
         bail!(
             "the float model has {} input(s), the quantized model {}, and {} --data given",

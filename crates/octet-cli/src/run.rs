@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use octet_core::DType;
-use octet_runtime::{Interpreter, TensorInfo};
+use octet_runtime::{Interpreter, InterpreterOptions, Isa, TensorInfo};
 
 use crate::npy::{Array, read_npy, write_npy};
 
@@ -22,6 +22,40 @@ pub struct RunArgs {
     /// Where to write output_0.npy, output_1.npy, ...
     #[arg(long, value_name = "DIR")]
     output_dir: PathBuf,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// How the runtime runs a model: threads and instruction set (`run`, `bench`, `compare`,
+/// `quantize`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct RuntimeArgs {
+    /// Threads to split each operator's work over [default: all cores; 1 for `bench`].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Use the micro-kernels of this instruction set (generic, avx2, avx512, avx512vnni)
+    /// instead of the best one the CPU has: for comparing them. Results do not change.
+    #[arg(long, value_name = "ISA")]
+    pub isa: Option<Isa>,
+}
+
+impl RuntimeArgs {
+    /// The interpreter options, with `default_threads` when `--threads` is not given.
+    pub fn options(&self, default_threads: usize) -> Result<InterpreterOptions> {
+        let threads = self.threads.unwrap_or(default_threads);
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        Ok(InterpreterOptions {
+            threads,
+            isa: self.isa,
+        })
+    }
+}
+
+/// All cores of this machine.
+pub fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// One model input's data, ready to feed: `samples` consecutive samples in the input's dtype.
@@ -32,10 +66,11 @@ pub(crate) struct Feed {
 }
 
 /// Loads the model and prepares the interpreter, with the file named in errors.
-pub fn load_interpreter(path: &Path) -> Result<Interpreter> {
+pub fn load_interpreter(path: &Path, options: InterpreterOptions) -> Result<Interpreter> {
     let model =
         octet_tflite::read_file(path).with_context(|| format!("cannot load {}", path.display()))?;
-    Interpreter::new(&model).with_context(|| format!("cannot run {}", path.display()))
+    Interpreter::with_options(&model, options)
+        .with_context(|| format!("cannot run {}", path.display()))
 }
 
 /// TFLite's `AffineQuantize`: `round(x / scale) + zero_point`, clamped to the dtype.
@@ -121,7 +156,7 @@ pub(crate) fn feed(array: Array, info: &TensorInfo, index: usize, file: &Path) -
 
 /// Runs `octet run`.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let mut interpreter = load_interpreter(&args.model)?;
+    let mut interpreter = load_interpreter(&args.model, args.runtime.options(all_cores())?)?;
     if args.inputs.len() != interpreter.num_inputs() {
         bail!(
             "the model has {} input(s), {} --input given",

@@ -25,6 +25,7 @@ mod tensor;
 pub use error::RuntimeError;
 pub use interpreter::{Interpreter, InterpreterOptions, Observation, OperatorInfo};
 pub use io::{Inputs, OpIo, OpParts};
+pub use octet_linalg::Isa;
 pub use op_context::{Kernel, OpContext};
 pub use plan::{ArenaPlan, TensorLifetime, plan_arena};
 pub use tensor::TensorInfo;
