@@ -1,108 +1,491 @@
-//! `cargo xtask bench`: octet's and LiteRT's single-thread latency per model, measured in one
-//! run (the two are interleaved model by model, so both see the same machine state), and their
-//! ratio. LiteRT runs with its default (optimized) kernels and, for reference, its reference
-//! kernels.
+//! `cargo xtask bench`: octet against the peers, every figure from one run.
+//!
+//! For each model: seeded calibration data (16 samples); octet's int8 file (`octet quantize`,
+//! whole-process wall time) and AI Edge Quantizer's (`static_wi8_ai8` on a copy octet rewrote
+//! with float32 weights and a signature, which AEQ needs; its in-process time, imports
+//! excluded); then the latency of LiteRT's default CPU path (XNNPACK, 1 thread) on the float,
+//! octet-int8 and AEQ-int8 files and of `octet bench` on the float and octet-int8 files with
+//! each thread count, interleaved model by model so that all see the same machine state. The
+//! tables are Markdown, ready for `docs/performance.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::process;
 use crate::roundtrip::default_models;
-use crate::venv::{self, Requirements};
+use crate::venv::{self, Requirements, Venv};
 use crate::workspace::Workspace;
+
+/// Calibration samples for both quantizers.
+const CALIBRATION_SAMPLES: usize = 16;
 
 /// One JSON line of `octet bench --json` or `litert_bench.py`.
 #[derive(Debug, Deserialize)]
 struct Timing {
     median_ms: f64,
+    #[serde(default)]
+    macs: Option<u64>,
 }
 
-fn timing(command: &mut Command) -> Result<Timing> {
+#[derive(Debug, Deserialize)]
+struct CalibFiles {
+    inputs: Vec<PathBuf>,
+    npz: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct AeqRun {
+    seconds: f64,
+}
+
+fn json_line<T: for<'de> Deserialize<'de>>(command: &mut Command) -> Result<T> {
     let stdout = process::stdout_of(command)?;
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("unexpected timing output: {line}"))
+    serde_json::from_str(line).with_context(|| format!("unexpected output: {line}"))
 }
 
-/// Benchmarks `paths` (default: the fixtures and the fetched third-party models).
-pub fn run(workspace: &Workspace, paths: &[PathBuf], seconds: f64) -> Result<()> {
-    let venv = venv::ensure(workspace, Requirements::Check)?;
-    process::run(
-        Command::new("cargo")
-            .args(["build", "--release", "--quiet", "-p", "octet-cli"])
-            .current_dir(workspace.root()),
+/// What `cargo xtask bench` was asked to do.
+pub struct BenchOptions {
+    /// Models (default: the fixtures and the fetched third-party models).
+    pub paths: Vec<PathBuf>,
+    /// Seconds of measurement per model, runtime and file.
+    pub seconds: f64,
+    /// Thread counts for octet (LiteRT always runs 1 thread, its benchmark's default).
+    pub threads: Vec<usize>,
+    /// Skip the quantizers (latency of the float files only).
+    pub no_quantize: bool,
+}
+
+/// Everything measured for one model.
+#[derive(Default)]
+struct Row {
+    name: String,
+    macs: Option<u64>,
+    litert_float: Option<f64>,
+    litert_octet: Option<f64>,
+    litert_aeq: Option<f64>,
+    /// Per thread count: (octet on the float file, octet on its int8 file).
+    octet: Vec<(usize, Option<f64>, Option<f64>)>,
+    octet_quantize_s: Option<f64>,
+    aeq_quantize_s: Option<f64>,
+    notes: Vec<String>,
+}
+
+impl Row {
+    fn octet_at(&self, threads: usize) -> (Option<f64>, Option<f64>) {
+        self.octet
+            .iter()
+            .find(|(t, ..)| *t == threads)
+            .map_or((None, None), |&(_, f, q)| (f, q))
+    }
+
+    fn fastest_litert(&self) -> Option<f64> {
+        [self.litert_float, self.litert_octet, self.litert_aeq]
+            .into_iter()
+            .flatten()
+            .min_by(f64::total_cmp)
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<()> {
+    if options.threads.is_empty() || options.threads.contains(&0) {
+        bail!("--threads takes thread counts of at least 1");
+    }
+    let venv = venv::ensure(
+        workspace,
+        if options.no_quantize {
+            Requirements::Check
+        } else {
+            Requirements::Peers
+        },
     )?;
-    let octet = workspace.root().join("target/release/octet");
-    let script = workspace.root().join("xtask/python/litert_bench.py");
-    let models = if paths.is_empty() {
+    let octet = workspace.build_octet()?;
+    let models = if options.paths.is_empty() {
         default_models(workspace)?
     } else {
-        paths.to_vec()
+        options.paths.clone()
     };
-    let seconds_arg = seconds.to_string();
-    println!(
-        "{:<58} | {:>10} | {:>12} | {:>12} | {:>14}",
-        "model (1 thread, median of one inference)",
-        "octet ms",
-        "LiteRT ms",
-        "octet/LiteRT",
-        "LiteRT ref ms"
-    );
-    println!("{}", "-".repeat(118));
+    let out_dir = workspace.cache_dir("bench");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut rows = Vec::new();
     for model in &models {
-        let name = display_name(workspace.root(), model);
-        let octet_timing = timing(Command::new(&octet).arg("bench").arg(model).args([
-            "--json",
-            "--threads",
-            "1",
-            "--seconds",
-            &seconds_arg,
-        ]));
-        let litert = |resolver: &str| {
-            timing(venv.python_command().arg(&script).arg(model).args([
-                "--threads",
-                "1",
-                "--seconds",
-                &seconds_arg,
-                "--resolver",
-                resolver,
-            ]))
-        };
-        let litert_auto = litert("AUTO");
-        let litert_ref = litert("BUILTIN_REF");
-        let cell = |t: &Result<Timing>| match t {
-            Ok(t) => format!("{:.4}", t.median_ms),
-            Err(_) => "-".to_owned(),
-        };
-        let ratio = match (&octet_timing, &litert_auto) {
-            (Ok(o), Ok(l)) if l.median_ms > 0.0 => format!("{:.2}x", o.median_ms / l.median_ms),
-            _ => "-".to_owned(),
-        };
-        println!(
-            "{name:<58} | {:>10} | {:>12} | {ratio:>12} | {:>14}",
-            cell(&octet_timing),
-            cell(&litert_auto),
-            cell(&litert_ref)
-        );
-        if let Err(e) = &octet_timing {
-            let first = format!("{e:#}");
-            let reason = first
-                .lines()
-                .find(|l| l.contains("error:"))
-                .unwrap_or("failed");
-            println!("    octet: {}", reason.trim());
-        }
+        let row = bench_model(workspace, &venv, &octet, model, &out_dir, options);
+        print_progress(&row);
+        rows.push(row);
     }
+    println!();
+    print_tables(&rows, options);
     Ok(())
 }
 
-/// Path relative to the workspace root, for the table.
-fn display_name(root: &Path, model: &Path) -> String {
-    model
-        .strip_prefix(root)
-        .unwrap_or(model)
-        .display()
-        .to_string()
+fn bench_model(
+    workspace: &Workspace,
+    venv: &Venv,
+    octet: &Path,
+    model: &Path,
+    out_dir: &Path,
+    options: &BenchOptions,
+) -> Row {
+    let name = workspace.display(model).to_string();
+    let stem = model
+        .file_stem()
+        .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
+    let dir = out_dir.join(&stem);
+    let mut row = Row {
+        name,
+        ..Row::default()
+    };
+    let seconds = options.seconds.to_string();
+    let litert = |file: &Path| -> Result<f64> {
+        let timing: Timing = json_line(
+            venv.python_command()
+                .arg(workspace.python_script("litert_bench.py"))
+                .arg(file)
+                .args(["--threads", "1", "--seconds", &seconds]),
+        )?;
+        Ok(timing.median_ms)
+    };
+    let octet_bench = |file: &Path, threads: usize| -> Result<Timing> {
+        json_line(
+            Command::new(octet)
+                .arg("bench")
+                .arg(file)
+                .args(["--json", "--seconds", &seconds, "--threads"])
+                .arg(threads.to_string()),
+        )
+    };
+    let note = |row: &mut Row, what: &str, e: anyhow::Error| {
+        let first = format!("{e:#}");
+        let reason = first
+            .lines()
+            .rev()
+            .find(|l| l.contains("error") || l.contains("Error"))
+            .unwrap_or_else(|| first.lines().next().unwrap_or("failed"))
+            .trim()
+            .to_owned();
+        row.notes.push(format!("{what}: {reason}"));
+    };
+
+    let mut octet_int8: Option<PathBuf> = None;
+    let mut aeq_int8: Option<PathBuf> = None;
+    if !options.no_quantize {
+        match quantize_both(workspace, venv, octet, model, &dir) {
+            Ok(q) => {
+                row.octet_quantize_s = q.octet_seconds;
+                row.aeq_quantize_s = q.aeq_seconds;
+                octet_int8 = q.octet_file;
+                aeq_int8 = q.aeq_file;
+                for (what, e) in q.errors {
+                    note(&mut row, what, e);
+                }
+            }
+            Err(e) => note(&mut row, "calibration data", e),
+        }
+    }
+    match litert(model) {
+        Ok(ms) => row.litert_float = Some(ms),
+        Err(e) => note(&mut row, "LiteRT float", e),
+    }
+    if let Some(file) = &octet_int8 {
+        match litert(file) {
+            Ok(ms) => row.litert_octet = Some(ms),
+            Err(e) => note(&mut row, "LiteRT on octet int8", e),
+        }
+    }
+    if let Some(file) = &aeq_int8 {
+        match litert(file) {
+            Ok(ms) => row.litert_aeq = Some(ms),
+            Err(e) => note(&mut row, "LiteRT on AEQ int8", e),
+        }
+    }
+    for &threads in &options.threads {
+        let float = match octet_bench(model, threads) {
+            Ok(t) => {
+                row.macs = row.macs.or(t.macs);
+                Some(t.median_ms)
+            }
+            Err(e) => {
+                note(&mut row, "octet float", e);
+                None
+            }
+        };
+        let int8 = octet_int8
+            .as_deref()
+            .and_then(|file| match octet_bench(file, threads) {
+                Ok(t) => Some(t.median_ms),
+                Err(e) => {
+                    note(&mut row, "octet int8", e);
+                    None
+                }
+            });
+        row.octet.push((threads, float, int8));
+    }
+    row
+}
+
+/// The two quantizers' results for one model.
+struct Quantized {
+    octet_file: Option<PathBuf>,
+    octet_seconds: Option<f64>,
+    aeq_file: Option<PathBuf>,
+    aeq_seconds: Option<f64>,
+    errors: Vec<(&'static str, anyhow::Error)>,
+}
+
+fn quantize_both(
+    workspace: &Workspace,
+    venv: &Venv,
+    octet: &Path,
+    model: &Path,
+    dir: &Path,
+) -> Result<Quantized> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let calib: CalibFiles = json_line(
+        venv.python_command()
+            .arg(workspace.python_script("peers.py"))
+            .arg("calib")
+            .arg(model)
+            .arg(dir.join("calib.npy"))
+            .args(["--samples", &CALIBRATION_SAMPLES.to_string()]),
+    )?;
+    let mut result = Quantized {
+        octet_file: None,
+        octet_seconds: None,
+        aeq_file: None,
+        aeq_seconds: None,
+        errors: Vec::new(),
+    };
+
+    // octet: the whole process, as a user would time it.
+    let octet_file = dir.join("octet_int8.tflite");
+    let started = Instant::now();
+    let status = process::stdout_of(
+        Command::new(octet)
+            .arg("quantize")
+            .arg(model)
+            .arg("-o")
+            .arg(&octet_file)
+            .arg("--calib")
+            .arg(&calib.npz)
+            .args(["--samples", &CALIBRATION_SAMPLES.to_string()]),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    match status {
+        Ok(_) => {
+            result.octet_seconds = Some(elapsed);
+            result.octet_file = Some(octet_file);
+        }
+        Err(e) => result.errors.push(("octet quantize", e)),
+    }
+
+    // AI Edge Quantizer, on a float32 copy with a signature.
+    let aeq_input = dir.join("float_for_aeq.tflite");
+    let aeq_file = dir.join("aeq_int8.tflite");
+    let aeq = aeq_ready_copy(model, &aeq_input).and_then(|()| {
+        json_line::<AeqRun>(
+            venv.python_command()
+                .arg(workspace.python_script("peers.py"))
+                .arg("aeq")
+                .arg(&aeq_input)
+                .arg(&aeq_file)
+                .args(&calib.inputs),
+        )
+    });
+    match aeq {
+        Ok(run) => {
+            result.aeq_seconds = Some(run.seconds);
+            result.aeq_file = Some(aeq_file);
+        }
+        Err(e) => result.errors.push(("AEQ", e)),
+    }
+    Ok(result)
+}
+
+/// Writes `model` with sparse and float16 weights turned into dense float32 and a
+/// `serving_default` signature over its inputs and outputs, if it has none: AI Edge Quantizer
+/// rejects models without these.
+fn aeq_ready_copy(model: &Path, out: &Path) -> Result<()> {
+    let mut m = octet_tflite::read_file(model)
+        .with_context(|| format!("cannot read {}", model.display()))?;
+    octet_quant::passes::fold_to_float(&mut m)?;
+    if m.signature_defs.is_empty() {
+        let sg = m.main_subgraph().context("no subgraph")?;
+        let named = |ids: &[octet_core::TensorId], prefix: &str| {
+            ids.iter()
+                .enumerate()
+                .map(|(i, &tensor)| octet_core::SignatureTensor {
+                    name: format!("{prefix}_{i}"),
+                    tensor,
+                })
+                .collect::<Vec<_>>()
+        };
+        let signature = octet_core::SignatureDef {
+            key: "serving_default".into(),
+            subgraph: 0,
+            inputs: named(&sg.inputs, "input"),
+            outputs: named(&sg.outputs, "output"),
+        };
+        m.signature_defs.push(signature);
+    }
+    octet_tflite::write_file(out, &m).with_context(|| format!("cannot write {}", out.display()))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> String {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}x", n / d),
+        _ => "-".to_owned(),
+    }
+}
+
+fn print_progress(row: &Row) {
+    let (float, int8) = row.octet_at(1);
+    eprintln!(
+        "{}: LiteRT float {} / octet-int8 {} / AEQ-int8 {} ms; octet float {} / int8 {} ms",
+        row.name,
+        ms(row.litert_float),
+        ms(row.litert_octet),
+        ms(row.litert_aeq),
+        ms(float),
+        ms(int8)
+    );
+    for n in &row.notes {
+        eprintln!("    {n}");
+    }
+}
+
+/// The machine's nominal clock in GHz, from /proc/cpuinfo (for the peak column).
+fn clock_ghz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(mhz / 1000.0)
+}
+
+fn print_tables(rows: &[Row], options: &BenchOptions) {
+    let ghz = clock_ghz();
+    println!(
+        "Latency, median of one inference in ms (LiteRT: default CPU path = XNNPACK, 1 thread):"
+    );
+    println!();
+    println!(
+        "| model | MMACs | LiteRT float | LiteRT AEQ int8 | LiteRT octet int8 | octet float | octet int8 | octet float / LiteRT float | octet int8 / fastest LiteRT |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let (float, int8) = row.octet_at(1);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.macs
+                .map_or("-".into(), |m| format!("{:.1}", m as f64 / 1e6)),
+            ms(row.litert_float),
+            ms(row.litert_aeq),
+            ms(row.litert_octet),
+            ms(float),
+            ms(int8),
+            ratio(float, row.litert_float),
+            ratio(int8, row.fastest_litert()),
+        );
+    }
+    if options.threads.len() > 1 {
+        println!();
+        println!("octet with more threads (speed-up over 1 thread):");
+        println!();
+        let header: Vec<String> = options
+            .threads
+            .iter()
+            .filter(|&&t| t != 1)
+            .flat_map(|t| [format!("float {t}T"), format!("int8 {t}T")])
+            .collect();
+        println!("| model | {} |", header.join(" | "));
+        println!("|---|{}", "---:|".repeat(header.len()));
+        for row in rows {
+            let (f1, q1) = row.octet_at(1);
+            let cells: Vec<String> = options
+                .threads
+                .iter()
+                .filter(|&&t| t != 1)
+                .flat_map(|&t| {
+                    let (f, q) = row.octet_at(t);
+                    [
+                        format!("{} ({})", ms(f), ratio(f1, f)),
+                        format!("{} ({})", ms(q), ratio(q1, q)),
+                    ]
+                })
+                .collect();
+            println!("| {} | {} |", row.name, cells.join(" | "));
+        }
+    }
+    println!();
+    println!(
+        "Throughput at 1 thread against the int8 peak (64 int8 MAC/cycle/core with VNNI{}):",
+        ghz.map_or(String::new(), |g| format!(", {g:.2} GHz nominal"))
+    );
+    println!();
+    println!("| model | octet float GMAC/s | octet int8 GMAC/s | int8 % of peak |");
+    println!("|---|---:|---:|---:|");
+    for row in rows {
+        let (float, int8) = row.octet_at(1);
+        let rate = |t: Option<f64>| match (row.macs, t) {
+            (Some(m), Some(t)) if t > 0.0 => Some(m as f64 / (t * 1e6)),
+            _ => None,
+        };
+        let peak = ghz.map(|g| 64.0 * g);
+        let percent = match (rate(int8), peak) {
+            (Some(r), Some(p)) => format!("{:.1} %", 100.0 * r / p),
+            _ => "-".into(),
+        };
+        let cell = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.1}"));
+        println!(
+            "| {} | {} | {} | {percent} |",
+            row.name,
+            cell(rate(float)),
+            cell(rate(int8))
+        );
+    }
+    if !options.no_quantize {
+        println!();
+        println!(
+            "Quantization to int8 with {CALIBRATION_SAMPLES} calibration samples, seconds (octet: whole process; AEQ: in-process, imports excluded):"
+        );
+        println!();
+        println!("| model | octet quantize | AEQ static_wi8_ai8 | octet / AEQ |");
+        println!("|---|---:|---:|---:|");
+        for row in rows {
+            println!(
+                "| {} | {} | {} | {} |",
+                row.name,
+                row.octet_quantize_s
+                    .map_or("-".into(), |s| format!("{s:.3}")),
+                row.aeq_quantize_s.map_or("-".into(), |s| format!("{s:.3}")),
+                ratio(row.octet_quantize_s, row.aeq_quantize_s)
+            );
+        }
+    }
+    let noted: Vec<&Row> = rows.iter().filter(|r| !r.notes.is_empty()).collect();
+    if !noted.is_empty() {
+        println!();
+        println!("Not measured:");
+        for row in noted {
+            for n in &row.notes {
+                println!("- {}: {n}", row.name);
+            }
+        }
+    }
 }

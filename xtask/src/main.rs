@@ -64,13 +64,21 @@ enum Command {
     /// Download the pinned MediaPipe and tflite-micro wheels and extract their bundled .tflite
     /// models into `.cache/third_party/`.
     FetchModels,
-    /// Compare octet's and LiteRT's single-thread latency per model, in one run.
+    /// octet against the peers in one run: latency of LiteRT (XNNPACK) on the float, octet-int8
+    /// and AI Edge Quantizer int8 files, of octet on the float and int8 files per thread
+    /// count, and the time each quantizer takes.
     Bench {
         /// Models to time [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
         paths: Vec<PathBuf>,
-        /// Seconds of measurement per model and runtime.
+        /// Seconds of measurement per model, runtime and file.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Thread counts to run octet with.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Time the float files only (no quantizers).
+        #[arg(long)]
+        no_quantize: bool,
     },
     /// Print the accuracy table (octet next to TensorFlow), checked against its snapshot.
     Accuracy {
@@ -140,7 +148,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Codegen { schema } => codegen::run(&workspace, schema.as_deref()),
         Command::Fixtures { ops_only } => fixtures::run(&workspace, ops_only),
         Command::FetchModels => fetch_models::run(&workspace),
-        Command::Bench { paths, seconds } => bench::run(&workspace, &paths, seconds),
+        Command::Bench {
+            paths,
+            seconds,
+            threads,
+            no_quantize,
+        } => bench::run(
+            &workspace,
+            &bench::BenchOptions {
+                paths,
+                seconds,
+                threads,
+                no_quantize,
+            },
+        ),
         Command::Accuracy { update } => accuracy::run(&workspace, update),
         Command::Crosscheck {
             paths,

@@ -48,14 +48,9 @@ impl Tools {
     /// Ensures the venv and builds the release `octet` binary.
     pub fn prepare(workspace: &Workspace) -> Result<Self> {
         let venv = venv::ensure(workspace, Requirements::Check)?;
-        process::run(
-            Command::new("cargo")
-                .args(["build", "--release", "--quiet", "-p", "octet-cli"])
-                .current_dir(workspace.root()),
-        )?;
         Ok(Tools {
             venv,
-            octet: workspace.root().join("target/release/octet"),
+            octet: workspace.build_octet()?,
             script: workspace.root().join("xtask/python/litert_reference.py"),
         })
     }

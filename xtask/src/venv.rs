@@ -31,6 +31,8 @@ pub enum Requirements {
     /// `requirements-check.txt` and `requirements-fixtures.txt`: also TensorFlow, Keras and
     /// scikit-learn.
     Fixtures,
+    /// `requirements-check.txt` and `requirements-peers.txt`: also AI Edge Quantizer.
+    Peers,
 }
 
 impl Requirements {
@@ -40,6 +42,7 @@ impl Requirements {
             Self::Check => &["requirements-check.txt"],
             Self::Codegen => &["requirements-check.txt", "requirements-codegen.txt"],
             Self::Fixtures => &["requirements-check.txt", "requirements-fixtures.txt"],
+            Self::Peers => &["requirements-check.txt", "requirements-peers.txt"],
         }
     }
 }

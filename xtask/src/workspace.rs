@@ -47,6 +47,21 @@ impl Workspace {
         self.root.join(".cache").join(sub)
     }
 
+    /// Builds the release `octet` binary and returns its path (in `CARGO_TARGET_DIR` when that
+    /// is set, as cargo itself does).
+    pub fn build_octet(&self) -> Result<PathBuf> {
+        crate::process::run(
+            std::process::Command::new("cargo")
+                .args(["build", "--release", "--quiet", "-p", "octet-cli"])
+                .current_dir(&self.root),
+        )?;
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => self.root.join(PathBuf::from(dir)),
+            _ => self.root.join("target"),
+        };
+        Ok(target.join("release").join("octet"))
+    }
+
     /// A path shown relative to the workspace root when it lies inside it.
     pub fn display<'a>(&self, path: &'a Path) -> std::path::Display<'a> {
         path.strip_prefix(&self.root).unwrap_or(path).display()

@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use octet_core::{DType, Model};
 use octet_quant::metrics::{ErrorAccumulator, ErrorStats};
 use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport};
-use octet_runtime::{Interpreter, TensorInfo};
+use octet_runtime::{Interpreter, InterpreterOptions, TensorInfo};
+
+use crate::run::{RuntimeArgs, all_cores};
 use serde::Serialize;
 
 use crate::calib::{CalibSource, ImageStats};
@@ -83,6 +85,8 @@ pub struct QuantizeArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 fn dtype_of(t: IoType) -> DType {
@@ -278,6 +282,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.input_type = dtype_of(args.input_type.unwrap_or(legacy_io));
     options.output_type = dtype_of(args.output_type.unwrap_or(legacy_io));
     options.input_stats = input_stats;
+    options.threads = args.runtime.options(all_cores())?.threads;
     options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
 
     let (quantized, summary) = {
@@ -335,9 +340,10 @@ fn evaluate(
     quantized: &Model,
     data: &Calibration,
     labels: Option<&[i64]>,
+    runtime: InterpreterOptions,
 ) -> Result<Evaluation> {
-    let mut float = Interpreter::new(float_model)?;
-    let mut quant = Interpreter::new(quantized)
+    let mut float = Interpreter::with_options(float_model, runtime)?;
+    let mut quant = Interpreter::with_options(quantized, runtime)
         .context("octet cannot run the quantized model to measure its accuracy")?;
     let outputs = float.num_outputs();
     let mut accumulators = vec![ErrorAccumulator::default(); outputs];
@@ -498,7 +504,13 @@ fn build_report(
                 .map(|p| read_labels(p, data.samples.len()))
                 .transpose()?;
             (
-                Some(evaluate(model, quantized, &data, labels.as_deref())?),
+                Some(evaluate(
+                    model,
+                    quantized,
+                    &data,
+                    labels.as_deref(),
+                    args.runtime.options(all_cores())?,
+                )?),
                 text.clone(),
             )
         }
@@ -509,7 +521,13 @@ fn build_report(
                     samples: c.samples.iter().take(200).cloned().collect(),
                 };
                 (
-                    Some(evaluate(model, quantized, &some, None)?),
+                    Some(evaluate(
+                        model,
+                        quantized,
+                        &some,
+                        None,
+                        args.runtime.options(all_cores())?,
+                    )?),
                     "the calibration data".to_owned(),
                 )
             }

@@ -45,32 +45,109 @@ impl TensorRanges {
         if obs.info.dtype != DType::Float32 {
             return;
         }
-        let mut lo = f32::INFINITY;
-        let mut hi = f32::NEG_INFINITY;
-        for chunk in obs.bytes.chunks_exact(4) {
-            let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            if v.is_finite() {
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-        }
-        if lo <= hi {
+        if let Some((lo, hi)) = finite_range(obs.bytes) {
             self.insert(obs.tensor, lo, hi);
+        }
+    }
+
+    /// Widens every range by the ranges of `other`.
+    fn merge(&mut self, other: TensorRanges) {
+        for (tensor, (lo, hi)) in other.ranges {
+            self.insert(tensor, lo, hi);
         }
     }
 }
 
+/// The smallest and largest finite values of little-endian float32 `bytes`, if any. Written
+/// with selects rather than `f32::min` so that it vectorises: this runs over every tensor of
+/// every calibration sample.
+fn finite_range(bytes: &[u8]) -> Option<(f32, f32)> {
+    let mut lo = f32::INFINITY;
+    let mut hi = f32::NEG_INFINITY;
+    let mut visit = |v: f32| {
+        let finite = v.is_finite();
+        lo = if finite && v < lo { v } else { lo };
+        hi = if finite && v > hi { v } else { hi };
+    };
+    match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+        Ok(values) if cfg!(target_endian = "little") => values.iter().for_each(|&v| visit(v)),
+        _ => bytes
+            .chunks_exact(4)
+            .for_each(|c| visit(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+    }
+    (lo <= hi).then_some((lo, hi))
+}
+
 /// Runs the float `model` (in octet-runtime) over every sample of `calibration` and returns the
 /// range of every float32 tensor seen: graph inputs and operator outputs.
+///
+/// With `threads > 1` the samples are shared among that many interpreters running in
+/// parallel; the ranges are the same whatever the number of threads (minima and maxima do not
+/// depend on order).
 pub fn calibrate(
     model: &Model,
     calibration: &Calibration,
+    threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TensorRanges, QuantError> {
+    let total = calibration.samples.len();
+    let threads = threads.clamp(1, total.max(1));
+    if threads == 1 {
+        let mut ranges = TensorRanges::default();
+        calibrate_samples(model, calibration, 0..total, &mut ranges, &mut |s| {
+            progress(s + 1, total)
+        })?;
+        return Ok(ranges);
+    }
+    let per_thread = total.div_ceil(threads);
+    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let samples = (t * per_thread).min(total)..((t + 1) * per_thread).min(total);
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    let mut ranges = TensorRanges::default();
+                    calibrate_samples(model, calibration, samples, &mut ranges, &mut |_| {
+                        let _ = sender.send(());
+                    })
+                    .map(|()| ranges)
+                })
+            })
+            .collect();
+        drop(sender);
+        let mut done = 0;
+        for () in receiver.iter() {
+            done += 1;
+            progress(done, total);
+        }
+        let mut ranges = TensorRanges::default();
+        for worker in workers {
+            let result = worker.join().map_err(|_| {
+                QuantError::Unsupported("calibration: a worker thread panicked".into())
+            })?;
+            ranges.merge(result?);
+        }
+        Ok(ranges)
+    })
+}
+
+/// Runs samples `samples` of `calibration` on one interpreter, widening `ranges`, and calls
+/// `done(sample)` after each.
+fn calibrate_samples(
+    model: &Model,
+    calibration: &Calibration,
+    samples: std::ops::Range<usize>,
+    ranges: &mut TensorRanges,
+    done: &mut dyn FnMut(usize),
+) -> Result<(), QuantError> {
+    if samples.is_empty() {
+        return Ok(());
+    }
     let mut interpreter = Interpreter::new(model)
         .map_err(|e| QuantError::Unsupported(format!("calibration: cannot run the model: {e}")))?;
-    let mut ranges = TensorRanges::default();
-    for (s, sample) in calibration.samples.iter().enumerate() {
+    for s in samples {
+        let sample = &calibration.samples[s];
         if sample.len() != interpreter.num_inputs() {
             return Err(QuantError::Unsupported(format!(
                 "calibration sample {s} has {} arrays, the model has {} inputs",
@@ -95,9 +172,9 @@ pub fn calibrate(
         interpreter
             .invoke_observed(&mut |obs| ranges.observe(obs))
             .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))?;
-        progress(s + 1, calibration.samples.len());
+        done(s);
     }
-    Ok(ranges)
+    Ok(())
 }
 
 /// Calibration values as bytes of the input's dtype (integer inputs such as indices are cast).

@@ -71,6 +71,9 @@ pub struct QuantizeOptions {
     /// Legacy default range (`--default-ranges-min/max`) for every activation without a
     /// calibrated range.
     pub default_range: Option<(f32, f32)>,
+    /// Threads for calibration (samples are shared among them); the result does not depend
+    /// on it.
+    pub threads: usize,
 }
 
 impl QuantizeOptions {
@@ -82,6 +85,7 @@ impl QuantizeOptions {
             output_type: DType::Float32,
             input_stats: Vec::new(),
             default_range: None,
+            threads: 1,
         }
     }
 }

@@ -108,7 +108,7 @@ pub fn quantize(
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
     let ranges = match calibration {
-        Some(c) if !c.samples.is_empty() => calibrate(&model, c, progress)?,
+        Some(c) if !c.samples.is_empty() => calibrate(&model, c, options.threads, progress)?,
         _ => TensorRanges::default(),
     };
     if model.subgraphs.is_empty() {
