@@ -8,6 +8,7 @@
 //! - [`fixed_point`]: the one place that defines integer requantization arithmetic, bit-exact with
 //!   TensorFlow Lite's reference kernels.
 
+pub mod builder;
 mod dtype;
 mod error;
 pub mod fixed_point;

@@ -489,6 +489,7 @@ impl Interpreter {
 
     /// Runs the model on the current inputs. Allocates nothing.
     pub fn invoke(&mut self) -> Result<(), RuntimeError> {
+        let pooled = self.pooled();
         let Interpreter {
             steps,
             arena,
@@ -497,7 +498,20 @@ impl Interpreter {
             threads,
             ..
         } = self;
-        threads.install(|| run_steps(steps, arena, constants, scratch, threads, None, None))
+        if pooled {
+            threads.install(|| run_steps(steps, arena, constants, scratch, threads, None, None))
+        } else {
+            run_steps(steps, arena, constants, scratch, threads, None, None)
+        }
+    }
+
+    /// Whether an inference is worth handing to the thread pool: below about a million
+    /// multiply-accumulates the hand-over costs more than a second thread saves, and kernels
+    /// too small to split run on the caller's thread anyway.
+    fn pooled(&self) -> bool {
+        const POOL_MIN_MACS: u64 = 1_000_000;
+        self.threads.count() > 1
+            && self.operators.iter().map(|o| o.macs).sum::<u64>() >= POOL_MIN_MACS
     }
 
     /// Runs the model like [`invoke`](Self::invoke) and adds each operator's time in seconds
