@@ -4,3 +4,5 @@
 pub mod gemm;
 pub mod gemm_f32;
 pub mod window;
+pub mod depthwise;
+pub mod pool;

@@ -3,3 +3,5 @@
 //! tested against.
 
 pub(crate) mod gemm_f32;
+pub(crate) mod depthwise;
+pub(crate) mod pool;
