@@ -12,6 +12,7 @@ use crate::frame::depthwise::{
     DwPlan, F32DwUkernel, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams, Q8DwUkernel,
 };
 use crate::frame::gemm_f32::F32Clamp;
+use crate::frame::pool::{Pool2d, PoolElem, PoolKind};
 use crate::frame::window::Window2d;
 
 /// A random window: `taps` forces a square filter of that many taps when it is 9 or 25.
@@ -179,7 +180,7 @@ fn random_q8(rng: &mut Rng, case: usize, c: usize) -> Q8Case {
                 1 => i32::MAX,
                 _ => (1 << 30) + rng.usize(0..=(1 << 30) - 1) as i32,
             },
-            shift: rng.usize(0..=24) as i32 - 20,
+            shift: rng.usize(0..=35) as i32 - 31,
         })
         .collect();
     let (min, max) = match case % 4 {
@@ -316,5 +317,135 @@ fn plan_segments_cover_every_pixel_once() {
             next += segment.count;
         }
         assert_eq!(next, window.output_pixels());
+    }
+}
+
+/// A pooling window: dilation 1, padding before at most filter - 1.
+fn random_pool_window(rng: &mut Rng, case: usize) -> Window2d {
+    let mut w = random_dw_window(rng, case);
+    (w.dilation_h, w.dilation_w) = (1, 1);
+    w.pad_top = w.pad_top.min(w.filter_h - 1);
+    w.pad_left = w.pad_left.min(w.filter_w - 1);
+    let out = |size: usize, pad: usize, filter: usize, stride: usize| {
+        (size + pad + (filter - 1).saturating_sub(pad)).saturating_sub(filter) / stride + 1
+    };
+    w.out_h = out(w.in_h, w.pad_top, w.filter_h, w.stride_h);
+    w.out_w = out(w.in_w, w.pad_left, w.filter_w, w.stride_w);
+    w
+}
+
+/// The in-image taps of output (b, oy, ox), in filter order.
+fn pool_taps(w: &Window2d, b: usize, oy: usize, ox: usize) -> Vec<usize> {
+    let mut taps = Vec::new();
+    for fy in 0..w.filter_h {
+        for fx in 0..w.filter_w {
+            if let Some(i) = tap(w, b, oy, ox, fy, fx) {
+                taps.push(i);
+            }
+        }
+    }
+    taps
+}
+
+fn int_pool_reference<T: PoolElem>(
+    w: &Window2d,
+    c: usize,
+    kind: PoolKind,
+    input: &[T],
+    min: i32,
+    max: i32,
+) -> Vec<i32> {
+    let mut out = vec![0; w.output_pixels() * c];
+    for_each_output(w, |b, oy, ox, pixel| {
+        let taps = pool_taps(w, b, oy, ox);
+        let count = taps.len() as i32;
+        for ch in 0..c {
+            let values = taps.iter().map(|&i| input[i * c + ch].to_i32());
+            let v = match kind {
+                PoolKind::Max => values.fold(T::LOWEST, i32::max),
+                PoolKind::Average => {
+                    let acc: i32 = values.sum();
+                    if !T::SYMMETRIC || acc > 0 {
+                        (acc + count / 2) / count
+                    } else {
+                        (acc - count / 2) / count
+                    }
+                }
+            };
+            out[pixel * c + ch] = v.clamp(min, max);
+        }
+    });
+    out
+}
+
+#[test]
+fn pools_match_the_reference_formulas() {
+    let mut rng = Rng::new(0x9001);
+    for case in 0..300 {
+        let window = random_pool_window(&mut rng, case);
+        let c = rng.usize(1..=70);
+        let kind = if case % 2 == 0 {
+            PoolKind::Max
+        } else {
+            PoolKind::Average
+        };
+        let plan = DwPlan::new(&window, c).unwrap();
+        let pool = Pool2d::new(plan.clone(), kind).unwrap();
+        let rows = plan.rows();
+        let split = rows / 2;
+        let row_len = plan.row_len();
+        let n_out = window.output_pixels() * c;
+
+        let input = rng.f32s(window.input_pixels() * c);
+        let clamp = clamp_of(case);
+        let mut expected = vec![0f32; n_out];
+        for_each_output(&window, |b, oy, ox, pixel| {
+            let taps = pool_taps(&window, b, oy, ox);
+            for ch in 0..c {
+                let v = match kind {
+                    PoolKind::Max => taps.iter().fold(f32::MIN, |a, &i| {
+                        let x = input[i * c + ch];
+                        if a < x { x } else { a }
+                    }),
+                    PoolKind::Average => {
+                        let sum = taps.iter().fold(0f32, |a, &i| a + input[i * c + ch]);
+                        sum / taps.len() as f32
+                    }
+                };
+                expected[pixel * c + ch] = clamp.apply(v);
+            }
+        });
+        let mut out = vec![f32::NAN; n_out];
+        let (a, b) = out.split_at_mut(split * row_len);
+        pool.run_f32(&input, 0..split, a, clamp).unwrap();
+        pool.run_f32(&input, split..rows, b, clamp).unwrap();
+        assert_eq!(out, expected, "f32 case {case}");
+
+        let bytes: Vec<u8> = (0..window.input_pixels() * c)
+            .map(|_| rng.usize(0..=255) as u8)
+            .collect();
+        let (min, max) = if case % 3 == 0 { (-128, 127) } else { (-5, 100) };
+        let input: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
+        let expected = int_pool_reference(&window, c, kind, &input, min, max);
+        let mut out = vec![0i8; n_out];
+        let (a, b) = out.split_at_mut(split * row_len);
+        pool.run_int(&input, 0..split, a, min, max).unwrap();
+        pool.run_int(&input, split..rows, b, min, max).unwrap();
+        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "i8 case {case}");
+
+        let (min, max) = if case % 3 == 0 { (0, 255) } else { (3, 200) };
+        let expected = int_pool_reference(&window, c, kind, &bytes, min, max);
+        let mut out = vec![0u8; n_out];
+        pool.run_int(&bytes, 0..rows, &mut out, min, max).unwrap();
+        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "u8 case {case}");
+
+        let input: Vec<i16> = (0..window.input_pixels() * c)
+            .map(|_| rng.usize(0..=65535) as u16 as i16)
+            .collect();
+        let (min, max) = if case % 3 == 0 { (-32768, 32767) } else { (-1000, 30000) };
+        let expected = int_pool_reference(&window, c, kind, &input, min, max);
+        let mut out = vec![0i16; n_out];
+        pool.run_int(&input, 0..rows, &mut out, min, max).unwrap();
+        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "i16 case {case}");
     }
 }
