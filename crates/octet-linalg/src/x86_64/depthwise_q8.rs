@@ -362,21 +362,18 @@ unsafe fn load_x_512<const S: bool, const TAIL: bool>(p: *const u8, count: usize
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[inline]
-fn mac_512_vnni(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
-    _mm512_dpwssd_epi32(acc, x, w)
-}
-
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 fn mac_512<const VNNI: bool>(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
-    if VNNI {
-        // SAFETY: VNNI kernels are only handed out when the CPU supports AVX-512 VNNI.
-        unsafe { mac_512_vnni(acc, x, w) }
-    } else {
-        _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
-    }
+    _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
+}
+
+/// `vpdpwssd`: the multiply-add and the accumulation in one instruction. Only inlined into
+/// bodies compiled with AVX-512 VNNI (a call per tap otherwise).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+fn mac_512_vnni<const VNNI: bool>(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+    _mm512_dpwssd_epi32(acc, x, w)
 }
 
 /// Requantizes, offsets, clamps and stores 16 bytes (or `count`, masked).
@@ -416,6 +413,21 @@ q8_dw_kernel!(
     stage_512
 );
 
+q8_dw_kernel!(
+    entry_vnni,
+    body_vnni,
+    block_vnni,
+    "avx512f,avx512bw,avx512vl,avx512vnni",
+    16,
+    __m512i,
+    zero_512,
+    load_w_512,
+    load_x_512,
+    mac_512_vnni,
+    finish_512,
+    stage_512
+);
+
 const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernelInfo {
     DwUkernelInfo {
         isa,
@@ -449,14 +461,14 @@ pub(super) const UKERNELS: [Q8DwUkernel; 9] = [
     ),
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 3x3 avx512vnni", 16, 9),
-        entry_avx512::<9, 8, true>,
+        entry_vnni::<9, 8, true>,
     ),
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 5x5 avx512vnni", 16, 25),
-        entry_avx512::<25, 8, true>,
+        entry_vnni::<25, 8, true>,
     ),
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 avx512vnni", 16, 0),
-        entry_avx512::<0, 8, true>,
+        entry_vnni::<0, 8, true>,
     ),
 ];
