@@ -119,7 +119,8 @@ fn f32_depthwise_kernels_agree_with_generic_and_reference() {
                 for fy in 0..window.filter_h {
                     for fx in 0..window.filter_w {
                         if let Some(i) = tap(&window, b, oy, ox, fy, fx) {
-                            total += input[i * c + ch] * weights[(fy * window.filter_w + fx) * c + ch];
+                            total +=
+                                input[i * c + ch] * weights[(fy * window.filter_w + fx) * c + ch];
                         }
                     }
                 }
@@ -186,7 +187,10 @@ fn random_q8(rng: &mut Rng, case: usize, c: usize) -> Q8Case {
     let (min, max) = match case % 4 {
         0 => (lo, hi),
         1 => (output_zero_point, hi),
-        2 => (output_zero_point.max(lo + 10), (output_zero_point + 60).min(hi)),
+        2 => (
+            output_zero_point.max(lo + 10),
+            (output_zero_point + 60).min(hi),
+        ),
         _ => (lo, lo),
     };
     let (min, max) = (min.min(max), max);
@@ -424,28 +428,45 @@ fn pools_match_the_reference_formulas() {
         let bytes: Vec<u8> = (0..window.input_pixels() * c)
             .map(|_| rng.usize(0..=255) as u8)
             .collect();
-        let (min, max) = if case % 3 == 0 { (-128, 127) } else { (-5, 100) };
+        let (min, max) = if case % 3 == 0 {
+            (-128, 127)
+        } else {
+            (-5, 100)
+        };
         let input: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
         let expected = int_pool_reference(&window, c, kind, &input, min, max);
         let mut out = vec![0i8; n_out];
         let (a, b) = out.split_at_mut(split * row_len);
         pool.run_int(&input, 0..split, a, min, max).unwrap();
         pool.run_int(&input, split..rows, b, min, max).unwrap();
-        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "i8 case {case}");
+        assert!(
+            out.iter().map(|&v| i32::from(v)).eq(expected),
+            "i8 case {case}"
+        );
 
         let (min, max) = if case % 3 == 0 { (0, 255) } else { (3, 200) };
         let expected = int_pool_reference(&window, c, kind, &bytes, min, max);
         let mut out = vec![0u8; n_out];
         pool.run_int(&bytes, 0..rows, &mut out, min, max).unwrap();
-        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "u8 case {case}");
+        assert!(
+            out.iter().map(|&v| i32::from(v)).eq(expected),
+            "u8 case {case}"
+        );
 
         let input: Vec<i16> = (0..window.input_pixels() * c)
             .map(|_| rng.usize(0..=65535) as u16 as i16)
             .collect();
-        let (min, max) = if case % 3 == 0 { (-32768, 32767) } else { (-1000, 30000) };
+        let (min, max) = if case % 3 == 0 {
+            (-32768, 32767)
+        } else {
+            (-1000, 30000)
+        };
         let expected = int_pool_reference(&window, c, kind, &input, min, max);
         let mut out = vec![0i16; n_out];
         pool.run_int(&input, 0..rows, &mut out, min, max).unwrap();
-        assert!(out.iter().map(|&v| i32::from(v)).eq(expected), "i16 case {case}");
+        assert!(
+            out.iter().map(|&v| i32::from(v)).eq(expected),
+            "i16 case {case}"
+        );
     }
 }

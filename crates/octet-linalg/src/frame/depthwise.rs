@@ -61,7 +61,9 @@ impl DwPlan {
     pub fn new(window: &Window2d, channels: usize) -> Result<Self, LinalgError> {
         let w = window;
         if channels == 0 || w.filter_h == 0 || w.filter_w == 0 {
-            return Err(LinalgError::mismatch("a depthwise window needs channels and taps"));
+            return Err(LinalgError::mismatch(
+                "a depthwise window needs channels and taps",
+            ));
         }
         if w.stride_h == 0 || w.stride_w == 0 || w.dilation_h == 0 || w.dilation_w == 0 {
             return Err(LinalgError::InvalidParameter(
@@ -421,7 +423,9 @@ impl PackedF32Depthwise {
     ) -> Result<Self, LinalgError> {
         let (c, ks, cr) = (plan.channels(), plan.taps(), ukernel.info.cr);
         if ukernel.info.taps != 0 && ukernel.info.taps != ks {
-            return Err(LinalgError::mismatch("kernel specialised for another tap count"));
+            return Err(LinalgError::mismatch(
+                "kernel specialised for another tap count",
+            ));
         }
         let packed = pack_taps(weights, ks, c, cr, |w| w)?;
         let bias = padded_bias(bias, c, cr, |b| b)?;
@@ -582,7 +586,11 @@ impl ChannelRequant {
 
     /// The TFLite multiplier it was made from (for tests).
     pub fn reference(self, x: i32) -> i32 {
-        let shift = if self.left > 0 { self.left } else { -self.right };
+        let shift = if self.left > 0 {
+            self.left
+        } else {
+            -self.right
+        };
         multiply_by_quantized_multiplier(
             x,
             QuantizedMultiplier {
@@ -738,7 +746,9 @@ impl PackedQ8Depthwise {
     ) -> Result<Self, LinalgError> {
         let (c, ks, cr) = (plan.channels(), plan.taps(), ukernel.info.cr);
         if ukernel.info.taps != 0 && ukernel.info.taps != ks {
-            return Err(LinalgError::mismatch("kernel specialised for another tap count"));
+            return Err(LinalgError::mismatch(
+                "kernel specialised for another tap count",
+            ));
         }
         let (lo, hi) = if params.signed { (-128, 127) } else { (0, 255) };
         if params.min > params.max || params.min < lo || params.max > hi {
@@ -755,7 +765,9 @@ impl PackedQ8Depthwise {
         }
         // |weight + offset| <= 510 fits the 16-bit half `vpmaddwd` multiplies.
         if !(-256..=256).contains(&params.weight_offset) {
-            return Err(LinalgError::InvalidParameter("weight offset beyond 256".into()));
+            return Err(LinalgError::InvalidParameter(
+                "weight offset beyond 256".into(),
+            ));
         }
         let signed = params.signed;
         let weight = |w: u8| -> i32 {

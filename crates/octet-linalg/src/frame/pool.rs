@@ -125,15 +125,7 @@ impl Pool2d {
         for (segment, taps) in self.plan.segments(rows)? {
             let start = (segment.first - base) * c;
             let out = &mut out[start..start + segment.count * c];
-            generic::pool::f32_segment(
-                self.kind,
-                input,
-                taps,
-                self.plan.step(),
-                c,
-                out,
-                clamp,
-            );
+            generic::pool::f32_segment(self.kind, input, taps, self.plan.step(), c, out, clamp);
         }
         Ok(())
     }
@@ -152,16 +144,7 @@ impl Pool2d {
         for (segment, taps) in self.plan.segments(rows)? {
             let start = (segment.first - base) * c;
             let out = &mut out[start..start + segment.count * c];
-            generic::pool::int_segment(
-                self.kind,
-                input,
-                taps,
-                self.plan.step(),
-                c,
-                out,
-                min,
-                max,
-            );
+            generic::pool::int_segment(self.kind, input, taps, self.plan.step(), c, out, min, max);
         }
         Ok(())
     }

@@ -125,14 +125,20 @@ macro_rules! f32_dw_kernel {
                         if offset == PAD {
                             tile.zero.as_ptr().add(first)
                         } else {
-                            tile.input.as_ptr().add(offset as usize + p * tile.step + first)
+                            tile.input
+                                .as_ptr()
+                                .add(offset as usize + p * tile.step + first)
                         }
                     }
                 };
                 let finish = |acc: $vec, p: usize| {
                     let y = $min(vmax, $max(vmin, $add(acc, bias)));
                     let dst = out.add(p * c + first);
-                    if TAIL { $store_mask(dst, mask, y) } else { $store(dst, y) }
+                    if TAIL {
+                        $store_mask(dst, mask, y)
+                    } else {
+                        $store(dst, y)
+                    }
                 };
                 let mut p = 0;
                 while p + P <= tile.pixels {
@@ -262,8 +268,14 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
 }
 
 pub(super) const UKERNELS: [F32DwUkernel; 6] = [
-    F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 3x3 avx2", 8, 9), entry_avx2::<9, 4>),
-    F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 5x5 avx2", 8, 25), entry_avx2::<25, 4>),
+    F32DwUkernel::new(
+        info(Isa::Avx2, "f32 dw 8 3x3 avx2", 8, 9),
+        entry_avx2::<9, 4>,
+    ),
+    F32DwUkernel::new(
+        info(Isa::Avx2, "f32 dw 8 5x5 avx2", 8, 25),
+        entry_avx2::<25, 4>,
+    ),
     F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 avx2", 8, 0), entry_avx2::<0, 4>),
     F32DwUkernel::new(
         info(Isa::Avx512, "f32 dw 16 3x3 avx512", 16, 9),

@@ -41,7 +41,9 @@ macro_rules! q8_dw_kernel {
                 || stage.left.len() < padded
                 || stage.right.len() < padded
             {
-                return Err(LinalgError::mismatch("depthwise tile: output stage too short"));
+                return Err(LinalgError::mismatch(
+                    "depthwise tile: output stage too short",
+                ));
             }
             // SAFETY: `check` proved that every tap of every pixel lies in `input`, the zero row
             // holds `channels` bytes, the packed weights, bias and output stage cover every
@@ -137,7 +139,9 @@ macro_rules! q8_dw_kernel {
                         if offset == PAD {
                             tile.zero.as_ptr().add(first)
                         } else {
-                            tile.input.as_ptr().add(offset as usize + p * tile.step + first)
+                            tile.input
+                                .as_ptr()
+                                .add(offset as usize + p * tile.step + first)
                         }
                     }
                 };
@@ -262,7 +266,10 @@ unsafe fn finish_256<const S: bool, const TAIL: bool>(
     count: usize,
 ) {
     let y = requant_avx2(acc, s.multiplier, s.left, s.right);
-    let y = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y, s.zero_point), s.min), s.max);
+    let y = _mm256_min_epi32(
+        _mm256_max_epi32(_mm256_add_epi32(y, s.zero_point), s.min),
+        s.max,
+    );
     // Every lane is within the output type now, so the saturating packs only narrow.
     let words = _mm256_permute4x64_epi64::<0b00_00_10_00>(_mm256_packs_epi32(y, y));
     let words = _mm256_castsi256_si128(words);
@@ -284,18 +291,8 @@ unsafe fn finish_256<const S: bool, const TAIL: bool>(
 }
 
 q8_dw_kernel!(
-    entry_avx2,
-    body_avx2,
-    block_avx2,
-    "avx2",
-    8,
-    __m256i,
-    zero_256,
-    load_w_256,
-    load_x_256,
-    mac_256,
-    finish_256,
-    stage_256
+    entry_avx2, body_avx2, block_avx2, "avx2", 8, __m256i, zero_256, load_w_256, load_x_256,
+    mac_256, finish_256, stage_256
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -386,7 +383,10 @@ unsafe fn finish_512<const S: bool, const TAIL: bool>(
     count: usize,
 ) {
     let y = requant_avx512(acc, s.multiplier, s.left, s.right);
-    let y = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(y, s.zero_point), s.min), s.max);
+    let y = _mm512_min_epi32(
+        _mm512_max_epi32(_mm512_add_epi32(y, s.zero_point), s.min),
+        s.max,
+    );
     // SAFETY: the caller guarantees 16 writable bytes (`count` when `TAIL`; masked-off bytes
     // are not written). Every lane is within the output type, so truncation only narrows.
     unsafe {
@@ -446,7 +446,10 @@ pub(super) const UKERNELS: [Q8DwUkernel; 9] = [
         info(Isa::Avx2, "q8 dw 8 5x5 avx2", 8, 25),
         entry_avx2::<25, 4, false>,
     ),
-    Q8DwUkernel::new(info(Isa::Avx2, "q8 dw 8 avx2", 8, 0), entry_avx2::<0, 4, false>),
+    Q8DwUkernel::new(
+        info(Isa::Avx2, "q8 dw 8 avx2", 8, 0),
+        entry_avx2::<0, 4, false>,
+    ),
     Q8DwUkernel::new(
         info(Isa::Avx512, "q8 dw 16 3x3 avx512", 16, 9),
         entry_avx512::<9, 8, false>,

@@ -26,7 +26,10 @@ pub(super) fn requant_avx2(
     let rounding = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_add_epi64(_mm256_mul_epi32(x, multiplier), rounding);
     let odd = _mm256_add_epi64(
-        _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), _mm256_srli_epi64::<32>(multiplier)),
+        _mm256_mul_epi32(
+            _mm256_srli_epi64::<32>(x),
+            _mm256_srli_epi64::<32>(multiplier),
+        ),
         rounding,
     );
     // Bits 31..62 of each 64-bit product: in the low half for even lanes, the high half for odd.
@@ -57,7 +60,10 @@ pub(super) fn requant_avx512(
     let rounding = _mm512_set1_epi64(1 << 30);
     let even = _mm512_add_epi64(_mm512_mul_epi32(x, multiplier), rounding);
     let odd = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(multiplier)),
+        _mm512_mul_epi32(
+            _mm512_srli_epi64::<32>(x),
+            _mm512_srli_epi64::<32>(multiplier),
+        ),
         rounding,
     );
     let high = _mm512_mask_blend_epi32(
@@ -102,11 +108,23 @@ mod tests {
         for shift in -31..=33 {
             for m in [0, 1, 1 << 30, i32::MAX, (1 << 30) + 12345, 1_518_500_250] {
                 for &x in &xs {
-                    out.push((x, QuantizedMultiplier { multiplier: m, shift }));
+                    out.push((
+                        x,
+                        QuantizedMultiplier {
+                            multiplier: m,
+                            shift,
+                        },
+                    ));
                 }
                 for _ in 0..20 {
                     let x = rng.i32(..) >> rng.u32(0..31);
-                    out.push((x, QuantizedMultiplier { multiplier: m, shift }));
+                    out.push((
+                        x,
+                        QuantizedMultiplier {
+                            multiplier: m,
+                            shift,
+                        },
+                    ));
                 }
             }
         }

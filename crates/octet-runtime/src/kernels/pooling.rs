@@ -212,8 +212,8 @@ fn build(
     if geometry.out_h * geometry.out_w * batches * depth == 0 {
         return Ok(Box::new(EmptyPool));
     }
-    let pool = linalg_pool(&geometry, kind)
-        .map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
+    let pool =
+        linalg_pool(&geometry, kind).map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
     Ok(Box::new(Pool2D { pool, flavour }))
 }
 

@@ -12,9 +12,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use octet_core::{DType, DepthwiseConv2DOptions, TensorData};
-use octet_linalg::frame::depthwise::{
-    DwPlan, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams,
-};
+use octet_linalg::frame::depthwise::{DwPlan, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams};
 use octet_linalg::frame::gemm_f32::F32Clamp;
 use octet_linalg::frame::window::Window2d;
 use octet_linalg::{LinalgError, Threads};
