@@ -75,17 +75,6 @@ fn for_each_output(w: &Window2d, mut f: impl FnMut(usize, usize, usize, usize)) 
     }
 }
 
-fn assert_close(kernel: &str, case: usize, actual: &[f32], expected: &[f32]) {
-    assert_eq!(actual.len(), expected.len());
-    let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-5 * scale || (a.is_nan() && e.is_nan()),
-            "{kernel}, case {case}: element {i} is {a}, expected {e}"
-        );
-    }
-}
-
 fn clamp_of(case: usize) -> F32Clamp {
     match case % 3 {
         0 => F32Clamp::NONE,
@@ -146,7 +135,9 @@ fn f32_depthwise_kernels_agree_with_generic_and_reference() {
             let (a, b) = out.split_at_mut(split * plan.row_len());
             dw.run(&input, 0..split, a).unwrap();
             dw.run(&input, split..rows, b).unwrap();
-            assert_close(kernel.info().name, case, &out, &expected);
+            // Every kernel sums in the reference's order: the same values exactly (padding
+            // taps add a zero, which can only turn a -0 into +0).
+            assert_eq!(out, expected, "{}, case {case}", kernel.info().name);
         }
     }
 }

@@ -42,8 +42,9 @@ fn tap_row<'a, T>(tile: &DwTile<'a, T, impl Sized, impl Sized>, t: usize, p: usi
     }
 }
 
-/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])`, taps in order, as TFLite's
-/// reference sums them.
+/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])`: products rounded, summed from
+/// zero in tap order, then the bias, as TFLite's reference computes them (the SIMD kernels
+/// match it bit for bit).
 fn f32_dw(
     tile: &DwTile<'_, f32, f32, f32>,
     clamp: F32Clamp,

@@ -1,8 +1,11 @@
 //! Float depthwise micro-kernels: one vector of channels per block, `P` output pixels at a time.
 //!
 //! Per block the tap weights are loaded once (kept in registers when they fit) and the segment's
-//! pixels are walked `P` at a time, each pixel an independent FMA chain over the taps, so the
-//! FMA latency is hidden and each tap costs one load (the input) and one FMA. Taps are unrolled
+//! pixels are walked `P` at a time, each pixel an independent chain over the taps, so the
+//! latency is hidden and each tap costs one load (the input), a multiplication and an addition.
+//! The arithmetic is TFLite's reference order exactly (products rounded, then summed from zero in
+//! tap order, the bias added last; no fused multiply-add), so the results are bit for bit the
+//! reference's and the generic kernel's (padding taps add `0 * w`). Taps are unrolled
 //! for the specialised tap counts (`KS` > 0); `KS == 0` serves any filter. The last, partial
 //! block of channels uses masked loads and stores.
 
@@ -19,7 +22,7 @@ const MAX_KS: usize = 25;
 macro_rules! f32_dw_kernel {
     (
         $entry:ident, $body:ident, $block:ident, $feature:literal, $lanes:literal, $vec:ty,
-        $mask:ty, $make_mask:ident, $load:ident, $load_mask:ident, $set1:ident, $fmadd:ident,
+        $mask:ty, $make_mask:ident, $load:ident, $load_mask:ident, $set1:ident, $mul:ident,
         $add:ident, $max:ident, $min:ident, $store:ident, $store_mask:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
@@ -146,14 +149,14 @@ macro_rules! f32_dw_kernel {
                     if KS != 0 {
                         for t in 0..KS {
                             for (j, acc) in acc.iter_mut().enumerate() {
-                                *acc = $fmadd(load(tap(t, p + j)), w[t], *acc);
+                                *acc = $add(*acc, $mul(load(tap(t, p + j)), w[t]));
                             }
                         }
                     } else {
                         for t in 0..ks {
                             let wt = $load(weights.add(t * $lanes));
                             for (j, acc) in acc.iter_mut().enumerate() {
-                                *acc = $fmadd(load(tap(t, p + j)), wt, *acc);
+                                *acc = $add(*acc, $mul(load(tap(t, p + j)), wt));
                             }
                         }
                     }
@@ -166,11 +169,11 @@ macro_rules! f32_dw_kernel {
                     let mut acc = $set1(0.0);
                     if KS != 0 {
                         for t in 0..KS {
-                            acc = $fmadd(load(tap(t, p)), w[t], acc);
+                            acc = $add(acc, $mul(load(tap(t, p)), w[t]));
                         }
                     } else {
                         for t in 0..ks {
-                            acc = $fmadd(load(tap(t, p)), $load(weights.add(t * $lanes)), acc);
+                            acc = $add(acc, $mul(load(tap(t, p)), $load(weights.add(t * $lanes))));
                         }
                     }
                     finish(acc, p);
@@ -230,7 +233,7 @@ f32_dw_kernel!(
     _mm512_loadu_ps,
     load_mask_512,
     _mm512_set1_ps,
-    _mm512_fmadd_ps,
+    _mm512_mul_ps,
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_min_ps,
@@ -250,7 +253,7 @@ f32_dw_kernel!(
     _mm256_loadu_ps,
     load_mask_256,
     _mm256_set1_ps,
-    _mm256_fmadd_ps,
+    _mm256_mul_ps,
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_min_ps,
