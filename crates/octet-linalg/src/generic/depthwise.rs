@@ -18,7 +18,7 @@ pub(crate) const F32_UKERNELS: [F32DwUkernel; 1] = [F32DwUkernel::new(
         cr: CR,
         taps: 0,
     },
-    f32_dw,
+    f32_dw_cr::<CR>,
 )];
 
 /// The generic 8-bit kernel (any tap count).
@@ -29,7 +29,7 @@ pub(crate) const Q8_UKERNELS: [Q8DwUkernel; 1] = [Q8DwUkernel::new(
         cr: CR,
         taps: 0,
     },
-    q8_dw,
+    q8_dw_cr::<CR>,
 )];
 
 /// The elements tap `t` of pixel `p` reads, starting at channel `first`.
@@ -42,10 +42,11 @@ fn tap_row<'a, T>(tile: &DwTile<'a, T, impl Sized, impl Sized>, t: usize, p: usi
     }
 }
 
-/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])`: products rounded, summed from
-/// zero in tap order, then the bias, as TFLite's reference computes them (the SIMD kernels
-/// match it bit for bit).
-fn f32_dw(
+/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])` over the in-image taps: products
+/// rounded, summed from zero in tap order, then the bias, as TFLite's reference computes them
+/// (the SIMD kernels match it bit for bit). Weights packed in blocks of `CR` channels (the SIMD
+/// kernels hand filters too large for them to this with their own block size).
+pub(crate) fn f32_dw_cr<const CR: usize>(
     tile: &DwTile<'_, f32, f32, f32>,
     clamp: F32Clamp,
     out: &mut [f32],
@@ -60,6 +61,9 @@ fn f32_dw(
             let weights = &tile.weights[block * ks * CR..(block + 1) * ks * CR];
             let mut acc = [0f32; CR];
             for (t, w) in weights.chunks_exact(CR).enumerate() {
+                if tile.taps[t] == PAD {
+                    continue;
+                }
                 let x = &tap_row(tile, t, p)[first..first + dst.len()];
                 for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
                     *a += x * w;
@@ -73,8 +77,9 @@ fn f32_dw(
     Ok(())
 }
 
-/// `out[p][c] = stage(bias[c] + sum_t x(p, t)[c] * w[t][c])` with wrapping int32 arithmetic.
-fn q8_dw(
+/// `out[p][c] = stage(bias[c] + sum_t x(p, t)[c] * w[t][c])` with wrapping int32 arithmetic,
+/// weights packed in blocks of `CR` channels.
+pub(crate) fn q8_dw_cr<const CR: usize>(
     tile: &DwTile<'_, u8, i32, i32>,
     stage: &Q8OutputStage<'_>,
     out: &mut [u8],

@@ -1,23 +1,26 @@
 //! Float depthwise micro-kernels: one vector of channels per block, `P` output pixels at a time.
 //!
-//! Per block the tap weights are loaded once (kept in registers when they fit) and the segment's
-//! pixels are walked `P` at a time, each pixel an independent chain over the taps, so the
-//! latency is hidden and each tap costs one load (the input), a multiplication and an addition.
-//! The arithmetic is TFLite's reference order exactly (products rounded, then summed from zero in
-//! tap order, the bias added last; no fused multiply-add), so the results are bit for bit the
-//! reference's and the generic kernel's (padding taps add `0 * w`). Taps are unrolled
-//! for the specialised tap counts (`KS` > 0); `KS == 0` serves any filter. The last, partial
-//! block of channels uses masked loads and stores.
+//! Per segment the in-image taps are listed once (padding taps add nothing and are skipped, as
+//! the reference skips them); per block of channels the pixels are walked `P` at a time, each
+//! pixel an independent chain over the taps (hiding the latency), each tap's weight loaded once
+//! per `P` pixels and its input pointer advanced by the pixel step: one input load, a
+//! multiplication and an addition per tap and pixel. The arithmetic is TFLite's reference order
+//! exactly (products rounded, then summed from zero in tap order, the bias added last; no fused
+//! multiply-add), so the results are bit for bit the reference's and the generic kernel's.
+//!
+//! The last, partial block of channels uses masked loads and stores. (Kernels specialised for
+//! 3x3 and 5x5 with unrolled taps and register-resident weights measured slower: the weights
+//! spilled and the unrolled addressing cost more than a weight load per `P` pixels.)
 
 use std::arch::x86_64::*;
 
 use crate::frame::depthwise::{DwTile, DwUkernelInfo, F32DwUkernel};
 use crate::frame::gemm_f32::F32Clamp;
 use crate::frame::window::PAD;
-use crate::{Isa, LinalgError};
+use crate::{Isa, LinalgError, generic};
 
-/// The largest unrolled tap count.
-const MAX_KS: usize = 25;
+/// The most taps a kernel handles itself; larger filters go to the generic twin.
+const MAX_TAPS: usize = 64;
 
 macro_rules! f32_dw_kernel {
     (
@@ -26,114 +29,86 @@ macro_rules! f32_dw_kernel {
         $add:ident, $max:ident, $min:ident, $store:ident, $store_mask:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
-        fn $entry<const KS: usize, const P: usize>(
+        fn $entry<const P: usize>(
             tile: &DwTile<'_, f32, f32, f32>,
             clamp: F32Clamp,
             out: &mut [f32],
         ) -> Result<(), LinalgError> {
             let ks = tile.taps.len();
-            if (KS != 0 && ks != KS) || ks > u32::MAX as usize {
-                return Err(LinalgError::mismatch("depthwise tile: wrong tap count"));
+            if ks > MAX_TAPS {
+                return generic::depthwise::f32_dw_cr::<$lanes>(tile, clamp, out);
             }
             tile.check($lanes, ks, out.len())?;
-            // SAFETY: `check` proved that every tap of every pixel (offset + (pixels - 1) * step
-            // + channels) lies in `input`, the zero row holds `channels` elements, the packed
-            // weights and bias cover every block, and `out` holds pixels * channels elements;
-            // the kernel is only handed out when the CPU supports its instruction set.
-            unsafe { $body::<KS, P>(tile, clamp, out.as_mut_ptr()) };
+            // SAFETY: `check` proved that every in-image tap of every pixel (offset + (pixels -
+            // 1) * step + channels) lies in `input`, the packed weights and bias cover every
+            // block, and `out` holds pixels * channels elements; the kernel is only handed out
+            // when the CPU supports its instruction set.
+            unsafe { $body::<P>(tile, clamp, out.as_mut_ptr()) };
             Ok(())
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $body<const KS: usize, const P: usize>(
+        unsafe fn $body<const P: usize>(
             tile: &DwTile<'_, f32, f32, f32>,
             clamp: F32Clamp,
             out: *mut f32,
         ) {
-            const { assert!(P >= 1 && KS <= MAX_KS) };
+            const { assert!(P >= 1) };
             // SAFETY: see the entry point; every pointer below is derived from a checked slice
             // and stays inside it (channel offsets below `channels`, pixel offsets below
             // `pixels * step`, weights within `blocks * ks * lanes`).
             unsafe {
-                let ks = tile.taps.len();
-                let c = tile.channels;
-                let mut ptrs = [tile.zero.as_ptr(); MAX_KS];
-                let mut steps = [0usize; MAX_KS];
-                if KS != 0 {
-                    for t in 0..KS {
-                        let offset = *tile.taps.get_unchecked(t);
-                        if offset != PAD {
-                            ptrs[t] = tile.input.as_ptr().add(offset as usize);
-                            steps[t] = tile.step;
-                        }
+                // The in-image taps: padding taps add nothing (the reference skips them).
+                let mut ptrs = [tile.input.as_ptr(); MAX_TAPS];
+                let mut index = [0usize; MAX_TAPS];
+                let mut live = 0;
+                for (t, &offset) in tile.taps.iter().enumerate() {
+                    if offset != PAD {
+                        ptrs[live] = tile.input.as_ptr().add(offset as usize);
+                        index[live] = t * $lanes;
+                        live += 1;
                     }
                 }
+                let ks = tile.taps.len();
+                let c = tile.channels;
                 let full = c / $lanes;
                 for block in 0..c.div_ceil($lanes) {
                     let first = block * $lanes;
-                    let count = (c - first).min($lanes);
                     let weights = tile.weights.as_ptr().add(block * ks * $lanes);
                     let bias = $load(tile.bias.as_ptr().add(first));
+                    let taps = (&ptrs[..live], &index[..live]);
                     if block < full {
-                        $block::<KS, P, false>(
-                            tile, &ptrs, &steps, weights, bias, clamp, out, first, count,
-                        );
+                        $block::<P, false>(tile, taps, weights, bias, clamp, out, first);
                     } else {
-                        $block::<KS, P, true>(
-                            tile, &ptrs, &steps, weights, bias, clamp, out, first, count,
-                        );
+                        $block::<P, true>(tile, taps, weights, bias, clamp, out, first);
                     }
                 }
             }
         }
 
-        /// One block of `count` channels from `first`, every pixel; `TAIL` uses masked loads
-        /// and stores.
+        /// One block of channels from `first`, every pixel; `TAIL` (the last, partial block)
+        /// uses masked loads and stores.
         #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
         #[inline]
-        unsafe fn $block<const KS: usize, const P: usize, const TAIL: bool>(
+        unsafe fn $block<const P: usize, const TAIL: bool>(
             tile: &DwTile<'_, f32, f32, f32>,
-            ptrs: &[*const f32; MAX_KS],
-            steps: &[usize; MAX_KS],
+            (ptrs, index): (&[*const f32], &[usize]),
             weights: *const f32,
             bias: $vec,
             clamp: F32Clamp,
             out: *mut f32,
             first: usize,
-            count: usize,
         ) {
-            // SAFETY: as in the body; masked lanes beyond `count` are not accessed.
+            // SAFETY: as in the body; masked lanes beyond the channels are not accessed.
             unsafe {
-                let mask: $mask = $make_mask(count);
+                let c = tile.channels;
+                let step = tile.step;
+                let mask: $mask = $make_mask((c - first).min($lanes));
                 let load = |p: *const f32| {
                     if TAIL { $load_mask(p, mask) } else { $load(p) }
                 };
                 let vmin = $set1(clamp.min);
                 let vmax = $set1(clamp.max);
-                let c = tile.channels;
-                let ks = tile.taps.len();
-                let mut w = [$set1(0.0); MAX_KS];
-                if KS != 0 {
-                    for t in 0..KS {
-                        w[t] = $load(weights.add(t * $lanes));
-                    }
-                }
-                // The address tap `t` of pixel `p` reads (channel `first`).
-                let tap = |t: usize, p: usize| -> *const f32 {
-                    if KS != 0 {
-                        ptrs[t].add(first + p * steps[t])
-                    } else {
-                        let offset = *tile.taps.get_unchecked(t);
-                        if offset == PAD {
-                            tile.zero.as_ptr().add(first)
-                        } else {
-                            tile.input
-                                .as_ptr()
-                                .add(offset as usize + p * tile.step + first)
-                        }
-                    }
-                };
                 let finish = |acc: $vec, p: usize| {
                     let y = $min(vmax, $max(vmin, $add(acc, bias)));
                     let dst = out.add(p * c + first);
@@ -146,18 +121,12 @@ macro_rules! f32_dw_kernel {
                 let mut p = 0;
                 while p + P <= tile.pixels {
                     let mut acc = [$set1(0.0); P];
-                    if KS != 0 {
-                        for t in 0..KS {
-                            for (j, acc) in acc.iter_mut().enumerate() {
-                                *acc = $add(*acc, $mul(load(tap(t, p + j)), w[t]));
-                            }
-                        }
-                    } else {
-                        for t in 0..ks {
-                            let wt = $load(weights.add(t * $lanes));
-                            for (j, acc) in acc.iter_mut().enumerate() {
-                                *acc = $add(*acc, $mul(load(tap(t, p + j)), wt));
-                            }
+                    for (&ptr, &w) in ptrs.iter().zip(index) {
+                        let w = $load(weights.add(w));
+                        let mut x = ptr.add(first + p * step);
+                        for acc in acc.iter_mut() {
+                            *acc = $add(*acc, $mul(load(x), w));
+                            x = x.add(step);
                         }
                     }
                     for (j, &acc) in acc.iter().enumerate() {
@@ -167,14 +136,11 @@ macro_rules! f32_dw_kernel {
                 }
                 while p < tile.pixels {
                     let mut acc = $set1(0.0);
-                    if KS != 0 {
-                        for t in 0..KS {
-                            acc = $add(acc, $mul(load(tap(t, p)), w[t]));
-                        }
-                    } else {
-                        for t in 0..ks {
-                            acc = $add(acc, $mul(load(tap(t, p)), $load(weights.add(t * $lanes))));
-                        }
+                    for (&ptr, &w) in ptrs.iter().zip(index) {
+                        acc = $add(
+                            acc,
+                            $mul(load(ptr.add(first + p * step)), $load(weights.add(w))),
+                        );
                     }
                     finish(acc, p);
                     p += 1;
@@ -270,26 +236,10 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
     }
 }
 
-pub(super) const UKERNELS: [F32DwUkernel; 6] = [
-    F32DwUkernel::new(
-        info(Isa::Avx2, "f32 dw 8 3x3 avx2", 8, 9),
-        entry_avx2::<9, 4>,
-    ),
-    F32DwUkernel::new(
-        info(Isa::Avx2, "f32 dw 8 5x5 avx2", 8, 25),
-        entry_avx2::<25, 4>,
-    ),
-    F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 avx2", 8, 0), entry_avx2::<0, 4>),
-    F32DwUkernel::new(
-        info(Isa::Avx512, "f32 dw 16 3x3 avx512", 16, 9),
-        entry_avx512::<9, 8>,
-    ),
-    F32DwUkernel::new(
-        info(Isa::Avx512, "f32 dw 16 5x5 avx512", 16, 25),
-        entry_avx512::<25, 8>,
-    ),
+pub(super) const UKERNELS: [F32DwUkernel; 2] = [
+    F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 avx2", 8, 0), entry_avx2::<8>),
     F32DwUkernel::new(
         info(Isa::Avx512, "f32 dw 16 avx512", 16, 0),
-        entry_avx512::<0, 8>,
+        entry_avx512::<8>,
     ),
 ];

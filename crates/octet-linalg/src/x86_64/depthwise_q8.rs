@@ -12,28 +12,28 @@ use std::arch::x86_64::*;
 use super::requant::{requant_avx2, requant_avx512};
 use crate::frame::depthwise::{DwTile, DwUkernelInfo, Q8DwUkernel, Q8OutputStage};
 use crate::frame::window::PAD;
-use crate::{Isa, LinalgError};
+use crate::{Isa, LinalgError, generic};
 
-/// The largest unrolled tap count.
-const MAX_KS: usize = 25;
+/// The most taps a kernel handles itself; larger filters go to the generic twin.
+const MAX_TAPS: usize = 64;
 
 /// The loop structure shared by every instruction set: `$lanes` channels per block, helpers
-/// `$load(ptr, count) -> vec` (input lanes, extended; `count` valid when `TAIL`),
+/// `$load_x(ptr, count) -> vec` (input lanes, extended; `count` valid when `TAIL`),
 /// `$mac(acc, x, w) -> vec`, `$finish(acc, stage vectors, dst, count)`.
 macro_rules! q8_dw_kernel {
     (
         $entry:ident, $body:ident, $block:ident, $feature:literal, $lanes:literal, $vec:ty,
-        $zero:ident, $load_w:ident, $load_x:ident, $mac:ident, $finish:ident, $stage:ident
+        $load_w:ident, $load_x:ident, $mac:ident, $finish:ident, $stage:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
-        fn $entry<const KS: usize, const P: usize, const VNNI: bool>(
+        fn $entry<const P: usize>(
             tile: &DwTile<'_, u8, i32, i32>,
             stage: &Q8OutputStage<'_>,
             out: &mut [u8],
         ) -> Result<(), LinalgError> {
             let ks = tile.taps.len();
-            if KS != 0 && ks != KS {
-                return Err(LinalgError::mismatch("depthwise tile: wrong tap count"));
+            if ks > MAX_TAPS {
+                return generic::depthwise::q8_dw_cr::<$lanes>(tile, stage, out);
             }
             tile.check($lanes, ks, out.len())?;
             let padded = tile.channels.next_multiple_of($lanes);
@@ -51,48 +51,51 @@ macro_rules! q8_dw_kernel {
             // the CPU supports its instruction set.
             unsafe {
                 if stage.signed {
-                    $body::<KS, P, VNNI, true>(tile, stage, out.as_mut_ptr())
+                    $body::<P, true>(tile, stage, out.as_mut_ptr())
                 } else {
-                    $body::<KS, P, VNNI, false>(tile, stage, out.as_mut_ptr())
+                    $body::<P, false>(tile, stage, out.as_mut_ptr())
                 }
             }
             Ok(())
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $body<const KS: usize, const P: usize, const VNNI: bool, const S: bool>(
+        unsafe fn $body<const P: usize, const S: bool>(
             tile: &DwTile<'_, u8, i32, i32>,
             stage: &Q8OutputStage<'_>,
             out: *mut u8,
         ) {
-            const { assert!(P >= 1 && KS <= MAX_KS) };
+            const { assert!(P >= 1) };
             // SAFETY: see the entry point; every pointer below stays inside its checked slice.
             unsafe {
-                let ks = tile.taps.len();
-                let c = tile.channels;
-                let mut ptrs = [tile.zero.as_ptr(); MAX_KS];
-                let mut steps = [0usize; MAX_KS];
-                if KS != 0 {
-                    for t in 0..KS {
-                        let offset = *tile.taps.get_unchecked(t);
-                        if offset != PAD {
-                            ptrs[t] = tile.input.as_ptr().add(offset as usize);
-                            steps[t] = tile.step;
-                        }
+                // In-image taps advance with the pixels; padding taps read the zero row (the
+                // input zero point) for every pixel of the segment, so their products are one
+                // vector per block, added to the bias.
+                let mut ptrs = [tile.input.as_ptr(); MAX_TAPS];
+                let mut index = [0usize; MAX_TAPS];
+                let mut pads = [0usize; MAX_TAPS];
+                let (mut live, mut padding) = (0, 0);
+                for (t, &offset) in tile.taps.iter().enumerate() {
+                    if offset == PAD {
+                        pads[padding] = t * $lanes;
+                        padding += 1;
+                    } else {
+                        ptrs[live] = tile.input.as_ptr().add(offset as usize);
+                        index[live] = t * $lanes;
+                        live += 1;
                     }
                 }
+                let ks = tile.taps.len();
+                let c = tile.channels;
                 let full = c / $lanes;
                 for block in 0..c.div_ceil($lanes) {
                     let first = block * $lanes;
                     let weights = tile.weights.as_ptr().add(block * ks * $lanes);
+                    let taps = (&ptrs[..live], &index[..live], &pads[..padding]);
                     if block < full {
-                        $block::<KS, P, VNNI, S, false>(
-                            tile, stage, &ptrs, &steps, weights, out, first,
-                        );
+                        $block::<P, S, false>(tile, stage, taps, weights, out, first);
                     } else {
-                        $block::<KS, P, VNNI, S, true>(
-                            tile, stage, &ptrs, &steps, weights, out, first,
-                        );
+                        $block::<P, S, true>(tile, stage, taps, weights, out, first);
                     }
                 }
             }
@@ -100,19 +103,11 @@ macro_rules! q8_dw_kernel {
 
         /// One block of channels from `first`, every pixel; `TAIL` for the last, partial one.
         #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
         #[inline]
-        unsafe fn $block<
-            const KS: usize,
-            const P: usize,
-            const VNNI: bool,
-            const S: bool,
-            const TAIL: bool,
-        >(
+        unsafe fn $block<const P: usize, const S: bool, const TAIL: bool>(
             tile: &DwTile<'_, u8, i32, i32>,
             stage: &Q8OutputStage<'_>,
-            ptrs: &[*const u8; MAX_KS],
-            steps: &[usize; MAX_KS],
+            (ptrs, index, pads): (&[*const u8], &[usize], &[usize]),
             weights: *const i32,
             out: *mut u8,
             first: usize,
@@ -121,47 +116,25 @@ macro_rules! q8_dw_kernel {
             // copied when `TAIL`), stores of `count` bytes into the checked output.
             unsafe {
                 let c = tile.channels;
-                let ks = tile.taps.len();
+                let step = tile.step;
                 let count = (c - first).min($lanes);
-                let bias = $load_w(tile.bias.as_ptr().add(first));
-                let params = $stage(stage, first);
-                let mut w = [$zero(); MAX_KS];
-                if KS != 0 {
-                    for t in 0..KS {
-                        w[t] = $load_w(weights.add(t * $lanes));
+                let mut bias = $load_w(tile.bias.as_ptr().add(first));
+                if !pads.is_empty() {
+                    let zero = $load_x::<S, TAIL>(tile.zero.as_ptr().add(first), count);
+                    for &w in pads {
+                        bias = $mac(bias, zero, $load_w(weights.add(w)));
                     }
                 }
-                let tap = |t: usize, p: usize| -> *const u8 {
-                    if KS != 0 {
-                        ptrs[t].add(first + p * steps[t])
-                    } else {
-                        let offset = *tile.taps.get_unchecked(t);
-                        if offset == PAD {
-                            tile.zero.as_ptr().add(first)
-                        } else {
-                            tile.input
-                                .as_ptr()
-                                .add(offset as usize + p * tile.step + first)
-                        }
-                    }
-                };
+                let params = $stage(stage, first);
                 let mut p = 0;
                 while p + P <= tile.pixels {
                     let mut acc = [bias; P];
-                    if KS != 0 {
-                        for t in 0..KS {
-                            for (j, acc) in acc.iter_mut().enumerate() {
-                                let x = $load_x::<S, TAIL>(tap(t, p + j), count);
-                                *acc = $mac::<VNNI>(*acc, x, w[t]);
-                            }
-                        }
-                    } else {
-                        for t in 0..ks {
-                            let wt = $load_w(weights.add(t * $lanes));
-                            for (j, acc) in acc.iter_mut().enumerate() {
-                                let x = $load_x::<S, TAIL>(tap(t, p + j), count);
-                                *acc = $mac::<VNNI>(*acc, x, wt);
-                            }
+                    for (&ptr, &w) in ptrs.iter().zip(index) {
+                        let w = $load_w(weights.add(w));
+                        let mut x = ptr.add(first + p * step);
+                        for acc in acc.iter_mut() {
+                            *acc = $mac(*acc, $load_x::<S, TAIL>(x, count), w);
+                            x = x.add(step);
                         }
                     }
                     for (j, &acc) in acc.iter().enumerate() {
@@ -171,16 +144,9 @@ macro_rules! q8_dw_kernel {
                 }
                 while p < tile.pixels {
                     let mut acc = bias;
-                    if KS != 0 {
-                        for t in 0..KS {
-                            let x = $load_x::<S, TAIL>(tap(t, p), count);
-                            acc = $mac::<VNNI>(acc, x, w[t]);
-                        }
-                    } else {
-                        for t in 0..ks {
-                            let x = $load_x::<S, TAIL>(tap(t, p), count);
-                            acc = $mac::<VNNI>(acc, x, $load_w(weights.add(t * $lanes)));
-                        }
+                    for (&ptr, &w) in ptrs.iter().zip(index) {
+                        let x = $load_x::<S, TAIL>(ptr.add(first + p * step), count);
+                        acc = $mac(acc, x, $load_w(weights.add(w)));
                     }
                     $finish::<S, TAIL>(acc, &params, out.add(p * c + first), count);
                     p += 1;
@@ -201,11 +167,6 @@ struct Stage256 {
     zero_point: __m256i,
     min: __m256i,
     max: __m256i,
-}
-
-#[target_feature(enable = "avx2")]
-fn zero_256() -> __m256i {
-    _mm256_setzero_si256()
 }
 
 #[target_feature(enable = "avx2")]
@@ -252,7 +213,7 @@ unsafe fn load_x_256<const S: bool, const TAIL: bool>(p: *const u8, count: usize
 
 #[target_feature(enable = "avx2")]
 #[inline]
-fn mac_256<const VNNI: bool>(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
+fn mac_256(acc: __m256i, x: __m256i, w: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
 }
 
@@ -291,8 +252,8 @@ unsafe fn finish_256<const S: bool, const TAIL: bool>(
 }
 
 q8_dw_kernel!(
-    entry_avx2, body_avx2, block_avx2, "avx2", 8, __m256i, zero_256, load_w_256, load_x_256,
-    mac_256, finish_256, stage_256
+    entry_avx2, body_avx2, block_avx2, "avx2", 8, __m256i, load_w_256, load_x_256, mac_256,
+    finish_256, stage_256
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -305,11 +266,6 @@ struct Stage512 {
     zero_point: __m512i,
     min: __m512i,
     max: __m512i,
-}
-
-#[target_feature(enable = "avx512f")]
-fn zero_512() -> __m512i {
-    _mm512_setzero_si512()
 }
 
 #[target_feature(enable = "avx512f")]
@@ -361,7 +317,7 @@ unsafe fn load_x_512<const S: bool, const TAIL: bool>(p: *const u8, count: usize
 
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn mac_512<const VNNI: bool>(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+fn mac_512(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
     _mm512_add_epi32(acc, _mm512_madd_epi16(x, w))
 }
 
@@ -369,7 +325,7 @@ fn mac_512<const VNNI: bool>(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
 /// bodies compiled with AVX-512 VNNI (a call per tap otherwise).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-fn mac_512_vnni<const VNNI: bool>(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+fn mac_512_vnni(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
     _mm512_dpwssd_epi32(acc, x, w)
 }
 
@@ -405,7 +361,6 @@ q8_dw_kernel!(
     "avx512f,avx512bw,avx512vl",
     16,
     __m512i,
-    zero_512,
     load_w_512,
     load_x_512,
     mac_512,
@@ -420,7 +375,6 @@ q8_dw_kernel!(
     "avx512f,avx512bw,avx512vl,avx512vnni",
     16,
     __m512i,
-    zero_512,
     load_w_512,
     load_x_512,
     mac_512_vnni,
@@ -437,41 +391,14 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
     }
 }
 
-pub(super) const UKERNELS: [Q8DwUkernel; 9] = [
-    Q8DwUkernel::new(
-        info(Isa::Avx2, "q8 dw 8 3x3 avx2", 8, 9),
-        entry_avx2::<9, 4, false>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx2, "q8 dw 8 5x5 avx2", 8, 25),
-        entry_avx2::<25, 4, false>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx2, "q8 dw 8 avx2", 8, 0),
-        entry_avx2::<0, 4, false>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx512, "q8 dw 16 3x3 avx512", 16, 9),
-        entry_avx512::<9, 8, false>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx512, "q8 dw 16 5x5 avx512", 16, 25),
-        entry_avx512::<25, 8, false>,
-    ),
+pub(super) const UKERNELS: [Q8DwUkernel; 3] = [
+    Q8DwUkernel::new(info(Isa::Avx2, "q8 dw 8 avx2", 8, 0), entry_avx2::<8>),
     Q8DwUkernel::new(
         info(Isa::Avx512, "q8 dw 16 avx512", 16, 0),
-        entry_avx512::<0, 8, false>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx512Vnni, "q8 dw 16 3x3 avx512vnni", 16, 9),
-        entry_vnni::<9, 8, true>,
-    ),
-    Q8DwUkernel::new(
-        info(Isa::Avx512Vnni, "q8 dw 16 5x5 avx512vnni", 16, 25),
-        entry_vnni::<25, 8, true>,
+        entry_avx512::<8>,
     ),
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 avx512vnni", 16, 0),
-        entry_vnni::<0, 8, true>,
+        entry_vnni::<8>,
     ),
 ];
