@@ -139,6 +139,7 @@ impl Interpreter {
                     tensors: &tensors,
                     subgraph: sg,
                     isa,
+                    folded: None,
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -204,6 +205,7 @@ impl Interpreter {
                 tensors: &tensors,
                 subgraph: sg,
                 isa,
+                folded: None,
             };
             let mut kernel = kernels::build(&ctx)?;
             let mut out_slots = Vec::with_capacity(operator.outputs.len());
@@ -337,6 +339,7 @@ impl Interpreter {
                 tensors: &tensors,
                 subgraph: sg,
                 isa,
+                folded: Some((&slots, bytemuck::cast_slice(&constants))),
             };
             let kernel = kernels::build(&ctx)?;
             scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());

@@ -6,6 +6,7 @@ use octet_core::{Model, Operator, TensorData, TensorId};
 
 use octet_linalg::Isa;
 
+use crate::io::Slot;
 use crate::{OpIo, RuntimeError, TensorInfo};
 
 /// A prepared kernel for one operator.
@@ -31,6 +32,10 @@ pub struct OpContext<'a> {
     pub(crate) tensors: &'a [TensorInfo],
     pub(crate) subgraph: &'a octet_core::Subgraph,
     pub(crate) isa: Isa,
+    /// The constant store and every tensor's slot, once operators that only turn constants
+    /// into constants (fp16 weights' DEQUANTIZE) have been folded into it: their outputs are
+    /// constants too.
+    pub(crate) folded: Option<(&'a [Slot], &'a [u8])>,
 }
 
 impl<'a> OpContext<'a> {
@@ -105,15 +110,36 @@ impl<'a> OpContext<'a> {
         self.model.tensor_bytes(tensor).map(|_| tensor)
     }
 
-    /// The decoded data of constant input `i`, `None` if the input is computed at run time.
+    /// The decoded data of constant input `i` (in the model, or computed from constants when
+    /// the model was prepared), `None` if the input is computed at run time.
     pub fn constant(&self, i: usize) -> Result<Option<TensorData>, RuntimeError> {
         match self.constant_tensor(i) {
-            None => Ok(None),
+            None => self.folded_constant(i),
             Some(tensor) => self
                 .model
                 .tensor_data(tensor)
                 .map_err(|e| self.invalid(format!("constant input {i}: {e}"))),
         }
+    }
+
+    /// Input `i` as the output of an operator folded at prepare time, if it is one.
+    fn folded_constant(&self, i: usize) -> Result<Option<TensorData>, RuntimeError> {
+        let (Some(Some(id)), Some((slots, store))) = (self.operator.inputs.get(i), self.folded)
+        else {
+            return Ok(None);
+        };
+        let (Some(&Slot::Constant { offset, len }), Some(info)) =
+            (slots.get(id.index()), self.tensors.get(id.index()))
+        else {
+            return Ok(None);
+        };
+        let bytes = offset
+            .checked_add(len)
+            .and_then(|end| store.get(offset..end))
+            .ok_or_else(|| self.invalid(format!("folded input {i} lies outside the store")))?;
+        TensorData::decode(info.dtype, info.num_elements(), bytes)
+            .map(Some)
+            .map_err(|e| self.invalid(format!("folded input {i}: {e}")))
     }
 
     /// Constant integer input `i` (int32 or int64: shapes, axes, paddings, permutations) as

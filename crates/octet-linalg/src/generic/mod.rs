@@ -2,4 +2,6 @@
 //! architecture without kernels of its own, and the twin every per-architecture kernel is
 //! tested against.
 
+pub(crate) mod depthwise;
 pub(crate) mod gemm_f32;
+pub(crate) mod pool;

@@ -11,3 +11,17 @@ use crate::frame::gemm_f32::F32GemmUkernel;
 pub(crate) fn f32_gemm_ukernels() -> Vec<F32GemmUkernel> {
     f32_gemm::UKERNELS.to_vec()
 }
+
+mod depthwise_f32;
+mod depthwise_q8;
+mod requant;
+
+/// The float depthwise kernels of this architecture.
+pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {
+    depthwise_f32::UKERNELS.to_vec()
+}
+
+/// The 8-bit depthwise kernels of this architecture.
+pub(crate) fn q8_dw_ukernels() -> Vec<crate::frame::depthwise::Q8DwUkernel> {
+    depthwise_q8::UKERNELS.to_vec()
+}

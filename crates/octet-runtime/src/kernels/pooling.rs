@@ -5,7 +5,15 @@
 //! kernels assume, as TFLite does, that input and output share scale and zero point: they work on
 //! the raw integers and only clamp to the fused activation's range on the output.
 
+use std::ops::Range;
+
+use bytemuck::Pod;
 use octet_core::{ActivationFunction, DType, Padding, Pool2DOptions};
+use octet_linalg::LinalgError;
+use octet_linalg::frame::depthwise::DwPlan;
+use octet_linalg::frame::gemm_f32::F32Clamp;
+use octet_linalg::frame::pool::{Pool2d, PoolKind};
+use octet_linalg::frame::window::Window2d;
 
 use crate::kernels::common::{activation_range_f32, activation_range_quantized, dtype_range};
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
@@ -24,12 +32,6 @@ pub fn max_pool_2d(
     o: &Pool2DOptions,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
     build(ctx, o, PoolKind::Max)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PoolKind {
-    Average,
-    Max,
 }
 
 /// TFLite `ComputeOutSize` (dilation 1).
@@ -86,11 +88,6 @@ impl PoolGeometry {
 
     fn cols(&self, out_x: usize) -> (usize, usize) {
         Self::window(out_x, self.stride_w, self.pad_w, self.filter_w, self.in_w)
-    }
-
-    /// Offset of pixel (b, y, x) (channel 0) in the input.
-    fn input_offset(&self, b: usize, y: usize, x: usize) -> usize {
-        ((b * self.in_h + y) * self.in_w + x) * self.depth
     }
 }
 
@@ -212,301 +209,99 @@ fn build(
     ) {
         return Err(ctx.unsupported(format!("fused activation {:?} on a pool", o.activation)));
     }
-    Ok(Box::new(Pool2D {
-        geometry,
-        kind,
-        flavour,
-        acc_f32: vec![0.0; depth],
-        acc_i32: vec![0; depth],
-    }))
+    if geometry.out_h * geometry.out_w * batches * depth == 0 {
+        return Ok(Box::new(EmptyPool));
+    }
+    let pool =
+        linalg_pool(&geometry, kind).map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
+    Ok(Box::new(Pool2D { pool, flavour }))
 }
 
-/// A prepared AVERAGE_POOL_2D or MAX_POOL_2D.
-struct Pool2D {
-    geometry: PoolGeometry,
-    kind: PoolKind,
-    flavour: Flavour,
-    /// One float accumulator per channel (float average and max).
-    acc_f32: Vec<f32>,
-    /// One integer accumulator per channel (quantized average and max).
-    acc_i32: Vec<i32>,
-}
+/// A pool with an empty output: nothing to compute.
+struct EmptyPool;
 
-impl Kernel for Pool2D {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        let g = &self.geometry;
-        match (self.flavour, self.kind) {
-            (Flavour::F32 { min, max }, kind) => {
-                let (inputs, out) = io.single::<f32>()?;
-                let input = inputs.get::<f32>(0)?;
-                check_len(g, input.len(), out.len())?;
-                match kind {
-                    PoolKind::Average => {
-                        average_pool_f32(g, input, out, &mut self.acc_f32, min, max)
-                    }
-                    PoolKind::Max => max_pool_f32(g, input, out, &mut self.acc_f32, min, max),
-                }
-            }
-            (Flavour::I8 { min, max }, kind) => {
-                let (inputs, out) = io.single::<i8>()?;
-                let input = inputs.get::<i8>(0)?;
-                check_len(g, input.len(), out.len())?;
-                pool_quantized(
-                    g,
-                    kind,
-                    input,
-                    out,
-                    &mut self.acc_i32,
-                    min,
-                    max,
-                    round_div_symmetric,
-                );
-            }
-            (Flavour::U8 { min, max }, kind) => {
-                let (inputs, out) = io.single::<u8>()?;
-                let input = inputs.get::<u8>(0)?;
-                check_len(g, input.len(), out.len())?;
-                pool_quantized(
-                    g,
-                    kind,
-                    input,
-                    out,
-                    &mut self.acc_i32,
-                    min,
-                    max,
-                    round_div_uint8,
-                );
-            }
-            (Flavour::I16 { min, max }, kind) => {
-                let (inputs, out) = io.single::<i16>()?;
-                let input = inputs.get::<i16>(0)?;
-                check_len(g, input.len(), out.len())?;
-                pool_quantized(
-                    g,
-                    kind,
-                    input,
-                    out,
-                    &mut self.acc_i32,
-                    min,
-                    max,
-                    round_div_symmetric,
-                );
-            }
-        }
+impl Kernel for EmptyPool {
+    fn eval(&mut self, _io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         Ok(())
     }
 }
 
-fn check_len(g: &PoolGeometry, input: usize, output: usize) -> Result<(), RuntimeError> {
-    if input != g.batches * g.in_h * g.in_w * g.depth
-        || output != g.batches * g.out_h * g.out_w * g.depth
-    {
+/// A prepared AVERAGE_POOL_2D or MAX_POOL_2D on octet-linalg's pools, split by output rows over
+/// the threads.
+struct Pool2D {
+    pool: Pool2d,
+    flavour: Flavour,
+}
+
+/// The linalg pool of a geometry.
+fn linalg_pool(g: &PoolGeometry, kind: PoolKind) -> Result<Pool2d, LinalgError> {
+    let window = Window2d {
+        batches: g.batches,
+        in_h: g.in_h,
+        in_w: g.in_w,
+        out_h: g.out_h,
+        out_w: g.out_w,
+        filter_h: g.filter_h,
+        filter_w: g.filter_w,
+        stride_h: g.stride_h,
+        stride_w: g.stride_w,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: g.pad_h,
+        pad_left: g.pad_w,
+    };
+    Pool2d::new(DwPlan::new(&window, g.depth)?, kind)
+}
+
+impl Kernel for Pool2D {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let pool = &self.pool;
+        match self.flavour {
+            Flavour::F32 { min, max } => {
+                let clamp = F32Clamp { min, max };
+                run_rows::<f32>(io, pool, |input, rows, out| {
+                    pool.run_f32(input, rows, out, clamp)
+                })
+            }
+            Flavour::I8 { min, max } => run_rows::<i8>(io, pool, |input, rows, out| {
+                pool.run_int(input, rows, out, min, max)
+            }),
+            Flavour::U8 { min, max } => run_rows::<u8>(io, pool, |input, rows, out| {
+                pool.run_int(input, rows, out, min, max)
+            }),
+            Flavour::I16 { min, max } => run_rows::<i16>(io, pool, |input, rows, out| {
+                pool.run_int(input, rows, out, min, max)
+            }),
+        }
+    }
+}
+
+/// Runs `f(input, rows, out_rows)` over chunks of whole output rows, in parallel.
+fn run_rows<T: Pod + Send + Sync>(
+    io: &mut OpIo<'_>,
+    pool: &Pool2d,
+    f: impl Fn(&[T], Range<usize>, &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let parts = io.parts::<T>(0)?;
+    let input = parts.inputs.get::<T>(0)?;
+    let plan = pool.plan();
+    if input.len() != plan.input_len() || parts.output.len() != plan.output_len() {
         return Err(RuntimeError::eval(
             "pool: tensor sizes do not match the prepared shapes",
         ));
     }
-    Ok(())
-}
-
-/// TFLite's `ActivationFunctionWithMinMax`: `min(max(x, lo), hi)` with `std::min`/`std::max`
-/// semantics (a NaN passes through).
-fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
-    let y = if x < lo { lo } else { x };
-    if hi < y { hi } else { y }
-}
-
-/// Visits every output pixel: `f(window rows, window columns, input batch offset, output pixel)`.
-fn for_each_output_pixel(
-    g: &PoolGeometry,
-    mut f: impl FnMut((usize, usize), (usize, usize), usize, usize),
-) {
-    let mut pixel = 0;
-    for b in 0..g.batches {
-        for out_y in 0..g.out_h {
-            let rows = g.rows(out_y);
-            for out_x in 0..g.out_w {
-                f(rows, g.cols(out_x), b, pixel);
-                pixel += 1;
-            }
-        }
+    if parts.output.is_empty() {
+        return Ok(());
     }
-}
-
-/// Float average: the window's sum in filter order (rows, then columns) divided by the number of
-/// input pixels it covers.
-fn average_pool_f32(
-    g: &PoolGeometry,
-    input: &[f32],
-    out: &mut [f32],
-    acc: &mut [f32],
-    min: f32,
-    max: f32,
-) {
-    let depth = g.depth;
-    for_each_output_pixel(g, |(y0, y1), (x0, x1), b, pixel| {
-        acc.fill(0.0);
-        let mut count = 0.0f32;
-        for y in y0..y1 {
-            for x in x0..x1 {
-                let start = g.input_offset(b, y, x);
-                for (a, &v) in acc.iter_mut().zip(&input[start..start + depth]) {
-                    *a += v;
-                }
-                count += 1.0;
-            }
-        }
-        let dst = &mut out[pixel * depth..(pixel + 1) * depth];
-        for (o, &a) in dst.iter_mut().zip(acc.iter()) {
-            *o = clamp_f32(a / count, min, max);
-        }
-    });
-}
-
-/// Float max, starting from the lowest finite float (`std::numeric_limits<float>::lowest()`).
-fn max_pool_f32(
-    g: &PoolGeometry,
-    input: &[f32],
-    out: &mut [f32],
-    acc: &mut [f32],
-    min: f32,
-    max: f32,
-) {
-    let depth = g.depth;
-    for_each_output_pixel(g, |(y0, y1), (x0, x1), b, pixel| {
-        acc.fill(f32::MIN);
-        for y in y0..y1 {
-            for x in x0..x1 {
-                let start = g.input_offset(b, y, x);
-                for (a, &v) in acc.iter_mut().zip(&input[start..start + depth]) {
-                    // std::max(a, v) keeps `a` unless a < v.
-                    if *a < v {
-                        *a = v;
-                    }
-                }
-            }
-        }
-        let dst = &mut out[pixel * depth..(pixel + 1) * depth];
-        for (o, &a) in dst.iter_mut().zip(acc.iter()) {
-            *o = clamp_f32(a, min, max);
-        }
-    });
-}
-
-/// A quantized element: int8, uint8 or int16.
-trait QuantElem: Copy {
-    fn to_i32(self) -> i32;
-    /// The value of a clamped `i32` (already within range).
-    fn from_i32(v: i32) -> Self;
-    /// TFLite's start value of a max pool: the type's lowest value.
-    const LOWEST: i32;
-}
-
-impl QuantElem for i8 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_i32(v: i32) -> Self {
-        v as i8
-    }
-    const LOWEST: i32 = i8::MIN as i32;
-}
-
-impl QuantElem for u8 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_i32(v: i32) -> Self {
-        v as u8
-    }
-    const LOWEST: i32 = 0;
-}
-
-impl QuantElem for i16 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_i32(v: i32) -> Self {
-        v as i16
-    }
-    const LOWEST: i32 = i16::MIN as i32;
-}
-
-/// `reference_integer_ops::AveragePool` (int8, int16): round half away from zero,
-/// `(acc ± count/2) / count` with C++'s truncating division.
-fn round_div_symmetric(acc: i32, count: i32) -> i32 {
-    if acc > 0 {
-        (acc + count / 2) / count
-    } else {
-        (acc - count / 2) / count
-    }
-}
-
-/// `reference_ops::AveragePool` (uint8): `(acc + count/2) / count` (acc is never negative).
-fn round_div_uint8(acc: i32, count: i32) -> i32 {
-    (acc + count / 2) / count
-}
-
-/// Window sums (average) or maxima (max) per channel, in `acc`.
-fn accumulate_window<T: QuantElem>(
-    g: &PoolGeometry,
-    kind: PoolKind,
-    input: &[T],
-    acc: &mut [i32],
-    b: usize,
-    (y0, y1): (usize, usize),
-    (x0, x1): (usize, usize),
-) {
-    let depth = g.depth;
-    acc.fill(match kind {
-        PoolKind::Average => 0,
-        PoolKind::Max => T::LOWEST,
-    });
-    for y in y0..y1 {
-        for x in x0..x1 {
-            let start = g.input_offset(b, y, x);
-            let src = &input[start..start + depth];
-            match kind {
-                PoolKind::Average => {
-                    for (a, &v) in acc.iter_mut().zip(src) {
-                        *a = a.wrapping_add(v.to_i32());
-                    }
-                }
-                PoolKind::Max => {
-                    for (a, &v) in acc.iter_mut().zip(src) {
-                        *a = (*a).max(v.to_i32());
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Quantized pools: accumulate each window, then divide (average) and clamp to the activation
-/// range.
-#[allow(clippy::too_many_arguments)]
-fn pool_quantized<T: QuantElem>(
-    g: &PoolGeometry,
-    kind: PoolKind,
-    input: &[T],
-    out: &mut [T],
-    acc: &mut [i32],
-    min: i32,
-    max: i32,
-    round_div: fn(i32, i32) -> i32,
-) {
-    let depth = g.depth;
-    for_each_output_pixel(g, |rows, cols, b, pixel| {
-        accumulate_window(g, kind, input, acc, b, rows, cols);
-        let count = ((rows.1 - rows.0) * (cols.1 - cols.0)) as i32;
-        let dst = &mut out[pixel * depth..(pixel + 1) * depth];
-        for (o, &a) in dst.iter_mut().zip(acc.iter()) {
-            let v = match kind {
-                PoolKind::Average => round_div(a, count),
-                PoolKind::Max => a,
-            };
-            *o = T::from_i32(v.clamp(min, max));
-        }
-    });
+    let row_len = plan.row_len();
+    let per_chunk = parts.threads.chunk_units(plan.rows(), 1);
+    parts
+        .threads
+        .for_each_chunk(parts.output, per_chunk * row_len, |i, chunk| {
+            let start = i * per_chunk;
+            f(input, start..start + chunk.len() / row_len, chunk)
+        })
+        .map_err(|e| RuntimeError::eval(e.to_string()))
 }
 
 #[cfg(test)]
@@ -550,15 +345,12 @@ mod tests {
         assert_eq!((g.out_w, g.pad_w), (3, 0));
     }
 
-    #[test]
-    fn quantized_average_rounds_half_away_from_zero() {
-        // 5/2 = 2.5 -> 3 and -5/2 -> -3 (int8/int16); uint8 rounds half up.
-        assert_eq!(round_div_symmetric(5, 2), 3);
-        assert_eq!(round_div_symmetric(-5, 2), -3);
-        assert_eq!(round_div_symmetric(-4, 3), -1); // -1.33 -> -1
-        assert_eq!(round_div_symmetric(0, 4), 0);
-        assert_eq!(round_div_uint8(5, 2), 3);
-        assert_eq!(round_div_uint8(7, 4), 2); // 1.75 -> 2
+    /// Runs a pool of `g` (depth 1) on `input` through the linalg kernel.
+    fn pool_int(g: &PoolGeometry, kind: PoolKind, input: &[i8], min: i32, max: i32) -> Vec<i8> {
+        let pool = linalg_pool(g, kind).unwrap();
+        let mut out = vec![0i8; g.out_h * g.out_w];
+        pool.run_int(input, 0..g.out_h, &mut out, min, max).unwrap();
+        out
     }
 
     #[test]
@@ -568,32 +360,13 @@ mod tests {
         let g = geometry((3, 3), (2, 2), (2, 2), Padding::Same);
         assert_eq!((g.out_h, g.out_w, g.pad_h), (2, 2, 0));
         let input: [i8; 9] = [1, 2, 3, -4, -5, -6, 7, 8, 9];
-        let mut out = [0i8; 4];
-        let mut acc = [0i32; 1];
-        pool_quantized(
-            &g,
-            PoolKind::Average,
-            &input,
-            &mut out,
-            &mut acc,
-            -128,
-            127,
-            round_div_symmetric,
-        );
         // (1+2-4-5)/4 = -1.5 -> -2; (3-6)/2 = -1.5 -> -2; (7+8)/2 = 7.5 -> 8; 9.
-        assert_eq!(out, [-2, -2, 8, 9]);
-        pool_quantized(
-            &g,
-            PoolKind::Max,
-            &input,
-            &mut out,
-            &mut acc,
-            -128,
-            5,
-            round_div_symmetric,
+        assert_eq!(
+            pool_int(&g, PoolKind::Average, &input, -128, 127),
+            [-2, -2, 8, 9]
         );
         // maxima 2, 3, 8, 9 clamped to 5.
-        assert_eq!(out, [2, 3, 5, 5]);
+        assert_eq!(pool_int(&g, PoolKind::Max, &input, -128, 5), [2, 3, 5, 5]);
     }
 
     #[test]
@@ -601,11 +374,14 @@ mod tests {
         let g = geometry((2, 2), (2, 2), (1, 1), Padding::Valid);
         let input = [1.0f32, -2.0, 3.5, 0.5];
         let mut out = [0.0f32; 1];
-        let mut acc = [0.0f32; 1];
-        average_pool_f32(&g, &input, &mut out, &mut acc, f32::MIN, f32::MAX);
+        let average = linalg_pool(&g, PoolKind::Average).unwrap();
+        average
+            .run_f32(&input, 0..1, &mut out, F32Clamp::NONE)
+            .unwrap();
         assert_eq!(out, [0.75]);
-        max_pool_f32(&g, &input, &mut out, &mut acc, 0.0, 3.0);
+        let max = linalg_pool(&g, PoolKind::Max).unwrap();
+        max.run_f32(&input, 0..1, &mut out, F32Clamp { min: 0.0, max: 3.0 })
+            .unwrap();
         assert_eq!(out, [3.0]);
-        assert!(clamp_f32(f32::NAN, 0.0, 6.0).is_nan());
     }
 }

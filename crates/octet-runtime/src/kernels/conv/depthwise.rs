@@ -2,15 +2,25 @@
 //! `reference_integer_ops::DepthwiseConvPerChannel` (int8, int16x8) and
 //! `DepthwiseConvHybridPerChannel` (hybrid). Output channel `oc` reads input channel
 //! `oc / depth_multiplier`; the filter is `[1, height, width, output channels]`.
+//!
+//! Float32, int8 (int8 or int4 weights) and uint8 with a depth multiplier of 1 and constant
+//! weights and bias run on octet-linalg's depthwise kernels, packed when the kernel is built and
+//! split by output rows over the threads. The other flavours (depth multiplier above 1, weights
+//! computed at run time, int16x8, hybrid) keep the scalar reference code below.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
-use octet_core::{DType, DepthwiseConv2DOptions};
+use octet_core::{DType, DepthwiseConv2DOptions, TensorData};
+use octet_linalg::frame::depthwise::{DwPlan, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams};
+use octet_linalg::frame::gemm_f32::F32Clamp;
+use octet_linalg::frame::window::Window2d;
+use octet_linalg::{LinalgError, Threads};
 
 use super::{
     Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
-    QuantDot, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
-    dims4, int8_weights, legacy_requantize, per_channel_requantize,
+    QuantDot, Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len,
+    clamp_f32, dims4, int8_weights, legacy_requantize, per_channel_requantize,
 };
 use crate::kernels::common::activation_range_f32;
 use crate::kernels::hybrid_input::QuantizedInput;
@@ -137,6 +147,9 @@ pub(super) fn build(
                 return Err(ctx.unsupported_types());
             }
             let (act_min, act_max) = activation_range_f32(o.activation);
+            if let Some(kernel) = linalg_f32(ctx, &shape, act_min, act_max)? {
+                return Ok(kernel);
+            }
             Ok(Box::new(FloatDepthwise {
                 shape,
                 has_bias: bias.is_some(),
@@ -185,6 +198,9 @@ pub(super) fn build(
                 3,
                 FilterZeroPoints::Ignored,
             )?;
+            if let Some(kernel) = linalg_q8(ctx, &shape, &requantize, input_offset, 0, true)? {
+                return Ok(kernel);
+            }
             Ok(Box::new(QuantDepthwise::<i8, i8, i32> {
                 shape,
                 weights: int8_weights(ctx, FILTER)?,
@@ -235,6 +251,11 @@ pub(super) fn build(
                 out_c,
                 "DEPTHWISE_CONV_2D",
             )?;
+            if let Some(kernel) =
+                linalg_q8(ctx, &shape, &requantize, input_offset, filter_offset, false)?
+            {
+                return Ok(kernel);
+            }
             Ok(Box::new(QuantDepthwise::<u8, u8, i32> {
                 shape,
                 weights: Weights::Input(FILTER),
@@ -246,6 +267,159 @@ pub(super) fn build(
             }))
         }
         _ => Err(ctx.unsupported_types()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// octet-linalg kernels.
+
+/// The depthwise plan of a window with a depth multiplier of 1, `None` otherwise.
+fn plan(shape: &DepthwiseShape) -> Result<Option<DwPlan>, LinalgError> {
+    let w = &shape.window;
+    if shape.depth_multiplier != 1 || w.in_c != w.out_c || w.output_len() == 0 {
+        return Ok(None);
+    }
+    let window = Window2d {
+        batches: w.batches,
+        in_h: w.in_h,
+        in_w: w.in_w,
+        out_h: w.out_h,
+        out_w: w.out_w,
+        filter_h: w.filter_h,
+        filter_w: w.filter_w,
+        stride_h: w.stride_h,
+        stride_w: w.stride_w,
+        dilation_h: w.dilation_h,
+        dilation_w: w.dilation_w,
+        pad_top: w.pad_h,
+        pad_left: w.pad_w,
+    };
+    DwPlan::new(&window, w.out_c).map(Some)
+}
+
+/// A linalg error met while building, reported against this operator.
+fn linalg_error(ctx: &OpContext<'_>, e: LinalgError) -> RuntimeError {
+    ctx.invalid(format!("depthwise kernel: {e}"))
+}
+
+/// The float kernel on octet-linalg, when the weights and bias are constants.
+fn linalg_f32(
+    ctx: &OpContext<'_>,
+    shape: &DepthwiseShape,
+    act_min: f32,
+    act_max: f32,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(plan) = plan(shape).map_err(|e| linalg_error(ctx, e))? else {
+        return Ok(None);
+    };
+    let Some(TensorData::F32(weights)) = ctx.constant(FILTER)? else {
+        return Ok(None);
+    };
+    let bias = match ctx.optional_input(BIAS) {
+        None => None,
+        Some(_) => match ctx.constant(BIAS)? {
+            Some(TensorData::F32(b)) => Some(b),
+            _ => return Ok(None),
+        },
+    };
+    let clamp = F32Clamp {
+        min: act_min,
+        max: act_max,
+    };
+    let dw = PackedF32Depthwise::new(ctx.isa(), plan, &weights, bias.as_deref(), clamp)
+        .map_err(|e| linalg_error(ctx, e))?;
+    Ok(Some(Box::new(LinalgF32Depthwise { dw })))
+}
+
+/// The int8 (`signed`) or legacy uint8 kernel on octet-linalg, when the weights and bias are
+/// constants and every multiplier is non-negative.
+fn linalg_q8(
+    ctx: &OpContext<'_>,
+    shape: &DepthwiseShape,
+    requantize: &Requantize,
+    input_offset: i32,
+    filter_offset: i32,
+    signed: bool,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(plan) = plan(shape).map_err(|e| linalg_error(ctx, e))? else {
+        return Ok(None);
+    };
+    let weights: Vec<u8> = match ctx.constant(FILTER)? {
+        Some(TensorData::I8(w)) if signed => bytemuck::cast_slice::<i8, u8>(&w).to_vec(),
+        Some(TensorData::U8(w)) if !signed => w,
+        _ => return Ok(None),
+    };
+    let bias = match ctx.optional_input(BIAS) {
+        None => None,
+        Some(_) => match ctx.constant(BIAS)? {
+            Some(TensorData::I32(b)) => Some(b),
+            _ => return Ok(None),
+        },
+    };
+    if requantize.multipliers.iter().any(|m| m.multiplier < 0) {
+        return Ok(None);
+    }
+    let params = Q8DwParams {
+        signed,
+        input_offset,
+        weight_offset: filter_offset,
+        multipliers: &requantize.multipliers,
+        output_zero_point: requantize.output_offset,
+        min: requantize.act_min,
+        max: requantize.act_max,
+    };
+    let dw = PackedQ8Depthwise::new(ctx.isa(), plan, &weights, bias.as_deref(), &params)
+        .map_err(|e| linalg_error(ctx, e))?;
+    Ok(Some(Box::new(LinalgQ8Depthwise { dw })))
+}
+
+/// Runs `f(rows, out_rows)` over chunks of whole output rows, in parallel.
+fn run_rows<T: Send>(
+    threads: &Threads,
+    plan: &DwPlan,
+    out: &mut [T],
+    f: impl Fn(Range<usize>, &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    check_len("output", out.len(), plan.output_len())?;
+    let row_len = plan.row_len();
+    let per_chunk = threads.chunk_units(plan.rows(), 1);
+    threads
+        .for_each_chunk(out, per_chunk * row_len, |i, chunk| {
+            let start = i * per_chunk;
+            f(start..start + chunk.len() / row_len, chunk)
+        })
+        .map_err(|e| RuntimeError::eval(e.to_string()))
+}
+
+/// Float DEPTHWISE_CONV_2D on octet-linalg.
+struct LinalgF32Depthwise {
+    dw: PackedF32Depthwise,
+}
+
+impl Kernel for LinalgF32Depthwise {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<f32>(0)?;
+        let input = parts.inputs.get::<f32>(INPUT)?;
+        let dw = &self.dw;
+        run_rows(parts.threads, dw.plan(), parts.output, |rows, out| {
+            dw.run(input, rows, out)
+        })
+    }
+}
+
+/// int8 or uint8 DEPTHWISE_CONV_2D on octet-linalg (bytes either way).
+struct LinalgQ8Depthwise {
+    dw: PackedQ8Depthwise,
+}
+
+impl Kernel for LinalgQ8Depthwise {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<u8>(0)?;
+        let input = parts.inputs.get::<u8>(INPUT)?;
+        let dw = &self.dw;
+        run_rows(parts.threads, dw.plan(), parts.output, |rows, out| {
+            dw.run(input, rows, out)
+        })
     }
 }
 

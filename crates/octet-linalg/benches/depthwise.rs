@@ -1,0 +1,152 @@
+//! Criterion benchmarks of the depthwise and pooling kernels on MediaPipe-like shapes, every
+//! instruction set this CPU supports. `cargo bench -p octet-linalg --bench depthwise`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use octet_core::fixed_point::QuantizedMultiplier;
+use octet_linalg::frame::depthwise::{
+    DwPlan, F32DwUkernel, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams, Q8DwUkernel,
+};
+use octet_linalg::frame::gemm_f32::F32Clamp;
+use octet_linalg::frame::pool::{Pool2d, PoolKind};
+use octet_linalg::frame::window::Window2d;
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// A SAME window of a `size` x `size` filter over an `hw` x `hw` image.
+fn window(hw: usize, size: usize, stride: usize) -> Window2d {
+    let out = hw.div_ceil(stride);
+    let total = ((out - 1) * stride + size).saturating_sub(hw);
+    Window2d {
+        batches: 1,
+        in_h: hw,
+        in_w: hw,
+        out_h: out,
+        out_w: out,
+        filter_h: size,
+        filter_w: size,
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: total / 2,
+        pad_left: total / 2,
+    }
+}
+
+/// (name, image size, channels, filter, stride): face_landmark's and palm_detection's shapes.
+const SHAPES: [(&str, usize, usize, usize, usize); 4] = [
+    ("96x96x16 3x3", 96, 16, 3, 1),
+    ("48x48x32 3x3 s2", 96, 32, 3, 2),
+    ("24x24x128 5x5", 24, 128, 5, 1),
+    ("12x12x256 5x5", 12, 256, 5, 1),
+];
+
+fn depthwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("depthwise");
+    for (name, hw, ch, size, stride) in SHAPES {
+        let w = window(hw, size, stride);
+        let plan = DwPlan::new(&w, ch).unwrap();
+        let input = values(w.input_pixels() * ch, 1);
+        let weights = values(w.taps() * ch, 2);
+        group.throughput(Throughput::Elements(
+            (w.output_pixels() * ch * w.taps()) as u64,
+        ));
+        for kernel in F32DwUkernel::all()
+            .into_iter()
+            .filter(|k| k.info().taps == 0 || k.info().taps == w.taps())
+        {
+            let dw = PackedF32Depthwise::with_ukernel(
+                kernel,
+                plan.clone(),
+                &weights,
+                None,
+                F32Clamp::NONE,
+            )
+            .unwrap();
+            let mut out = vec![0f32; plan.output_len()];
+            group.bench_function(format!("{name} {}", kernel.info().name), |b| {
+                b.iter(|| dw.run(&input, 0..plan.rows(), &mut out).unwrap())
+            });
+        }
+        let bytes: Vec<u8> = input.iter().map(|v| (v * 100.0) as i8 as u8).collect();
+        let qweights: Vec<u8> = weights.iter().map(|v| (v * 127.0) as i8 as u8).collect();
+        let multipliers = [QuantizedMultiplier {
+            multiplier: 1 << 30,
+            shift: -8,
+        }];
+        let params = Q8DwParams {
+            signed: true,
+            input_offset: 3,
+            weight_offset: 0,
+            multipliers: &multipliers,
+            output_zero_point: -1,
+            min: -128,
+            max: 127,
+        };
+        for kernel in Q8DwUkernel::all()
+            .into_iter()
+            .filter(|k| k.info().taps == 0 || k.info().taps == w.taps())
+        {
+            let dw =
+                PackedQ8Depthwise::with_ukernel(kernel, plan.clone(), &qweights, None, &params)
+                    .unwrap();
+            let mut out = vec![0u8; plan.output_len()];
+            group.bench_function(format!("{name} {}", kernel.info().name), |b| {
+                b.iter(|| dw.run(&bytes, 0..plan.rows(), &mut out).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+fn pool(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool");
+    let w = Window2d {
+        stride_h: 2,
+        stride_w: 2,
+        out_h: 48,
+        out_w: 48,
+        filter_h: 2,
+        filter_w: 2,
+        pad_top: 0,
+        pad_left: 0,
+        ..window(96, 2, 2)
+    };
+    let ch = 16;
+    let plan = DwPlan::new(&w, ch).unwrap();
+    let input = values(w.input_pixels() * ch, 3);
+    let bytes: Vec<i8> = input.iter().map(|v| (v * 100.0) as i8).collect();
+    for kind in [PoolKind::Max, PoolKind::Average] {
+        let pool = Pool2d::new(plan.clone(), kind).unwrap();
+        let mut out = vec![0f32; plan.output_len()];
+        group.bench_function(format!("{kind:?} f32 96x96x16 2x2 s2"), |b| {
+            b.iter(|| {
+                pool.run_f32(&input, 0..plan.rows(), &mut out, F32Clamp::NONE)
+                    .unwrap()
+            })
+        });
+        let mut out = vec![0i8; plan.output_len()];
+        group.bench_function(format!("{kind:?} i8 96x96x16 2x2 s2"), |b| {
+            b.iter(|| {
+                pool.run_int(&bytes, 0..plan.rows(), &mut out, -128, 127)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, depthwise, pool);
+criterion_main!(benches);
