@@ -2,4 +2,5 @@
 //! architecture without kernels of its own, and the twin every per-architecture kernel is
 //! tested against.
 
+pub(crate) mod elementwise;
 pub(crate) mod gemm_f32;

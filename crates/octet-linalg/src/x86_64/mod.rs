@@ -11,3 +11,5 @@ use crate::frame::gemm_f32::F32GemmUkernel;
 pub(crate) fn f32_gemm_ukernels() -> Vec<F32GemmUkernel> {
     f32_gemm::UKERNELS.to_vec()
 }
+
+pub(crate) mod elementwise;

@@ -1,0 +1,455 @@
+//! x86-64 element-wise kernels.
+//!
+//! Most are the generic bodies compiled with AVX2+FMA or AVX-512 enabled: the bodies are
+//! written for the vectoriser, and compiling them inside a `#[target_feature]` function lets it
+//! use the wide registers (`vpmuldq` for the fixed-point products, masked blends for the
+//! selects). They are therefore bit-identical to the generic twin by construction; the battery
+//! checks it anyway. The 8-bit table lookup is written with AVX-512 VBMI intrinsics.
+
+use std::arch::x86_64::*;
+
+use crate::LinalgError;
+use crate::frame::elementwise::{
+    F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams, check_cyclic,
+    check_same,
+};
+use crate::frame::gemm_f32::F32Clamp;
+use crate::generic::elementwise as body;
+
+/// Generates the safe entry points of every auto-vectorised family for one instruction set.
+macro_rules! vectorised_kernels {
+    (
+        $feature:literal,
+        $quant_binary:ident, $quant_prelu:ident, $f32_binary:ident, $f32_unary:ident,
+        $quantize:ident, $dequantize:ident
+    ) => {
+        /// Quantized binary op (safe entry point: checks the operands, then runs the body
+        /// compiled for this instruction set).
+        pub(crate) fn $quant_binary<T: QuantElem>(
+            p: &QuantBinaryPrepared,
+            x: &[T],
+            y: &[T],
+            out: &mut [T],
+        ) -> Result<(), LinalgError> {
+            check_cyclic(x.len(), y.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run<T: QuantElem>(p: &QuantBinaryPrepared, x: &[T], y: &[T], out: &mut [T]) {
+                body::quant_binary_body(p, x, y, out)
+            }
+            // SAFETY: the frame hands this kernel out only when `Isa::is_supported` confirmed
+            // the CPU has every feature `run` is compiled with; `run` itself is safe code.
+            unsafe { run(p, x, y, out) };
+            Ok(())
+        }
+
+        /// Quantized PRELU (safe entry point).
+        pub(crate) fn $quant_prelu<T: QuantElem>(
+            p: &QuantPreluParams,
+            x: &[T],
+            out: &mut [T],
+        ) -> Result<(), LinalgError> {
+            check_cyclic(x.len(), p.alpha.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
+                body::quant_prelu_body(p, x, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(p, x, out) };
+            Ok(())
+        }
+
+        /// Float binary op (safe entry point).
+        pub(crate) fn $f32_binary(
+            op: F32BinaryOp,
+            clamp: F32Clamp,
+            x: &[f32],
+            y: &[f32],
+            out: &mut [f32],
+        ) -> Result<(), LinalgError> {
+            check_cyclic(x.len(), y.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run(op: F32BinaryOp, clamp: F32Clamp, x: &[f32], y: &[f32], out: &mut [f32]) {
+                body::f32_binary_body(op, clamp, x, y, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(op, clamp, x, y, out) };
+            Ok(())
+        }
+
+        /// Float activation (safe entry point).
+        pub(crate) fn $f32_unary(
+            op: F32UnaryOp,
+            x: &[f32],
+            out: &mut [f32],
+        ) -> Result<(), LinalgError> {
+            check_same(x.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run(op: F32UnaryOp, x: &[f32], out: &mut [f32]) {
+                body::f32_unary_body(op, x, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(op, x, out) };
+            Ok(())
+        }
+
+        /// QUANTIZE (safe entry point).
+        pub(crate) fn $quantize<T: QuantElem>(
+            scale: f32,
+            zero_point: i32,
+            x: &[f32],
+            out: &mut [T],
+        ) -> Result<(), LinalgError> {
+            check_same(x.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run<T: QuantElem>(scale: f32, zero_point: i32, x: &[f32], out: &mut [T]) {
+                body::quantize_body(scale, zero_point, x, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(scale, zero_point, x, out) };
+            Ok(())
+        }
+
+        /// DEQUANTIZE (safe entry point).
+        pub(crate) fn $dequantize<T: QuantElem>(
+            scale: f32,
+            zero_point: i32,
+            x: &[T],
+            out: &mut [f32],
+        ) -> Result<(), LinalgError> {
+            check_same(x.len(), out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run<T: QuantElem>(scale: f32, zero_point: i32, x: &[T], out: &mut [f32]) {
+                body::dequantize_body(scale, zero_point, x, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(scale, zero_point, x, out) };
+            Ok(())
+        }
+    };
+}
+
+vectorised_kernels!(
+    "avx2,fma",
+    quant_binary_avx2,
+    quant_prelu_avx2,
+    f32_binary_avx2,
+    f32_unary_avx2,
+    quantize_avx2,
+    dequantize_avx2
+);
+
+vectorised_kernels!(
+    "avx2,fma,avx512f,avx512bw,avx512dq,avx512vl",
+    quant_binary_avx512_auto,
+    quant_prelu_avx512_auto,
+    f32_binary_avx512,
+    f32_unary_avx512,
+    quantize_avx512,
+    dequantize_avx512
+);
+
+/// 8-bit table lookup with AVX-512 VBMI (safe entry point: checks the lengths). Handed out
+/// only when [`Isa::has_vbmi`](crate::Isa::has_vbmi) is true.
+pub(crate) fn lut8_vbmi(table: &[u8; 256], x: &[u8], out: &mut [u8]) -> Result<(), LinalgError> {
+    check_same(x.len(), out.len())?;
+    // SAFETY: `x` and `out` have the same length (checked above); the CPU has AVX-512 F, BW and
+    // VBMI (the frame checks `has_vbmi` before handing this kernel out).
+    unsafe { lut8_vbmi_body(table, x, out) };
+    Ok(())
+}
+
+/// The table sits in four registers; `vpermi2b` looks 64 bytes up in either half (7 index
+/// bits) and the index's top bit selects the half.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn lut8_vbmi_body(table: &[u8; 256], x: &[u8], out: &mut [u8]) {
+    let n = x.len().min(out.len());
+    let src = x.as_ptr();
+    let dst = out.as_mut_ptr();
+    // SAFETY: the table holds 256 bytes (four 64-byte loads); every full-vector access below
+    // covers `i..i + 64` with `i + 64 <= n`, and the tail is masked to the `n - i` valid bytes,
+    // so nothing outside `x` and `out` is read or written.
+    unsafe {
+        let t = table.as_ptr();
+        let t0 = _mm512_loadu_si512(t.cast());
+        let t1 = _mm512_loadu_si512(t.add(64).cast());
+        let t2 = _mm512_loadu_si512(t.add(128).cast());
+        let t3 = _mm512_loadu_si512(t.add(192).cast());
+        let lookup = |idx: __m512i| {
+            let lo = _mm512_permutex2var_epi8(t0, idx, t1);
+            let hi = _mm512_permutex2var_epi8(t2, idx, t3);
+            _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi)
+        };
+        let mut i = 0;
+        while i + 128 <= n {
+            let a = _mm512_loadu_si512(src.add(i).cast());
+            let b = _mm512_loadu_si512(src.add(i + 64).cast());
+            _mm512_storeu_si512(dst.add(i).cast(), lookup(a));
+            _mm512_storeu_si512(dst.add(i + 64).cast(), lookup(b));
+            i += 128;
+        }
+        while i < n {
+            let left = n - i;
+            let mask: __mmask64 = if left >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << left) - 1
+            };
+            let a = _mm512_maskz_loadu_epi8(mask, src.add(i).cast());
+            _mm512_mask_storeu_epi8(dst.add(i).cast(), mask, lookup(a));
+            i += 64;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512 8-bit ADD/SUB and PRELU, written with intrinsics
+// ---------------------------------------------------------------------------------------------
+
+/// A multiplier broadcast into the lanes of [`mbqm16`].
+#[derive(Clone, Copy)]
+struct MultVec {
+    multiplier: __m512i,
+    left: __m512i,
+    right: __m512i,
+}
+
+#[target_feature(enable = "avx512f")]
+fn mult_vec(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec {
+    MultVec {
+        multiplier: _mm512_set1_epi32(m.multiplier),
+        left: _mm512_set1_epi32(m.shift.clamp(0, 31)),
+        right: _mm512_set1_epi32((-m.shift).clamp(0, 31)),
+    }
+}
+
+/// `MultiplyByQuantizedMultiplier` on 16 lanes, each with its own multiplier and shifts
+/// (multipliers non-negative, shifts in `0..=31`, as the frame validates; the saturating
+/// `MIN * MIN` case of the doubling high multiply cannot occur with a non-negative multiplier).
+#[target_feature(enable = "avx512f")]
+fn mbqm16(x: __m512i, m: MultVec) -> __m512i {
+    let x = _mm512_sllv_epi32(x, m.left);
+    // (x * m + 2^30) >> 31 on the even and the odd lanes, as 64-bit products.
+    let nudge = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_mul_epi32(x, m.multiplier);
+    let odd = _mm512_mul_epi32(
+        _mm512_srli_epi64(x, 32),
+        _mm512_srli_epi64(m.multiplier, 32),
+    );
+    let even = _mm512_srai_epi64(_mm512_add_epi64(even, nudge), 31);
+    let odd = _mm512_slli_epi64(_mm512_add_epi64(odd, nudge), 1);
+    let high = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    // Rounding divide by 2^right, ties away from zero.
+    let one = _mm512_set1_epi32(1);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, m.right), one);
+    let remainder = _mm512_and_si512(high, mask);
+    let threshold = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(high, 31));
+    let quotient = _mm512_srav_epi32(high, m.right);
+    let round_up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    _mm512_mask_add_epi32(quotient, round_up, quotient, one)
+}
+
+/// Loads `count` (at most 16) 8-bit values at `src` widened to `i32` lanes (sign- or
+/// zero-extended as `T` is signed or not).
+///
+/// # Safety
+/// `count` bytes must be readable at `src`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn load_widen<T: QuantElem>(src: *const T, count: usize) -> __m512i {
+    let mask: __mmask16 = if count >= 16 {
+        0xffff
+    } else {
+        ((1u32 << count) - 1) as __mmask16
+    };
+    // SAFETY: the masked load touches only the `count` valid bytes.
+    let bytes = unsafe { _mm_maskz_loadu_epi8(mask, src.cast()) };
+    if T::MIN < 0 {
+        _mm512_cvtepi8_epi32(bytes)
+    } else {
+        _mm512_cvtepu8_epi32(bytes)
+    }
+}
+
+/// Adds the zero point, clamps to `[lo, hi]` and stores `count` (at most 16) bytes at `dst`.
+///
+/// # Safety
+/// `count` bytes must be writable at `dst`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn store_narrow<T: QuantElem>(
+    dst: *mut T,
+    count: usize,
+    v: __m512i,
+    zo: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+) {
+    let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, zo), lo), hi);
+    let mask: __mmask16 = if count >= 16 {
+        0xffff
+    } else {
+        ((1u32 << count) - 1) as __mmask16
+    };
+    // SAFETY: the masked store writes only the `count` valid bytes; the clamp makes the
+    // truncation to 8 bits exact.
+    unsafe { _mm512_mask_cvtepi32_storeu_epi8(dst.cast(), mask, v) };
+}
+
+/// Quantized binary op on AVX-512: 8-bit ADD/SUB with the rescaling tables looked up by
+/// `vpgatherdd`; other cases run the auto-vectorised body.
+pub(crate) fn quant_binary_avx512<T: QuantElem>(
+    p: &QuantBinaryPrepared,
+    x: &[T],
+    y: &[T],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    check_cyclic(x.len(), y.len(), out.len())?;
+    if T::MAX - T::MIN != 255 || p.x_table.len() != 256 || p.y_table.len() != 256 {
+        return quant_binary_avx512_auto(p, x, y, out);
+    }
+    // SAFETY: the operands were checked (`y` tiles `x`, `out` as long as `x`), both tables hold
+    // 256 entries and `T` is an 8-bit type; the frame hands this kernel out only on CPUs with
+    // AVX-512 F, BW, DQ and VL.
+    unsafe { quant_binary8_avx512(p, x, y, out) };
+    Ok(())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn quant_binary8_avx512<T: QuantElem>(
+    p: &QuantBinaryPrepared,
+    x: &[T],
+    y: &[T],
+    out: &mut [T],
+) {
+    use crate::frame::elementwise::QuantBinaryOp;
+    let params = &p.params;
+    let output = mult_vec(params.output_multiplier);
+    let zo = _mm512_set1_epi32(params.output_offset);
+    let lo = _mm512_set1_epi32(params.act_min);
+    let hi = _mm512_set1_epi32(params.act_max);
+    let byte = _mm512_set1_epi32(0xff);
+    let (xt, yt) = (p.x_table.as_ptr(), p.y_table.as_ptr());
+    let op = params.op;
+    let period = y.len();
+    // SAFETY (whole body): every index into a table is masked to 0..=255 and both tables hold
+    // 256 entries; every load and store covers `start..start + count` within one row of
+    // `period` elements, rows lie inside `x`/`out` (period divides their common length) and
+    // `y` holds `period` elements.
+    unsafe {
+        let lookup = |t: *const i32, v: __m512i| {
+            _mm512_i32gather_epi32::<4>(_mm512_and_si512(v, byte), t.cast())
+        };
+        let combine = |a: __m512i, b: __m512i| match op {
+            QuantBinaryOp::Add => _mm512_add_epi32(a, b),
+            QuantBinaryOp::Sub => _mm512_sub_epi32(a, b),
+            _ => _mm512_sub_epi32(b, a),
+        };
+        if period == 1 {
+            let b = _mm512_set1_epi32(*yt.add((y[0].to_i32() & 0xff) as usize));
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(16);
+                let a = lookup(xt, load_widen(x.as_ptr().add(i), count));
+                let r = mbqm16(combine(a, b), output);
+                store_narrow(out.as_mut_ptr().add(i), count, r, zo, lo, hi);
+                i += 16;
+            }
+            return;
+        }
+        let mut row = 0;
+        while row < x.len() {
+            let mut c = 0;
+            while c < period {
+                let count = (period - c).min(16);
+                let a = lookup(xt, load_widen(x.as_ptr().add(row + c), count));
+                let b = lookup(yt, load_widen(y.as_ptr().add(c), count));
+                let r = mbqm16(combine(a, b), output);
+                store_narrow(out.as_mut_ptr().add(row + c), count, r, zo, lo, hi);
+                c += 16;
+            }
+            row += period;
+        }
+    }
+}
+
+/// Quantized PRELU on AVX-512 for 8-bit types (16 lanes, per-lane choice of the branch's
+/// multiplier); int16 runs the auto-vectorised body.
+pub(crate) fn quant_prelu_avx512<T: QuantElem>(
+    p: &QuantPreluParams,
+    x: &[T],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    check_cyclic(x.len(), p.alpha.len(), out.len())?;
+    if T::MAX - T::MIN != 255 {
+        return quant_prelu_avx512_auto(p, x, out);
+    }
+    // SAFETY: the operands were checked (the alpha period tiles `x`, `out` as long as `x`) and
+    // `T` is an 8-bit type; the frame hands this kernel out only on CPUs with AVX-512 F, BW,
+    // DQ and VL.
+    unsafe { quant_prelu8_avx512(p, x, out) };
+    Ok(())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
+    let identity = mult_vec(p.identity_multiplier);
+    let alpha_mult = mult_vec(p.alpha_multiplier);
+    let xo = _mm512_set1_epi32(p.input_offset);
+    let zo = _mm512_set1_epi32(p.output_offset);
+    let lo = _mm512_set1_epi32(p.min);
+    let hi = _mm512_set1_epi32(p.max);
+    let zero = _mm512_setzero_si512();
+    let period = p.alpha.len();
+    let one = |v: __m512i, alpha: __m512i| {
+        let negative = _mm512_cmplt_epi32_mask(v, zero);
+        let acc = _mm512_mask_mullo_epi32(v, negative, v, alpha);
+        let m = MultVec {
+            multiplier: _mm512_mask_blend_epi32(
+                negative,
+                identity.multiplier,
+                alpha_mult.multiplier,
+            ),
+            left: _mm512_mask_blend_epi32(negative, identity.left, alpha_mult.left),
+            right: _mm512_mask_blend_epi32(negative, identity.right, alpha_mult.right),
+        };
+        mbqm16(acc, m)
+    };
+    // SAFETY (whole body): every load and store covers `start..start + count` within one row of
+    // `period` elements; rows lie inside `x`/`out` (period divides their common length) and
+    // `alpha` holds `period` values.
+    unsafe {
+        if period == 1 {
+            let alpha = _mm512_set1_epi32(p.alpha[0]);
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(16);
+                let v = _mm512_add_epi32(load_widen(x.as_ptr().add(i), count), xo);
+                store_narrow(out.as_mut_ptr().add(i), count, one(v, alpha), zo, lo, hi);
+                i += 16;
+            }
+            return;
+        }
+        let mut row = 0;
+        while row < x.len() {
+            let mut c = 0;
+            while c < period {
+                let count = (period - c).min(16);
+                let mask: __mmask16 = if count >= 16 {
+                    0xffff
+                } else {
+                    ((1u32 << count) - 1) as __mmask16
+                };
+                let alpha = _mm512_maskz_loadu_epi32(mask, p.alpha.as_ptr().add(c));
+                let v = _mm512_add_epi32(load_widen(x.as_ptr().add(row + c), count), xo);
+                store_narrow(
+                    out.as_mut_ptr().add(row + c),
+                    count,
+                    one(v, alpha),
+                    zo,
+                    lo,
+                    hi,
+                );
+                c += 16;
+            }
+            row += period;
+        }
+    }
+}
