@@ -213,7 +213,8 @@ struct MultVec {
     right: __m512i,
 }
 
-#[target_feature(enable = "avx512f")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 fn mult_vec(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec {
     MultVec {
         multiplier: _mm512_set1_epi32(m.multiplier),
@@ -225,7 +226,8 @@ fn mult_vec(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec {
 /// `MultiplyByQuantizedMultiplier` on 16 lanes, each with its own multiplier and shifts
 /// (multipliers non-negative, shifts in `0..=31`, as the frame validates; the saturating
 /// `MIN * MIN` case of the doubling high multiply cannot occur with a non-negative multiplier).
-#[target_feature(enable = "avx512f")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 fn mbqm16(x: __m512i, m: MultVec) -> __m512i {
     let x = _mm512_sllv_epi32(x, m.left);
     // (x * m + 2^30) >> 31 on the even and the odd lanes, as 64-bit products.
@@ -253,7 +255,8 @@ fn mbqm16(x: __m512i, m: MultVec) -> __m512i {
 ///
 /// # Safety
 /// `count` bytes must be readable at `src`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn load_widen<T: QuantElem>(src: *const T, count: usize) -> __m512i {
     let mask: __mmask16 = if count >= 16 {
         0xffff
@@ -273,7 +276,8 @@ unsafe fn load_widen<T: QuantElem>(src: *const T, count: usize) -> __m512i {
 ///
 /// # Safety
 /// `count` bytes must be writable at `dst`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn store_narrow<T: QuantElem>(
     dst: *mut T,
     count: usize,
@@ -312,6 +316,29 @@ pub(crate) fn quant_binary_avx512<T: QuantElem>(
     Ok(())
 }
 
+/// Looks the low bytes of `v`'s lanes up in a 256-entry table.
+///
+/// # Safety
+/// `table` must hold 256 `i32`s.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn lookup(table: *const i32, v: __m512i, byte: __m512i) -> __m512i {
+    // SAFETY: the indices are masked to 0..=255.
+    unsafe { _mm512_i32gather_epi32::<4>(_mm512_and_si512(v, byte), table.cast()) }
+}
+
+/// The raw sum or difference of two rescaled operands.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn combine(op: crate::frame::elementwise::QuantBinaryOp, a: __m512i, b: __m512i) -> __m512i {
+    use crate::frame::elementwise::QuantBinaryOp;
+    match op {
+        QuantBinaryOp::Add => _mm512_add_epi32(a, b),
+        QuantBinaryOp::Sub => _mm512_sub_epi32(a, b),
+        _ => _mm512_sub_epi32(b, a),
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn quant_binary8_avx512<T: QuantElem>(
     p: &QuantBinaryPrepared,
@@ -319,7 +346,6 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
     y: &[T],
     out: &mut [T],
 ) {
-    use crate::frame::elementwise::QuantBinaryOp;
     let params = &p.params;
     let output = mult_vec(params.output_multiplier);
     let zo = _mm512_set1_epi32(params.output_offset);
@@ -334,21 +360,13 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
     // `period` elements, rows lie inside `x`/`out` (period divides their common length) and
     // `y` holds `period` elements.
     unsafe {
-        let lookup = |t: *const i32, v: __m512i| {
-            _mm512_i32gather_epi32::<4>(_mm512_and_si512(v, byte), t.cast())
-        };
-        let combine = |a: __m512i, b: __m512i| match op {
-            QuantBinaryOp::Add => _mm512_add_epi32(a, b),
-            QuantBinaryOp::Sub => _mm512_sub_epi32(a, b),
-            _ => _mm512_sub_epi32(b, a),
-        };
         if period == 1 {
             let b = _mm512_set1_epi32(*yt.add((y[0].to_i32() & 0xff) as usize));
             let mut i = 0;
             while i < x.len() {
                 let count = (x.len() - i).min(16);
-                let a = lookup(xt, load_widen(x.as_ptr().add(i), count));
-                let r = mbqm16(combine(a, b), output);
+                let a = lookup(xt, load_widen(x.as_ptr().add(i), count), byte);
+                let r = mbqm16(combine(op, a, b), output);
                 store_narrow(out.as_mut_ptr().add(i), count, r, zo, lo, hi);
                 i += 16;
             }
@@ -359,9 +377,9 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
             let mut c = 0;
             while c < period {
                 let count = (period - c).min(16);
-                let a = lookup(xt, load_widen(x.as_ptr().add(row + c), count));
-                let b = lookup(yt, load_widen(y.as_ptr().add(c), count));
-                let r = mbqm16(combine(a, b), output);
+                let a = lookup(xt, load_widen(x.as_ptr().add(row + c), count), byte);
+                let b = lookup(yt, load_widen(y.as_ptr().add(c), count), byte);
+                let r = mbqm16(combine(op, a, b), output);
                 store_narrow(out.as_mut_ptr().add(row + c), count, r, zo, lo, hi);
                 c += 16;
             }
@@ -388,6 +406,31 @@ pub(crate) fn quant_prelu_avx512<T: QuantElem>(
     Ok(())
 }
 
+/// The two branches' multipliers of PRELU.
+#[derive(Clone, Copy)]
+struct Prelu16 {
+    identity: MultVec,
+    alpha: MultVec,
+    zero: __m512i,
+}
+
+impl Prelu16 {
+    /// PRELU of 16 offset inputs `v` with their alphas, before the output offset.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+    fn apply(self, v: __m512i, alpha: __m512i) -> __m512i {
+        let negative = _mm512_cmplt_epi32_mask(v, self.zero);
+        let acc = _mm512_mask_mullo_epi32(v, negative, v, alpha);
+        let pick = |a: __m512i, b: __m512i| _mm512_mask_blend_epi32(negative, a, b);
+        let m = MultVec {
+            multiplier: pick(self.identity.multiplier, self.alpha.multiplier),
+            left: pick(self.identity.left, self.alpha.left),
+            right: pick(self.identity.right, self.alpha.right),
+        };
+        mbqm16(acc, m)
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
     let identity = mult_vec(p.identity_multiplier);
@@ -398,19 +441,10 @@ unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: 
     let hi = _mm512_set1_epi32(p.max);
     let zero = _mm512_setzero_si512();
     let period = p.alpha.len();
-    let one = |v: __m512i, alpha: __m512i| {
-        let negative = _mm512_cmplt_epi32_mask(v, zero);
-        let acc = _mm512_mask_mullo_epi32(v, negative, v, alpha);
-        let m = MultVec {
-            multiplier: _mm512_mask_blend_epi32(
-                negative,
-                identity.multiplier,
-                alpha_mult.multiplier,
-            ),
-            left: _mm512_mask_blend_epi32(negative, identity.left, alpha_mult.left),
-            right: _mm512_mask_blend_epi32(negative, identity.right, alpha_mult.right),
-        };
-        mbqm16(acc, m)
+    let one = Prelu16 {
+        identity,
+        alpha: alpha_mult,
+        zero,
     };
     // SAFETY (whole body): every load and store covers `start..start + count` within one row of
     // `period` elements; rows lie inside `x`/`out` (period divides their common length) and
@@ -422,7 +456,14 @@ unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: 
             while i < x.len() {
                 let count = (x.len() - i).min(16);
                 let v = _mm512_add_epi32(load_widen(x.as_ptr().add(i), count), xo);
-                store_narrow(out.as_mut_ptr().add(i), count, one(v, alpha), zo, lo, hi);
+                store_narrow(
+                    out.as_mut_ptr().add(i),
+                    count,
+                    one.apply(v, alpha),
+                    zo,
+                    lo,
+                    hi,
+                );
                 i += 16;
             }
             return;
@@ -442,7 +483,7 @@ unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: 
                 store_narrow(
                     out.as_mut_ptr().add(row + c),
                     count,
-                    one(v, alpha),
+                    one.apply(v, alpha),
                     zo,
                     lo,
                     hi,
