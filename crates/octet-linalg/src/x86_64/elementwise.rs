@@ -21,7 +21,7 @@ macro_rules! vectorised_kernels {
     (
         $feature:literal,
         $quant_binary:ident, $quant_prelu:ident, $f32_binary:ident, $f32_unary:ident,
-        $quantize:ident, $dequantize:ident
+        $dequantize:ident
     ) => {
         /// Quantized binary op (safe entry point: checks the operands, then runs the body
         /// compiled for this instruction set).
@@ -92,23 +92,6 @@ macro_rules! vectorised_kernels {
             Ok(())
         }
 
-        /// QUANTIZE (safe entry point).
-        pub(crate) fn $quantize<T: QuantElem>(
-            scale: f32,
-            zero_point: i32,
-            x: &[f32],
-            out: &mut [T],
-        ) -> Result<(), LinalgError> {
-            check_same(x.len(), out.len())?;
-            #[target_feature(enable = $feature)]
-            fn run<T: QuantElem>(scale: f32, zero_point: i32, x: &[f32], out: &mut [T]) {
-                body::quantize_body(scale, zero_point, x, out)
-            }
-            // SAFETY: as above, the CPU supports the features `run` is compiled with.
-            unsafe { run(scale, zero_point, x, out) };
-            Ok(())
-        }
-
         /// DEQUANTIZE (safe entry point).
         pub(crate) fn $dequantize<T: QuantElem>(
             scale: f32,
@@ -134,7 +117,6 @@ vectorised_kernels!(
     quant_prelu_avx2,
     f32_binary_avx2,
     f32_unary_avx2,
-    quantize_avx2,
     dequantize_avx2
 );
 
@@ -144,7 +126,6 @@ vectorised_kernels!(
     quant_prelu_avx512_auto,
     f32_binary_avx512,
     f32_unary_avx512,
-    quantize_avx512,
     dequantize_avx512
 );
 
@@ -491,6 +472,118 @@ unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: 
                 c += 16;
             }
             row += period;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// QUANTIZE with intrinsics: `cvttps2dq` is exactly the conversion LiteRT's x86 build performs
+// (NaN and out-of-range values become i32::MIN), which the vectoriser cannot emit for Rust's
+// saturating `as`.
+// ---------------------------------------------------------------------------------------------
+
+/// QUANTIZE on AVX2 (safe entry point).
+pub(crate) fn quantize_avx2<T: QuantElem>(
+    scale: f32,
+    zero_point: i32,
+    x: &[f32],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    check_same(x.len(), out.len())?;
+    // SAFETY: `x` and `out` have the same length; the frame hands this kernel out only on CPUs
+    // with AVX2 and FMA.
+    unsafe { quantize_avx2_body(scale, zero_point, x, out) };
+    Ok(())
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_avx2_body<T: QuantElem>(scale: f32, zero_point: i32, x: &[f32], out: &mut [T]) {
+    let vscale = _mm256_set1_ps(scale);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let sign = _mm256_set1_ps(-0.0);
+    let zp = _mm256_set1_epi32(zero_point);
+    let lo = _mm256_set1_epi32(T::MIN);
+    let hi = _mm256_set1_epi32(T::MAX);
+    let mut xs = x.chunks_exact(8);
+    let mut os = out.chunks_exact_mut(8);
+    for (xc, oc) in (&mut xs).zip(&mut os) {
+        // SAFETY: `xc` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(xc.as_ptr()) };
+        let y = _mm256_div_ps(v, vscale);
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+        let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
+        let step = _mm256_or_ps(one, _mm256_and_ps(y, sign));
+        let r = _mm256_add_ps(t, _mm256_and_ps(away, step));
+        let i = _mm256_add_epi32(_mm256_cvttps_epi32(r), zp);
+        let i = _mm256_min_epi32(_mm256_max_epi32(i, lo), hi);
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` holds 8 integers.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), i) };
+        for (o, &l) in oc.iter_mut().zip(&lanes) {
+            *o = T::from_i32(l);
+        }
+    }
+    body::quantize_body(scale, zero_point, xs.remainder(), os.into_remainder());
+}
+
+/// QUANTIZE on AVX-512 (safe entry point).
+pub(crate) fn quantize_avx512<T: QuantElem>(
+    scale: f32,
+    zero_point: i32,
+    x: &[f32],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    check_same(x.len(), out.len())?;
+    // SAFETY: `x` and `out` have the same length; the frame hands this kernel out only on CPUs
+    // with AVX-512 F, BW, DQ and VL.
+    unsafe { quantize_avx512_body(scale, zero_point, x, out) };
+    Ok(())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn quantize_avx512_body<T: QuantElem>(
+    scale: f32,
+    zero_point: i32,
+    x: &[f32],
+    out: &mut [T],
+) {
+    let vscale = _mm512_set1_ps(scale);
+    let half = _mm512_set1_ps(0.5);
+    let one = _mm512_set1_ps(1.0);
+    let sign = _mm512_set1_ps(-0.0);
+    let zp = _mm512_set1_epi32(zero_point);
+    let lo = _mm512_set1_epi32(T::MIN);
+    let hi = _mm512_set1_epi32(T::MAX);
+    let wide = T::MAX > 255;
+    let n = x.len().min(out.len());
+    let mut i = 0;
+    // SAFETY: every access covers lanes `i..i + count` with `i + count <= n`, masked to the
+    // `count` valid lanes.
+    unsafe {
+        while i < n {
+            let count = (n - i).min(16);
+            let mask: __mmask16 = if count >= 16 {
+                0xffff
+            } else {
+                ((1u32 << count) - 1) as __mmask16
+            };
+            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i));
+            let y = _mm512_div_ps(v, vscale);
+            let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+            let frac = _mm512_andnot_ps(sign, _mm512_sub_ps(y, t));
+            let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, half);
+            let step = _mm512_or_ps(one, _mm512_and_ps(y, sign));
+            let r = _mm512_mask_add_ps(t, away, t, step);
+            let q = _mm512_add_epi32(_mm512_cvttps_epi32(r), zp);
+            let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            if wide {
+                _mm512_mask_cvtepi32_storeu_epi16(out.as_mut_ptr().add(i).cast(), mask, q);
+            } else {
+                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), mask, q);
+            }
+            i += 16;
         }
     }
 }
