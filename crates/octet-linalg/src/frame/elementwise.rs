@@ -71,7 +71,7 @@ pub(crate) fn check_cyclic(x: usize, y: usize, out: usize) -> Result<(), LinalgE
             "output has {out} elements, input {x}"
         )));
     }
-    if y == 0 || x % y != 0 {
+    if y == 0 || !x.is_multiple_of(y) {
         return Err(LinalgError::mismatch(format!(
             "a cyclic operand of {y} elements does not tile {x} elements"
         )));

@@ -1115,7 +1115,7 @@ pub(crate) fn split_map<T: Sync, U: Send>(
     f: impl Fn(&[T], &mut [U]) -> Result<(), LinalgError> + Sync + Send,
 ) -> Result<(), RuntimeError> {
     let len = out.len();
-    if threads.count() <= 1 || len * size_of::<U>() < SPLIT_BYTES || x.len() != len {
+    if threads.count() <= 1 || size_of_val(out) < SPLIT_BYTES || x.len() != len {
         return f(x, out).map_err(linalg_error);
     }
     let chunk = threads.chunk_units(len, 4096);
@@ -1155,7 +1155,7 @@ fn run_split<T: Pod + Send + Sync, U: Pod + Send + Sync>(
     let len = out.len();
     let period = y.len();
     if threads.count() <= 1
-        || len * size_of::<U>() < SPLIT_BYTES
+        || size_of_val(out) < SPLIT_BYTES
         || x.len() != len
         || period == 0
         || (period == len && !split_elementwise)

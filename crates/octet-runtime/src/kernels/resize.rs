@@ -328,7 +328,7 @@ fn bilinear<F: Copy + Sync, T: Copy + Send + Sync>(
         }
     };
     let total_rows = s.batches * s.out_h;
-    if threads.count() <= 1 || out.len() * size_of::<T>() < SPLIT_BYTES {
+    if threads.count() <= 1 || size_of_val(out) < SPLIT_BYTES {
         do_rows(0, out);
         return Ok(());
     }
@@ -395,8 +395,10 @@ fn bilinear_float<T: Copy + Send + Sync>(
     cols: &[FloatSample],
     input: &[T],
     out: &mut [T],
-    to_f32: impl Fn(T) -> f32 + Sync + Send,
-    convert: impl Fn(f32) -> T + Sync + Send,
+    (to_f32, convert): (
+        impl Fn(T) -> f32 + Sync + Send,
+        impl Fn(f32) -> T + Sync + Send,
+    ),
 ) -> Result<(), RuntimeError> {
     bilinear(
         threads,
@@ -437,8 +439,7 @@ impl Kernel for BilinearFloat {
                     cols,
                     input,
                     parts.output,
-                    |v| v,
-                    |v| v,
+                    (|v| v, |v| v),
                 )
             }
             FloatFlavour::U8 => {
@@ -452,9 +453,8 @@ impl Kernel for BilinearFloat {
                     cols,
                     input,
                     parts.output,
-                    f32::from,
                     // static_cast<uint8_t>(v + 0.5f): truncation (v stays within [0, 255.5]).
-                    |v| (v + 0.5) as u8,
+                    (f32::from, |v| (v + 0.5) as u8),
                 )
             }
         }
@@ -517,8 +517,10 @@ fn bilinear_integer<T: Copy + Send + Sync>(
     cols: &[IntegerSample],
     input: &[T],
     out: &mut [T],
-    to_i64: impl Fn(T) -> i64 + Sync + Send,
-    from_i64: impl Fn(i64) -> T + Sync + Send,
+    (to_i64, from_i64): (
+        impl Fn(T) -> i64 + Sync + Send,
+        impl Fn(i64) -> T + Sync + Send,
+    ),
 ) -> Result<(), RuntimeError> {
     bilinear(
         threads,
@@ -601,8 +603,7 @@ impl Kernel for BilinearInteger {
                     cols,
                     input,
                     parts.output,
-                    i64::from,
-                    |v| v as i16,
+                    (i64::from, |v| v as i16),
                 )
             }
             _ => {
@@ -616,8 +617,7 @@ impl Kernel for BilinearInteger {
                     cols,
                     input,
                     parts.output,
-                    i64::from,
-                    |v| v as u16,
+                    (i64::from, |v| v as u16),
                 )
             }
         }
