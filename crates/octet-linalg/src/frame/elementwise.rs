@@ -307,13 +307,48 @@ pub struct QuantPreluParams {
     pub max: i32,
 }
 
+/// What a quantized PRELU kernel runs with: the parameters and, for 8-bit types, the
+/// non-negative branch tabulated over the input's 256 bytes (entries for negative inputs are
+/// unused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QuantPreluPrepared {
+    pub(crate) params: QuantPreluParams,
+    pub(crate) positive: [u8; 256],
+    /// For fewer than 64 channels, the alphas repeated over `lcm(channels, 64)` elements, so
+    /// that a kernel can walk the data in blocks of 64 whatever the channel count (empty
+    /// otherwise).
+    pub(crate) expanded_alpha: Vec<i32>,
+}
+
+impl QuantPreluPrepared {
+    pub(crate) fn new<T: QuantElem>(params: QuantPreluParams) -> Self {
+        let positive = generic::elementwise::prelu_positive_table::<T>(&params);
+        let channels = params.alpha.len();
+        let expanded_alpha = if (2..64).contains(&channels) {
+            let mut period = channels;
+            while period % 64 != 0 {
+                period += channels;
+            }
+            (0..period).map(|i| params.alpha[i % channels]).collect()
+        } else {
+            Vec::new()
+        };
+        QuantPreluPrepared {
+            params,
+            positive,
+            expanded_alpha,
+        }
+    }
+}
+
 /// The signature of a quantized PRELU kernel.
-pub(crate) type QuantPreluFn<T> = fn(&QuantPreluParams, &[T], &mut [T]) -> Result<(), LinalgError>;
+pub(crate) type QuantPreluFn<T> =
+    fn(&QuantPreluPrepared, &[T], &mut [T]) -> Result<(), LinalgError>;
 
 /// Quantized PRELU over channels-last data: element `i` uses `alpha[i % alpha.len()]`.
 #[derive(Debug, Clone)]
 pub struct QuantPrelu<T: QuantElem> {
-    params: QuantPreluParams,
+    prepared: QuantPreluPrepared,
     kernel: Selected<QuantPreluFn<T>>,
 }
 
@@ -330,13 +365,24 @@ impl<T: QuantElem> QuantPrelu<T> {
             crate::x86_64::elementwise::quant_prelu_avx2::<T> as QuantPreluFn<T>,
             crate::x86_64::elementwise::quant_prelu_avx512::<T> as QuantPreluFn<T>
         );
-        let kernel = select(
+        #[allow(unused_mut)]
+        let mut kernel = select(
             isa,
             generic::elementwise::quant_prelu::<T> as QuantPreluFn<T>,
             avx2,
             avx512,
         );
-        Ok(QuantPrelu { params, kernel })
+        #[cfg(target_arch = "x86_64")]
+        if T::MAX - T::MIN == 255 && isa >= Isa::Avx512 && Isa::Avx512.has_vbmi() {
+            kernel = Selected {
+                isa: Isa::Avx512,
+                run: crate::x86_64::elementwise::quant_prelu_vbmi::<T> as QuantPreluFn<T>,
+            };
+        }
+        Ok(QuantPrelu {
+            prepared: QuantPreluPrepared::new::<T>(params),
+            kernel,
+        })
     }
 
     /// The instruction set of the chosen kernel.
@@ -346,13 +392,13 @@ impl<T: QuantElem> QuantPrelu<T> {
 
     /// Number of channels (the alpha period).
     pub fn channels(&self) -> usize {
-        self.params.alpha.len()
+        self.prepared.params.alpha.len()
     }
 
     /// Applies PRELU to `x` (a multiple of the channel count) into `out`.
     pub fn run(&self, x: &[T], out: &mut [T]) -> Result<(), LinalgError> {
-        check_cyclic(x.len(), self.params.alpha.len(), out.len())?;
-        (self.kernel.run)(&self.params, x, out)
+        check_cyclic(x.len(), self.prepared.params.alpha.len(), out.len())?;
+        (self.kernel.run)(&self.prepared, x, out)
     }
 }
 

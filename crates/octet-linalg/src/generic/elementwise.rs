@@ -8,7 +8,7 @@ use octet_core::fixed_point::QuantizedMultiplier;
 use crate::LinalgError;
 use crate::frame::elementwise::{
     F32BinaryOp, F32UnaryOp, QuantBinaryOp, QuantBinaryParams, QuantBinaryPrepared, QuantElem,
-    QuantPreluParams,
+    QuantPreluParams, QuantPreluPrepared,
 };
 use crate::frame::gemm_f32::F32Clamp;
 
@@ -190,13 +190,28 @@ pub(crate) fn quant_binary_body<T: QuantElem>(
 // Quantized PRELU
 // ---------------------------------------------------------------------------------------------
 
+/// The non-negative branch of an 8-bit PRELU for every input byte (zeros for other types;
+/// entries of negative inputs are computed but never used).
+pub(crate) fn prelu_positive_table<T: QuantElem>(p: &QuantPreluParams) -> [u8; 256] {
+    let mut table = [0u8; 256];
+    if T::MAX - T::MIN == 255 {
+        let identity = Mult::new(p.identity_multiplier);
+        for v in T::MIN..=T::MAX {
+            let r = identity.apply(v.wrapping_add(p.input_offset));
+            table[(v & 0xff) as usize] =
+                (r.wrapping_add(p.output_offset).clamp(p.min, p.max) & 0xff) as u8;
+        }
+    }
+    table
+}
+
 /// The generic quantized PRELU kernel.
 pub(crate) fn quant_prelu<T: QuantElem>(
-    p: &QuantPreluParams,
+    p: &QuantPreluPrepared,
     x: &[T],
     out: &mut [T],
 ) -> Result<(), LinalgError> {
-    quant_prelu_body(p, x, out);
+    quant_prelu_body(&p.params, x, out);
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use std::arch::x86_64::*;
 
 use crate::LinalgError;
 use crate::frame::elementwise::{
-    F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams, check_cyclic,
-    check_same,
+    F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams, QuantPreluPrepared,
+    check_cyclic, check_same,
 };
 use crate::frame::gemm_f32::F32Clamp;
 use crate::generic::elementwise as body;
@@ -44,17 +44,17 @@ macro_rules! vectorised_kernels {
 
         /// Quantized PRELU (safe entry point).
         pub(crate) fn $quant_prelu<T: QuantElem>(
-            p: &QuantPreluParams,
+            p: &QuantPreluPrepared,
             x: &[T],
             out: &mut [T],
         ) -> Result<(), LinalgError> {
-            check_cyclic(x.len(), p.alpha.len(), out.len())?;
+            check_cyclic(x.len(), p.params.alpha.len(), out.len())?;
             #[target_feature(enable = $feature)]
             fn run<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
                 body::quant_prelu_body(p, x, out)
             }
             // SAFETY: as above, the CPU supports the features `run` is compiled with.
-            unsafe { run(p, x, out) };
+            unsafe { run(&p.params, x, out) };
             Ok(())
         }
 
@@ -372,18 +372,18 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
 /// Quantized PRELU on AVX-512 for 8-bit types (16 lanes, per-lane choice of the branch's
 /// multiplier); int16 runs the auto-vectorised body.
 pub(crate) fn quant_prelu_avx512<T: QuantElem>(
-    p: &QuantPreluParams,
+    p: &QuantPreluPrepared,
     x: &[T],
     out: &mut [T],
 ) -> Result<(), LinalgError> {
-    check_cyclic(x.len(), p.alpha.len(), out.len())?;
+    check_cyclic(x.len(), p.params.alpha.len(), out.len())?;
     if T::MAX - T::MIN != 255 {
         return quant_prelu_avx512_auto(p, x, out);
     }
     // SAFETY: the operands were checked (the alpha period tiles `x`, `out` as long as `x`) and
     // `T` is an 8-bit type; the frame hands this kernel out only on CPUs with AVX-512 F, BW,
     // DQ and VL.
-    unsafe { quant_prelu8_avx512(p, x, out) };
+    unsafe { quant_prelu8_avx512(&p.params, x, out) };
     Ok(())
 }
 
@@ -584,6 +584,199 @@ unsafe fn quantize_avx512_body<T: QuantElem>(
                 _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i).cast(), mask, q);
             }
             i += 16;
+        }
+    }
+}
+
+/// Quantized PRELU on AVX-512 VBMI for 8-bit types (safe entry point): the non-negative branch
+/// is a table lookup (`vpermi2b`, 64 bytes at a time), the alpha branch is computed on 16-lane
+/// vectors with one multiplier, and the byte comparison with the input zero point picks.
+/// Handed out only when [`Isa::has_vbmi`](crate::Isa::has_vbmi) is true; other types run the
+/// AVX-512 kernel.
+pub(crate) fn quant_prelu_vbmi<T: QuantElem>(
+    p: &QuantPreluPrepared,
+    x: &[T],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    if T::MAX - T::MIN != 255 {
+        return quant_prelu_avx512(p, x, out);
+    }
+    check_cyclic(x.len(), p.params.alpha.len(), out.len())?;
+    // SAFETY: the operands were checked (the alpha period tiles `x`, `out` as long as `x`), `T`
+    // is an 8-bit type, and the CPU has AVX-512 F, BW, DQ, VL and VBMI (checked by the frame).
+    unsafe { quant_prelu8_vbmi(p, x, out) };
+    Ok(())
+}
+
+/// Packs four vectors of 16 `i32` (in range for `T`) into 64 bytes in lane order, saturating
+/// to `T`'s range.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn pack_bytes<T: QuantElem>(v: [__m512i; 4]) -> __m512i {
+    let ab = _mm512_packs_epi32(v[0], v[1]);
+    let cd = _mm512_packs_epi32(v[2], v[3]);
+    let bytes = if T::MIN < 0 {
+        _mm512_packs_epi16(ab, cd)
+    } else {
+        _mm512_packus_epi16(ab, cd)
+    };
+    // Within each 128-bit lane the packs interleave the four sources' dwords; gather dword
+    // 4 * (m % 4) + m / 4 into position m.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_epi32(order, bytes)
+}
+
+/// The loop-invariant state of [`quant_prelu8_vbmi`].
+#[derive(Clone, Copy)]
+struct PreluVbmi {
+    table: [__m512i; 4],
+    alpha_mult: MultVec,
+    xo: __m512i,
+    zo: __m512i,
+    scalar_alpha: __m512i,
+    /// The input zero point: inputs below it take the alpha branch.
+    zero_point: i32,
+}
+
+impl PreluVbmi {
+    /// Which of the 64 bytes lie below the input zero point.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+    fn below<T: QuantElem>(&self, bytes: __m512i) -> __mmask64 {
+        if self.zero_point > T::MAX {
+            u64::MAX
+        } else if self.zero_point <= T::MIN {
+            0
+        } else if T::MIN < 0 {
+            _mm512_cmplt_epi8_mask(bytes, _mm512_set1_epi8(self.zero_point as i8))
+        } else {
+            _mm512_cmplt_epu8_mask(bytes, _mm512_set1_epi8(self.zero_point as u8 as i8))
+        }
+    }
+
+    /// PRELU of `count` (at most 64) elements at `src` into `dst`, with the alphas at `alpha`
+    /// (`None`: the scalar alpha).
+    ///
+    /// # Safety
+    /// `count` elements must be readable at `src` (and at `alpha` when given) and writable at
+    /// `dst`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+    unsafe fn block<T: QuantElem>(
+        &self,
+        src: *const T,
+        dst: *mut T,
+        alpha: Option<*const i32>,
+        count: usize,
+    ) {
+        let mask: __mmask64 = if count >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << count) - 1
+        };
+        let [t0, t1, t2, t3] = self.table;
+        // SAFETY: the loads and the store are masked to the `count` valid elements.
+        unsafe {
+            let bytes = _mm512_maskz_loadu_epi8(mask, src.cast());
+            let lo = _mm512_permutex2var_epi8(t0, bytes, t1);
+            let hi = _mm512_permutex2var_epi8(t2, bytes, t3);
+            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo, hi);
+            let quarters = [
+                _mm512_castsi512_si128(bytes),
+                _mm512_extracti32x4_epi32::<1>(bytes),
+                _mm512_extracti32x4_epi32::<2>(bytes),
+                _mm512_extracti32x4_epi32::<3>(bytes),
+            ];
+            let mut negative = [_mm512_setzero_si512(); 4];
+            for (q, (n, quarter)) in negative.iter_mut().zip(quarters).enumerate() {
+                let v = if T::MIN < 0 {
+                    _mm512_cvtepi8_epi32(quarter)
+                } else {
+                    _mm512_cvtepu8_epi32(quarter)
+                };
+                let v = _mm512_add_epi32(v, self.xo);
+                let a = match alpha {
+                    None => self.scalar_alpha,
+                    Some(ptr) => {
+                        let lanes = count.saturating_sub(16 * q).min(16);
+                        let m: __mmask16 = if lanes >= 16 {
+                            0xffff
+                        } else {
+                            ((1u32 << lanes) - 1) as __mmask16
+                        };
+                        _mm512_maskz_loadu_epi32(m, ptr.wrapping_add(16 * q))
+                    }
+                };
+                let product = _mm512_mullo_epi32(v, a);
+                *n = _mm512_add_epi32(mbqm16(product, self.alpha_mult), self.zo);
+            }
+            let negative = pack_bytes::<T>(negative);
+            let result = _mm512_mask_blend_epi8(self.below::<T>(bytes), positive, negative);
+            _mm512_mask_storeu_epi8(dst.cast(), mask, result);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T], out: &mut [T]) {
+    let p = &prepared.params;
+    let period = p.alpha.len();
+    // SAFETY (whole body): the table holds 256 bytes; every block covers `start..start +
+    // count` (count <= 64) inside `x`/`out`, and its alphas lie inside `alpha` (one row of
+    // `period` elements: rows lie inside `x`/`out` as the period divides their common length)
+    // or inside the expanded alphas (blocks start at multiples of 64 of it, a multiple of 64).
+    unsafe {
+        let t = prepared.positive.as_ptr();
+        let k = PreluVbmi {
+            table: [
+                _mm512_loadu_si512(t.cast()),
+                _mm512_loadu_si512(t.add(64).cast()),
+                _mm512_loadu_si512(t.add(128).cast()),
+                _mm512_loadu_si512(t.add(192).cast()),
+            ],
+            alpha_mult: mult_vec(p.alpha_multiplier),
+            xo: _mm512_set1_epi32(p.input_offset),
+            zo: _mm512_set1_epi32(p.output_offset),
+            scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
+            zero_point: p.input_offset.wrapping_neg(),
+        };
+        if period == 1 {
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(64);
+                k.block(x.as_ptr().add(i), out.as_mut_ptr().add(i), None, count);
+                i += 64;
+            }
+            return;
+        }
+        let expanded = &prepared.expanded_alpha;
+        if !expanded.is_empty() && expanded.len() % 64 == 0 && expanded.len() % period == 0 {
+            // Few channels: blocks of 64 across rows; block i starts at channel i % period,
+            // where the expanded alphas (a multiple of both 64 and the period) also start.
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(64);
+                let alpha = Some(expanded.as_ptr().add(i % expanded.len()));
+                k.block(x.as_ptr().add(i), out.as_mut_ptr().add(i), alpha, count);
+                i += 64;
+            }
+            return;
+        }
+        let mut row = 0;
+        while row < x.len() {
+            let mut c = 0;
+            while c < period {
+                let count = (period - c).min(64);
+                let alpha = Some(p.alpha.as_ptr().add(c));
+                k.block(
+                    x.as_ptr().add(row + c),
+                    out.as_mut_ptr().add(row + c),
+                    alpha,
+                    count,
+                );
+                c += 64;
+            }
+            row += period;
         }
     }
 }
