@@ -14,6 +14,11 @@
 //! - LEAKY_RELU on int8/uint8/int16: one multiplier for `x >= 0`, one for `alpha * x`;
 //! - HARD_SWISH on int8/uint8: the 16-bit fixed-point `reference_ops::HardSwish`.
 //!
+//! On octet-linalg: float activations run its vectorised float kernels; every 8-bit flavour
+//! (the `LUTPopulate` tables, and RELU*, LEAKY_RELU, HARD_SWISH tabulated by running their exact
+//! per-element function on all 256 inputs) runs its table lookup (`vpermi2b` on AVX-512 VBMI).
+//! Large tensors are split over the threads.
+//!
 //! ELU has no entry in LiteRT's reference resolver; its builtin kernel (which has no separate
 //! reference variant) is the one reproduced here.
 

@@ -26,6 +26,13 @@
 //! Integer flavours keep the integer arithmetic that produces a raw result (the rescaled sum
 //! or difference, the product of offset inputs) apart from the requantization of that result
 //! to the output, so that a vectorised accumulation can replace the former and stay bit-exact.
+//!
+//! Fast paths: when one input has the output's shape and the other is a scalar or a
+//! trailing-dimensions vector (a per-channel bias or alpha) or has the same shape, float
+//! ADD/SUB/MUL/MAXIMUM/MINIMUM/PRELU, quantized ADD/SUB (int8, uint8, int16) and MUL, and
+//! quantized PRELU with a constant alpha run on octet-linalg's element-wise kernels (SIMD,
+//! bit-exact with the per-element functions here, which remain the specification and the path
+//! of every other broadcast), split over the threads when the output exceeds 64 KiB.
 
 use std::marker::PhantomData;
 
