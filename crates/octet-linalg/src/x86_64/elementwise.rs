@@ -113,7 +113,7 @@ macro_rules! vectorised_kernels {
 
 vectorised_kernels!(
     "avx2,fma",
-    quant_binary_avx2,
+    quant_binary_avx2_auto,
     quant_prelu_avx2,
     f32_binary_avx2,
     f32_unary_avx2,
@@ -775,6 +775,156 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
                     count,
                 );
                 c += 64;
+            }
+            row += period;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 8-bit ADD/SUB with intrinsics (8 lanes, table lookups by `vpgatherdd`)
+// ---------------------------------------------------------------------------------------------
+
+/// A multiplier broadcast into the lanes of [`mbqm8`].
+#[derive(Clone, Copy)]
+struct MultVec8 {
+    multiplier: __m256i,
+    left: __m256i,
+    right: __m256i,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mult_vec8(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec8 {
+    MultVec8 {
+        multiplier: _mm256_set1_epi32(m.multiplier),
+        left: _mm256_set1_epi32(m.shift.clamp(0, 31)),
+        right: _mm256_set1_epi32((-m.shift).clamp(0, 31)),
+    }
+}
+
+/// [`mbqm16`] on 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn mbqm8(x: __m256i, m: MultVec8) -> __m256i {
+    let x = _mm256_sllv_epi32(x, m.left);
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_mul_epi32(x, m.multiplier);
+    let odd = _mm256_mul_epi32(
+        _mm256_srli_epi64(x, 32),
+        _mm256_srli_epi64(m.multiplier, 32),
+    );
+    // AVX2 has no 64-bit arithmetic shift: the high dword of (p + nudge) << 1 is bits 31..62
+    // of p + nudge, which is (p + nudge) >> 31 as the result fits in 32 bits.
+    let even = _mm256_srli_epi64(_mm256_slli_epi64(_mm256_add_epi64(even, nudge), 1), 32);
+    let odd = _mm256_slli_epi64(_mm256_add_epi64(odd, nudge), 1);
+    let high = _mm256_blend_epi32::<0b1010_1010>(even, odd);
+    let one = _mm256_set1_epi32(1);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, m.right), one);
+    let remainder = _mm256_and_si256(high, mask);
+    let threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(high, 31));
+    let quotient = _mm256_srav_epi32(high, m.right);
+    // cmpgt gives -1 where the quotient rounds up.
+    _mm256_sub_epi32(quotient, _mm256_cmpgt_epi32(remainder, threshold))
+}
+
+/// Quantized binary op on AVX2: 8-bit ADD/SUB with intrinsics; other cases run the
+/// auto-vectorised body.
+pub(crate) fn quant_binary_avx2<T: QuantElem>(
+    p: &QuantBinaryPrepared,
+    x: &[T],
+    y: &[T],
+    out: &mut [T],
+) -> Result<(), LinalgError> {
+    check_cyclic(x.len(), y.len(), out.len())?;
+    if T::MAX - T::MIN != 255 || p.x_table.len() != 256 || p.y_table.len() != 256 {
+        return quant_binary_avx2_auto(p, x, y, out);
+    }
+    // SAFETY: the operands were checked (`y` tiles `x`, `out` as long as `x`), both tables hold
+    // 256 entries and `T` is an 8-bit type; the frame hands this kernel out only on CPUs with
+    // AVX2 and FMA.
+    unsafe { quant_binary8_avx2(p, x, y, out) };
+    Ok(())
+}
+
+/// Loads 8 bytes at `src` (or `count` < 8 of them through a copy) widened to `i32` lanes as
+/// bytes (zero-extended: the table index).
+///
+/// # Safety
+/// `count` bytes must be readable at `src`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load_index8<T: QuantElem>(src: *const T, count: usize) -> __m256i {
+    // SAFETY: reads `count` (at most 8) bytes at `src`.
+    unsafe {
+        let v = if count >= 8 {
+            _mm_loadl_epi64(src.cast())
+        } else {
+            let mut bytes = [0u8; 8];
+            std::ptr::copy_nonoverlapping(src.cast::<u8>(), bytes.as_mut_ptr(), count);
+            _mm_loadl_epi64(bytes.as_ptr().cast())
+        };
+        _mm256_cvtepu8_epi32(v)
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quant_binary8_avx2<T: QuantElem>(
+    p: &QuantBinaryPrepared,
+    x: &[T],
+    y: &[T],
+    out: &mut [T],
+) {
+    use crate::frame::elementwise::QuantBinaryOp;
+    let params = &p.params;
+    let output = mult_vec8(params.output_multiplier);
+    let zo = _mm256_set1_epi32(params.output_offset);
+    let lo = _mm256_set1_epi32(params.act_min);
+    let hi = _mm256_set1_epi32(params.act_max);
+    let (xt, yt) = (p.x_table.as_ptr(), p.y_table.as_ptr());
+    let op = params.op;
+    let period = y.len();
+    // 8 results for `count` elements of `x` at `xs` and rescaled `b`, stored at `dst`.
+    // SAFETY (whole body): table indices are bytes (0..=255) into 256-entry tables; every
+    // access covers `start..start + count` (count <= 8) inside one row of `period` elements (or
+    // inside `x` when `y` is a scalar); rows lie inside `x`/`out` (the period divides their
+    // common length) and `y` holds `period` elements.
+    unsafe {
+        let finish = |a: __m256i, b: __m256i, dst: *mut T, count: usize| {
+            let raw = match op {
+                QuantBinaryOp::Add => _mm256_add_epi32(a, b),
+                QuantBinaryOp::Sub => _mm256_sub_epi32(a, b),
+                _ => _mm256_sub_epi32(b, a),
+            };
+            let r = _mm256_add_epi32(mbqm8(raw, output), zo);
+            let r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), r);
+            for (k, &l) in lanes.iter().enumerate().take(count) {
+                *dst.add(k) = T::from_i32(l);
+            }
+        };
+        if period == 1 {
+            let b = _mm256_set1_epi32(*yt.add((y[0].to_i32() & 0xff) as usize));
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(8);
+                let a = _mm256_i32gather_epi32::<4>(xt, load_index8(x.as_ptr().add(i), count));
+                finish(a, b, out.as_mut_ptr().add(i), count);
+                i += 8;
+            }
+            return;
+        }
+        let mut row = 0;
+        while row < x.len() {
+            let mut c = 0;
+            while c < period {
+                let count = (period - c).min(8);
+                let a =
+                    _mm256_i32gather_epi32::<4>(xt, load_index8(x.as_ptr().add(row + c), count));
+                let b = _mm256_i32gather_epi32::<4>(yt, load_index8(y.as_ptr().add(c), count));
+                finish(a, b, out.as_mut_ptr().add(row + c), count);
+                c += 8;
             }
             row += period;
         }
