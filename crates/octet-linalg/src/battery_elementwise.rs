@@ -559,3 +559,97 @@ fn prelu_kernel_timing() {
         }
     }
 }
+
+#[test]
+fn bilinear_rows_agree() {
+    use crate::frame::elementwise::{Bilinear, BilinearColumn, BilinearRow};
+    let mut rng = Rng::new(14);
+    for case in 0..200 {
+        let depth = rng.usize(1..=40);
+        let in_w = rng.usize(1..=9);
+        let out_w = rng.usize(1..=12);
+        let column = |rng: &mut Rng| {
+            let lower = rng.usize(0..=in_w - 1);
+            let upper = (lower + rng.usize(0..=1)).min(in_w - 1);
+            (lower, upper)
+        };
+        let cols_f: Vec<BilinearColumn<f32>> = (0..out_w)
+            .map(|_| {
+                let (lower, upper) = column(&mut rng);
+                BilinearColumn {
+                    lower,
+                    upper,
+                    frac: rng.f32s(1)[0].abs(),
+                }
+            })
+            .collect();
+        let cols_i: Vec<BilinearColumn<i32>> = cols_f
+            .iter()
+            .map(|c| BilinearColumn {
+                lower: c.lower,
+                upper: c.upper,
+                frac: i32_in(&mut rng, -512, 1024),
+            })
+            .collect();
+        let (top, bottom) = (rng.f32s(in_w * depth), rng.f32s(in_w * depth));
+        let (top_i, bottom_i) = (
+            values::<i8>(&mut rng, in_w * depth),
+            values::<i8>(&mut rng, in_w * depth),
+        );
+        let (dy, dy_i) = (rng.f32s(1)[0].abs(), i32_in(&mut rng, -512, 1024));
+        let row_f = BilinearRow {
+            top: &top,
+            bottom: &bottom,
+            cols: &cols_f,
+            depth,
+            dy,
+        };
+        let row_i = BilinearRow {
+            top: &top_i,
+            bottom: &bottom_i,
+            cols: &cols_i,
+            depth,
+            dy: dy_i,
+        };
+        // TFLite's int64 blend.
+        let expected_i: Vec<i8> = (0..out_w * depth)
+            .map(|i| {
+                let (c, k) = (&cols_i[i / depth], i % depth);
+                let v = |row: &[i8], x: usize| i64::from(row[x * depth + k]);
+                let (dy, dx, one) = (i64::from(dy_i), i64::from(c.frac), 1024i64);
+                let acc = v(&top_i, c.lower) * (one - dy) * (one - dx)
+                    + v(&bottom_i, c.lower) * dy * (one - dx)
+                    + v(&top_i, c.upper) * (one - dy) * dx
+                    + v(&bottom_i, c.upper) * dy * dx;
+                let round = if acc > 0 { 1 << 19 } else { -(1 << 19) };
+                ((acc + round) / (1 << 20)) as i8
+            })
+            .collect();
+        let generic = Bilinear::new(Isa::Generic);
+        let mut expected_f = vec![0f32; out_w * depth];
+        generic.row_f32(&row_f, &mut expected_f).unwrap();
+        for isa in Isa::supported() {
+            let k = Bilinear::new(isa);
+            let mut out = vec![0f32; out_w * depth];
+            k.row_f32(&row_f, &mut out).unwrap();
+            assert!(same_bits(&out, &expected_f), "{} case {case}", k.isa());
+            let mut out = vec![0i8; out_w * depth];
+            k.row_i8(&row_i, &mut out).unwrap();
+            assert_eq!(out, expected_i, "{} case {case}", k.isa());
+        }
+    }
+    let k = Bilinear::new(Isa::detect());
+    let cols = [BilinearColumn {
+        lower: 3,
+        upper: 3,
+        frac: 0.5,
+    }];
+    let row = BilinearRow {
+        top: &[0.0; 6],
+        bottom: &[0.0; 6],
+        cols: &cols,
+        depth: 2,
+        dy: 0.5,
+    };
+    assert!(k.row_f32(&row, &mut [0.0; 2]).is_err());
+}

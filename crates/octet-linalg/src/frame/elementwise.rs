@@ -712,3 +712,138 @@ impl<T: QuantElem> Dequantize<T> {
         (self.kernel.run)(self.scale, self.zero_point, x, out)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bilinear resize rows
+// ---------------------------------------------------------------------------------------------
+
+/// One output column of a bilinear resize: the two neighbouring input columns and the fraction
+/// of the way from `lower` to `upper` (a float, or for the integer resize in units of 2^-10).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BilinearColumn<F> {
+    /// Left neighbour (input column index).
+    pub lower: usize,
+    /// Right neighbour.
+    pub upper: usize,
+    /// Fraction towards `upper`.
+    pub frac: F,
+}
+
+/// The signature of a float bilinear row kernel.
+pub(crate) type BilinearF32Fn =
+    fn(&BilinearRow<'_, f32, f32>, &mut [f32]) -> Result<(), LinalgError>;
+/// The signature of an int8 bilinear row kernel.
+pub(crate) type BilinearI8Fn = fn(&BilinearRow<'_, i8, i32>, &mut [i8]) -> Result<(), LinalgError>;
+
+/// One output row of a bilinear resize: the input rows above and below it (each `in_w *
+/// depth` NHWC elements), the output columns, the depth and the row fraction `dy`.
+#[derive(Debug, Clone, Copy)]
+pub struct BilinearRow<'a, T, F> {
+    /// The input row at the lower row index.
+    pub top: &'a [T],
+    /// The input row at the upper row index.
+    pub bottom: &'a [T],
+    /// The output columns.
+    pub cols: &'a [BilinearColumn<F>],
+    /// Channels per pixel.
+    pub depth: usize,
+    /// Fraction towards `bottom` (float, or units of 2^-10 in `[-512, 1024]`).
+    pub dy: F,
+}
+
+impl<T, F> BilinearRow<'_, T, F> {
+    /// Checks that every column's neighbours lie in both rows and that `out` holds the row.
+    pub(crate) fn check(&self, out: usize) -> Result<(), LinalgError> {
+        let len = self.top.len().min(self.bottom.len());
+        let fits = |c: usize| {
+            c.checked_add(1)
+                .and_then(|n| n.checked_mul(self.depth))
+                .is_some_and(|end| end <= len)
+        };
+        if out != self.cols.len() * self.depth {
+            return Err(LinalgError::mismatch(format!(
+                "output row of {out} elements for {} columns of {}",
+                self.cols.len(),
+                self.depth
+            )));
+        }
+        if !self.cols.iter().all(|c| fits(c.lower) && fits(c.upper)) {
+            return Err(LinalgError::mismatch(
+                "a column lies outside the input rows",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bilinear resize rows: TFLite's float blend `v00 (1-dy)(1-dx) + v10 dy (1-dx) + v01 (1-dy)
+/// dx + v11 dy dx` (term by term, in that order) and the int8 blend of
+/// `ResizeBilinearInteger` (weights in 2^-10, rounded half away from zero at 2^20), vectorised
+/// over the channels of each pixel.
+#[derive(Debug, Clone, Copy)]
+pub struct Bilinear {
+    f32_kernel: Selected<BilinearF32Fn>,
+    i8_kernel: Selected<BilinearI8Fn>,
+}
+
+impl Bilinear {
+    /// Picks the kernels for `isa`.
+    pub fn new(isa: Isa) -> Self {
+        let (avx2, avx512) = x86_variants!(
+            crate::x86_64::elementwise::bilinear_f32_avx2 as BilinearF32Fn,
+            crate::x86_64::elementwise::bilinear_f32_avx512 as BilinearF32Fn
+        );
+        let f32_kernel = select(
+            isa,
+            generic::elementwise::bilinear_f32 as BilinearF32Fn,
+            avx2,
+            avx512,
+        );
+        let (avx2, avx512) = x86_variants!(
+            crate::x86_64::elementwise::bilinear_i8_avx2 as BilinearI8Fn,
+            crate::x86_64::elementwise::bilinear_i8_avx512 as BilinearI8Fn
+        );
+        let i8_kernel = select(
+            isa,
+            generic::elementwise::bilinear_i8 as BilinearI8Fn,
+            avx2,
+            avx512,
+        );
+        Bilinear {
+            f32_kernel,
+            i8_kernel,
+        }
+    }
+
+    /// The instruction set of the chosen kernels.
+    pub fn isa(&self) -> Isa {
+        self.f32_kernel.isa
+    }
+
+    /// One float output row.
+    pub fn row_f32(
+        &self,
+        row: &BilinearRow<'_, f32, f32>,
+        out: &mut [f32],
+    ) -> Result<(), LinalgError> {
+        row.check(out.len())?;
+        (self.f32_kernel.run)(row, out)
+    }
+
+    /// One int8 output row (`dy` and the columns' fractions in units of 2^-10, within
+    /// `[-512, 1024]` as TFLite's sampling produces them).
+    pub fn row_i8(
+        &self,
+        row: &BilinearRow<'_, i8, i32>,
+        out: &mut [i8],
+    ) -> Result<(), LinalgError> {
+        row.check(out.len())?;
+        let in_range = |f: i32| (-512..=1024).contains(&f);
+        if !in_range(row.dy) || !row.cols.iter().all(|c| in_range(c.frac)) {
+            return Err(LinalgError::InvalidParameter(
+                "bilinear fractions must lie in [-512, 1024] (units of 2^-10)".into(),
+            ));
+        }
+        (self.i8_kernel.run)(row, out)
+    }
+}

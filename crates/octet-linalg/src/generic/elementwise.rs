@@ -7,8 +7,8 @@ use octet_core::fixed_point::QuantizedMultiplier;
 
 use crate::LinalgError;
 use crate::frame::elementwise::{
-    F32BinaryOp, F32UnaryOp, QuantBinaryOp, QuantBinaryParams, QuantBinaryPrepared, QuantElem,
-    QuantPreluParams, QuantPreluPrepared,
+    BilinearRow, F32BinaryOp, F32UnaryOp, QuantBinaryOp, QuantBinaryParams, QuantBinaryPrepared,
+    QuantElem, QuantPreluParams, QuantPreluPrepared,
 };
 use crate::frame::gemm_f32::F32Clamp;
 
@@ -415,5 +415,92 @@ pub(crate) fn dequantize<T: QuantElem>(
 pub(crate) fn dequantize_body<T: QuantElem>(scale: f32, zero_point: i32, x: &[T], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = scale * v.to_i32().wrapping_sub(zero_point) as f32;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bilinear resize rows
+// ---------------------------------------------------------------------------------------------
+
+/// The generic float bilinear row.
+pub(crate) fn bilinear_f32(
+    row: &BilinearRow<'_, f32, f32>,
+    out: &mut [f32],
+) -> Result<(), LinalgError> {
+    bilinear_f32_body(row, out);
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn bilinear_f32_body(row: &BilinearRow<'_, f32, f32>, out: &mut [f32]) {
+    let (depth, dy) = (row.depth, row.dy);
+    if depth == 0 {
+        return;
+    }
+    for (c, dst) in row.cols.iter().zip(out.chunks_exact_mut(depth)) {
+        let dx = c.frac;
+        let (l, u) = (c.lower * depth, c.upper * depth);
+        let (Some(p00), Some(p10), Some(p01), Some(p11)) = (
+            row.top.get(l..l + depth),
+            row.bottom.get(l..l + depth),
+            row.top.get(u..u + depth),
+            row.bottom.get(u..u + depth),
+        ) else {
+            return;
+        };
+        let corners = p00.iter().zip(p10).zip(p01.iter().zip(p11));
+        for (o, ((&v00, &v10), (&v01, &v11))) in dst.iter_mut().zip(corners) {
+            *o = v00 * (1.0 - dy) * (1.0 - dx)
+                + v10 * dy * (1.0 - dx)
+                + v01 * (1.0 - dy) * dx
+                + v11 * dy * dx;
+        }
+    }
+}
+
+/// The generic int8 bilinear row.
+pub(crate) fn bilinear_i8(
+    row: &BilinearRow<'_, i8, i32>,
+    out: &mut [i8],
+) -> Result<(), LinalgError> {
+    bilinear_i8_body(row, out);
+    Ok(())
+}
+
+/// With `|v| <= 128` and fractions in `[-512, 1024]`, every product and sum of TFLite's 64-bit
+/// blend fits in `i32` (at most 128 * (1536 + 512)^2 < 2^30), so 32-bit arithmetic gives the
+/// same values.
+#[inline(always)]
+pub(crate) fn bilinear_i8_body(row: &BilinearRow<'_, i8, i32>, out: &mut [i8]) {
+    let (depth, dy) = (row.depth, row.dy);
+    if depth == 0 {
+        return;
+    }
+    let one = 1 << 10;
+    for (c, dst) in row.cols.iter().zip(out.chunks_exact_mut(depth)) {
+        let dx = c.frac;
+        let w00 = (one - dy) * (one - dx);
+        let w10 = dy * (one - dx);
+        let w01 = (one - dy) * dx;
+        let w11 = dy * dx;
+        let (l, u) = (c.lower * depth, c.upper * depth);
+        let (Some(p00), Some(p10), Some(p01), Some(p11)) = (
+            row.top.get(l..l + depth),
+            row.bottom.get(l..l + depth),
+            row.top.get(u..u + depth),
+            row.bottom.get(u..u + depth),
+        ) else {
+            return;
+        };
+        let corners = p00.iter().zip(p10).zip(p01.iter().zip(p11));
+        for (o, ((&v00, &v10), (&v01, &v11))) in dst.iter_mut().zip(corners) {
+            let acc = i32::from(v00) * w00
+                + i32::from(v10) * w10
+                + i32::from(v01) * w01
+                + i32::from(v11) * w11;
+            // Half away from zero, then C++'s truncating division by 2^20.
+            let round = if acc > 0 { 1 << 19 } else { -(1 << 19) };
+            *o = ((acc + round) / (1 << 20)) as i8;
+        }
     }
 }

@@ -10,8 +10,8 @@ use std::arch::x86_64::*;
 
 use crate::LinalgError;
 use crate::frame::elementwise::{
-    F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams, QuantPreluPrepared,
-    check_cyclic, check_same,
+    BilinearRow, F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams,
+    QuantPreluPrepared, check_cyclic, check_same,
 };
 use crate::frame::gemm_f32::F32Clamp;
 use crate::generic::elementwise as body;
@@ -21,7 +21,7 @@ macro_rules! vectorised_kernels {
     (
         $feature:literal,
         $quant_binary:ident, $quant_prelu:ident, $f32_binary:ident, $f32_unary:ident,
-        $dequantize:ident
+        $dequantize:ident, $bilinear_f32:ident, $bilinear_i8:ident
     ) => {
         /// Quantized binary op (safe entry point: checks the operands, then runs the body
         /// compiled for this instruction set).
@@ -92,6 +92,36 @@ macro_rules! vectorised_kernels {
             Ok(())
         }
 
+        /// Float bilinear resize row (safe entry point).
+        pub(crate) fn $bilinear_f32(
+            row: &BilinearRow<'_, f32, f32>,
+            out: &mut [f32],
+        ) -> Result<(), LinalgError> {
+            row.check(out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run(row: &BilinearRow<'_, f32, f32>, out: &mut [f32]) {
+                body::bilinear_f32_body(row, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(row, out) };
+            Ok(())
+        }
+
+        /// Int8 bilinear resize row (safe entry point).
+        pub(crate) fn $bilinear_i8(
+            row: &BilinearRow<'_, i8, i32>,
+            out: &mut [i8],
+        ) -> Result<(), LinalgError> {
+            row.check(out.len())?;
+            #[target_feature(enable = $feature)]
+            fn run(row: &BilinearRow<'_, i8, i32>, out: &mut [i8]) {
+                body::bilinear_i8_body(row, out)
+            }
+            // SAFETY: as above, the CPU supports the features `run` is compiled with.
+            unsafe { run(row, out) };
+            Ok(())
+        }
+
         /// DEQUANTIZE (safe entry point).
         pub(crate) fn $dequantize<T: QuantElem>(
             scale: f32,
@@ -117,7 +147,9 @@ vectorised_kernels!(
     quant_prelu_avx2,
     f32_binary_avx2,
     f32_unary_avx2,
-    dequantize_avx2
+    dequantize_avx2,
+    bilinear_f32_avx2,
+    bilinear_i8_avx2
 );
 
 vectorised_kernels!(
@@ -126,7 +158,9 @@ vectorised_kernels!(
     quant_prelu_avx512_auto,
     f32_binary_avx512,
     f32_unary_avx512,
-    dequantize_avx512
+    dequantize_avx512,
+    bilinear_f32_avx512,
+    bilinear_i8_avx512
 );
 
 /// 8-bit table lookup with AVX-512 VBMI (safe entry point: checks the lengths). Handed out

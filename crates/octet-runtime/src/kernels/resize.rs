@@ -12,7 +12,8 @@
 
 use octet_core::{DType, ResizeOptions};
 
-use octet_linalg::Threads;
+use octet_linalg::frame::elementwise::{Bilinear, BilinearColumn, BilinearRow};
+use octet_linalg::{LinalgError, Threads};
 
 use super::binary::{SPLIT_BYTES, linalg_error};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
@@ -49,9 +50,11 @@ pub fn resize_bilinear(
             };
             Box::new(BilinearFloat {
                 shape,
+                linalg_cols: linalg_columns(&cols, |f| f),
                 rows,
                 cols,
                 flavour,
+                kernels: Bilinear::new(ctx.isa()),
             })
         }
         DType::Int8 | DType::Int16 | DType::UInt16 => {
@@ -62,9 +65,12 @@ pub fn resize_bilinear(
             let cols = integer_samples(in_w32, out_w32, o);
             Box::new(BilinearInteger {
                 shape,
+                // The 10-bit fractions lie in [-512, 1024] (see `integer_samples`).
+                linalg_cols: linalg_columns(&cols, |f| f as i32),
                 rows,
                 cols,
                 dtype: input.dtype,
+                kernels: Bilinear::new(ctx.isa()),
             })
         }
         _ => return Err(ctx.unsupported_types()),
@@ -341,6 +347,61 @@ fn bilinear<F: Copy + Sync, T: Copy + Send + Sync>(
         .map_err(linalg_error)
 }
 
+/// The columns of a resize in linalg's form.
+fn linalg_columns<F: Copy, G>(cols: &[Sample<F>], frac: impl Fn(F) -> G) -> Vec<BilinearColumn<G>> {
+    cols.iter()
+        .map(|c| BilinearColumn {
+            lower: c.lower,
+            upper: c.upper,
+            frac: frac(c.frac),
+        })
+        .collect()
+}
+
+/// Computes every output row of a bilinear resize with `row(top, bottom, row sample, out)`
+/// (a linalg row kernel), `top` and `bottom` being the input rows at the sample's lower and
+/// upper index. Rows are split over the threads when the output is large.
+fn bilinear_rows<F: Sync, T: Copy + Send + Sync>(
+    threads: &Threads,
+    s: &ResizeShape,
+    rows: &[Sample<F>],
+    input: &[T],
+    out: &mut [T],
+    row: impl Fn(&[T], &[T], &Sample<F>, &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let row_len = s.out_w * s.depth;
+    let in_row = s.in_w * s.depth;
+    if row_len == 0 || in_row == 0 {
+        return Ok(());
+    }
+    let missing = || LinalgError::Mismatch("input row out of range".into());
+    let do_rows = |first_row: usize, chunk: &mut [T]| -> Result<(), LinalgError> {
+        for (r, out_row) in chunk.chunks_exact_mut(row_len).enumerate() {
+            let index = first_row + r;
+            let (b, ry) = (
+                index / s.out_h,
+                rows.get(index % s.out_h).ok_or_else(missing)?,
+            );
+            let at = |y: usize| {
+                let start = (b * s.in_h + y) * in_row;
+                input.get(start..start + in_row).ok_or_else(missing)
+            };
+            row(at(ry.lower)?, at(ry.upper)?, ry, out_row)?;
+        }
+        Ok(())
+    };
+    let total_rows = s.batches * s.out_h;
+    if threads.count() <= 1 || size_of_val(out) < SPLIT_BYTES {
+        return do_rows(0, out).map_err(linalg_error);
+    }
+    let chunk_rows = threads.chunk_units(total_rows, 1);
+    threads
+        .for_each_chunk(out, chunk_rows * row_len, |i, chunk| {
+            do_rows(i * chunk_rows, chunk)
+        })
+        .map_err(linalg_error)
+}
+
 /// TFLite's float scale and `ComputeInterpolationValues` for every output index.
 fn float_samples(input_size: i32, output_size: i32, o: &ResizeOptions) -> Vec<FloatSample> {
     let scale = if o.align_corners && output_size > 1 {
@@ -378,7 +439,9 @@ struct BilinearFloat {
     shape: ResizeShape,
     rows: Vec<FloatSample>,
     cols: Vec<FloatSample>,
+    linalg_cols: Vec<BilinearColumn<f32>>,
     flavour: FloatFlavour,
+    kernels: Bilinear,
 }
 
 /// TFLite's float blend, term by term and in its order:
@@ -432,14 +495,23 @@ impl Kernel for BilinearFloat {
                 let parts = io.parts::<f32>(0)?;
                 let input = parts.inputs.get::<f32>(0)?;
                 s.check(input.len(), parts.output.len())?;
-                bilinear_float(
+                let (k, cols) = (&self.kernels, &self.linalg_cols);
+                bilinear_rows(
                     parts.threads,
                     s,
                     rows,
-                    cols,
                     input,
                     parts.output,
-                    (|v| v, |v| v),
+                    |top, bottom, ry, out| {
+                        let row = BilinearRow {
+                            top,
+                            bottom,
+                            cols,
+                            depth: s.depth,
+                            dy: ry.frac,
+                        };
+                        k.row_f32(&row, out)
+                    },
                 )
             }
             FloatFlavour::U8 => {
@@ -506,7 +578,9 @@ struct BilinearInteger {
     shape: ResizeShape,
     rows: Vec<IntegerSample>,
     cols: Vec<IntegerSample>,
+    linalg_cols: Vec<BilinearColumn<i32>>,
     dtype: DType,
+    kernels: Bilinear,
 }
 
 /// Runs the 10-bit integer bilinear resize of int16 and uint16 in 64-bit arithmetic.
@@ -540,46 +614,6 @@ fn bilinear_integer<T: Copy + Send + Sync>(
     )
 }
 
-/// The int8 resize: with `|v| <= 128` and weights summing to 2^20 every product and sum of
-/// [`blend_20`] fits in `i32`, so it runs in 32-bit arithmetic (same values, vectorisable),
-/// with the four weights multiplied out per pixel (exact integer products).
-fn bilinear_int8(
-    threads: &Threads,
-    s: &ResizeShape,
-    rows: &[IntegerSample],
-    cols: &[IntegerSample],
-    input: &[i8],
-    out: &mut [i8],
-) -> Result<(), RuntimeError> {
-    bilinear(
-        threads,
-        s,
-        rows,
-        cols,
-        input,
-        out,
-        |[p00, p10, p01, p11], ry, cx, dst| {
-            let one = 1 << 10;
-            // The fractions lie in [0, 1024].
-            let (dy, dx) = (ry.frac as i32, cx.frac as i32);
-            let w00 = (one - dy) * (one - dx);
-            let w10 = dy * (one - dx);
-            let w01 = (one - dy) * dx;
-            let w11 = dy * dx;
-            let corners = p00.iter().zip(p10).zip(p01.iter().zip(p11));
-            for (o, ((&v00, &v10), (&v01, &v11))) in dst.iter_mut().zip(corners) {
-                let acc = i32::from(v00) * w00
-                    + i32::from(v10) * w10
-                    + i32::from(v01) * w01
-                    + i32::from(v11) * w11;
-                // round_20: half away from zero, then C++'s truncating division.
-                let round = if acc > 0 { 1 << 19 } else { -(1 << 19) };
-                *o = ((acc + round) / (1 << 20)) as i8;
-            }
-        },
-    )
-}
-
 impl Kernel for BilinearInteger {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let (s, rows, cols) = (&self.shape, &self.rows, &self.cols);
@@ -590,7 +624,24 @@ impl Kernel for BilinearInteger {
                 let parts = io.parts::<i8>(0)?;
                 let input = parts.inputs.get::<i8>(0)?;
                 s.check(input.len(), parts.output.len())?;
-                bilinear_int8(parts.threads, s, rows, cols, input, parts.output)
+                let (k, cols) = (&self.kernels, &self.linalg_cols);
+                bilinear_rows(
+                    parts.threads,
+                    s,
+                    rows,
+                    input,
+                    parts.output,
+                    |top, bottom, ry, out| {
+                        let row = BilinearRow {
+                            top,
+                            bottom,
+                            cols,
+                            depth: s.depth,
+                            dy: ry.frac as i32,
+                        };
+                        k.row_i8(&row, out)
+                    },
+                )
             }
             DType::Int16 => {
                 let parts = io.parts::<i16>(0)?;
