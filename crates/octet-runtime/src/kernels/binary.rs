@@ -1349,6 +1349,48 @@ mod tests {
     }
 
     #[test]
+    fn split_runs_match_one_thread() {
+        // Outputs above SPLIT_BYTES are split over the threads: whole periods of a cyclic
+        // operand, or any ranges of equally long operands.
+        let n = SPLIT_BYTES / 4 * 3 + 96;
+        let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.25 - 100.0).collect();
+        let add = F32Binary::new(
+            octet_linalg::Isa::detect(),
+            F32BinaryOp::Sub,
+            F32Clamp::NONE,
+        );
+        let two = Threads::new(2).unwrap();
+        for period in [n, 32, 1] {
+            let y: Vec<f32> = x[..period].iter().map(|v| v * 0.5 + 1.0).collect();
+            let mut one_thread = vec![0f32; n];
+            let mut split = vec![0f32; n];
+            run_split(
+                &Threads::single(),
+                &x,
+                &y,
+                &mut one_thread,
+                true,
+                |x, y, o| add.run(x, y, o),
+            )
+            .unwrap();
+            run_split(&two, &x, &y, &mut split, true, |x, y, o| add.run(x, y, o)).unwrap();
+            assert_eq!(one_thread, split, "period {period}");
+            assert_eq!(split[n - 1], x[n - 1] - y[(n - 1) % period]);
+        }
+        let mut one_thread = vec![0f32; n];
+        let mut split = vec![0f32; n];
+        let neg = |x: &[f32], o: &mut [f32]| {
+            for (o, v) in o.iter_mut().zip(x) {
+                *o = -v;
+            }
+            Ok(())
+        };
+        split_map(&Threads::single(), &x, &mut one_thread, neg).unwrap();
+        split_map(&two, &x, &mut split, neg).unwrap();
+        assert_eq!(one_thread, split);
+    }
+
+    #[test]
     fn byte_table_positions_cover_every_value_once() {
         for v in i8::MIN..=i8::MAX {
             assert_eq!(i8::value_at(v.index() as u8), i32::from(v));
