@@ -326,7 +326,7 @@ impl QuantPreluPrepared {
         let channels = params.alpha.len();
         let expanded_alpha = if (2..64).contains(&channels) {
             let mut period = channels;
-            while period % 64 != 0 {
+            while !period.is_multiple_of(64) {
                 period += channels;
             }
             (0..period).map(|i| params.alpha[i % channels]).collect()

@@ -784,7 +784,10 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
             return;
         }
         let expanded = &prepared.expanded_alpha;
-        if !expanded.is_empty() && expanded.len() % 64 == 0 && expanded.len() % period == 0 {
+        if !expanded.is_empty()
+            && expanded.len().is_multiple_of(64)
+            && expanded.len().is_multiple_of(period)
+        {
             // Few channels: blocks of 64 across rows; block i starts at channel i % period,
             // where the expanded alphas (a multiple of both 64 and the period) also start.
             let mut i = 0;
