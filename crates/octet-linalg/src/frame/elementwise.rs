@@ -422,6 +422,7 @@ impl Lut8 {
     /// A lookup kernel for `table` on `isa`: AVX-512 VBMI when the CPU has it and `isa` is at
     /// least [`Isa::Avx512`], else a scalar loop.
     pub fn new(isa: Isa, table: [u8; 256]) -> Self {
+        #[allow(unused_mut)] // only x86-64 has a faster kernel
         let mut kernel = Selected {
             isa: Isa::Generic,
             run: generic::elementwise::lut8 as Lut8Fn,
@@ -433,6 +434,7 @@ impl Lut8 {
                 run: crate::x86_64::elementwise::lut8_vbmi as Lut8Fn,
             };
         }
+        #[cfg(not(target_arch = "x86_64"))]
         let _ = isa;
         Lut8 { table, kernel }
     }
