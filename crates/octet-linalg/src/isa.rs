@@ -65,6 +65,23 @@ impl Isa {
             .collect()
     }
 
+    /// True when this set is at least [`Isa::Avx512`] and the CPU also has AVX-512 VBMI
+    /// (`vpermb`/`vpermi2b`: byte permutes across a whole register, for 8-bit table lookups).
+    /// A feature of its own rather than a level: some AVX-512 CPUs (Skylake-SP, Cascade Lake)
+    /// lack it while having VNNI.
+    pub fn has_vbmi(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self >= Isa::Avx512
+                && self.is_supported()
+                && std::arch::is_x86_feature_detected!("avx512vbmi")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// The set's name as `FromStr` reads it: `generic`, `avx2`, `avx512`, `avx512vnni`.
     pub fn name(self) -> &'static str {
         match self {

@@ -28,3 +28,5 @@ pub use threads::Threads;
 mod battery;
 #[cfg(test)]
 mod battery_depthwise;
+#[cfg(test)]
+mod battery_elementwise;

@@ -2,6 +2,7 @@
 //! drivers that walk an operation tile by tile. Architecture-independent and free of `unsafe`.
 
 pub mod depthwise;
+pub mod elementwise;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod pool;

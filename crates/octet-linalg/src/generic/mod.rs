@@ -3,5 +3,6 @@
 //! tested against.
 
 pub(crate) mod depthwise;
+pub(crate) mod elementwise;
 pub(crate) mod gemm_f32;
 pub(crate) mod pool;

@@ -25,3 +25,4 @@ pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {
 pub(crate) fn q8_dw_ukernels() -> Vec<crate::frame::depthwise::Q8DwUkernel> {
     depthwise_q8::UKERNELS.to_vec()
 }
+pub(crate) mod elementwise;

@@ -14,6 +14,11 @@
 //! - LEAKY_RELU on int8/uint8/int16: one multiplier for `x >= 0`, one for `alpha * x`;
 //! - HARD_SWISH on int8/uint8: the 16-bit fixed-point `reference_ops::HardSwish`.
 //!
+//! On octet-linalg: float activations run its vectorised float kernels; every 8-bit flavour
+//! (the `LUTPopulate` tables, and RELU*, LEAKY_RELU, HARD_SWISH tabulated by running their exact
+//! per-element function on all 256 inputs) runs its table lookup (`vpermi2b` on AVX-512 VBMI).
+//! Large tensors are split over the threads.
+//!
 //! ELU has no entry in LiteRT's reference resolver; its builtin kernel (which has no separate
 //! reference variant) is the one reproduced here.
 
@@ -26,6 +31,9 @@ use octet_core::fixed_point::{
 };
 use octet_core::{ActivationFunction, DType};
 
+use octet_linalg::frame::elementwise::{F32Unary, F32UnaryOp, Lut8};
+
+use super::binary::split_map;
 use super::common::{activation_range_quantized, per_tensor_quant};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
@@ -33,7 +41,7 @@ use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 pub fn logistic(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(FloatFn::Logistic))),
+        DType::Float32 => Ok(float_map(ctx, F32UnaryOp::Logistic)),
         DType::Int8 | DType::UInt8 => {
             let (out_scale, _) = per_tensor_quant(ctx, output, "output")?;
             if f64::from(out_scale) != 1.0 / 256.0 {
@@ -65,7 +73,7 @@ pub fn logistic(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
 pub fn tanh(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(FloatFn::Tanh))),
+        DType::Float32 => Ok(float_map(ctx, F32UnaryOp::Tanh)),
         DType::Int8 | DType::UInt8 => lut8_kernel(ctx, input, output, f32::tanh),
         DType::Int16 => {
             let (multiplier, left_shift) = sigmoid_int16_prepare(ctx, input, output, true)?;
@@ -97,7 +105,7 @@ pub fn relu_n1_to_1(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError
 pub fn leaky_relu(ctx: &OpContext<'_>, alpha: f32) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(FloatFn::LeakyRelu(alpha)))),
+        DType::Float32 => Ok(float_map(ctx, F32UnaryOp::LeakyRelu(alpha))),
         DType::Int8 => leaky_relu_quantized::<i8>(ctx, input, output, alpha),
         DType::UInt8 => leaky_relu_quantized::<u8>(ctx, input, output, alpha),
         DType::Int16 => leaky_relu_quantized::<i16>(ctx, input, output, alpha),
@@ -109,7 +117,7 @@ pub fn leaky_relu(ctx: &OpContext<'_>, alpha: f32) -> Result<Box<dyn Kernel>, Ru
 pub fn hard_swish(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(FloatFn::HardSwish))),
+        DType::Float32 => Ok(float_map(ctx, F32UnaryOp::HardSwish)),
         DType::Int8 => hard_swish_quantized::<i8>(ctx, input, output),
         DType::UInt8 => hard_swish_quantized::<u8>(ctx, input, output),
         _ => Err(ctx.unsupported_types()),
@@ -120,7 +128,7 @@ pub fn hard_swish(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> 
 pub fn elu(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(FloatFn::Elu))),
+        DType::Float32 => Ok(float_map(ctx, F32UnaryOp::Elu)),
         DType::Int8 => lut8_kernel(ctx, input, output, elu_f32),
         _ => Err(ctx.unsupported_types()),
     }
@@ -130,7 +138,7 @@ pub fn elu(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
 // Shared pieces (also used by the softmax family).
 
 /// The integer element types of quantized activation tensors.
-pub(crate) trait QuantInt: Pod + Send {
+pub(crate) trait QuantInt: Pod + Send + Sync {
     /// Smallest value, as `i32`.
     const MIN: i32;
     /// Largest value, as `i32`.
@@ -232,44 +240,6 @@ fn truncate_to_i32(x: f64) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // float32
 
-/// The float functions, each written as TFLite's float kernel computes it.
-#[derive(Debug, Clone, Copy)]
-enum FloatFn {
-    Logistic,
-    Tanh,
-    Relu,
-    Relu6,
-    ReluN1To1,
-    LeakyRelu(f32),
-    HardSwish,
-    Elu,
-}
-
-impl FloatFn {
-    fn apply(self, x: f32) -> f32 {
-        match self {
-            FloatFn::Logistic => logistic_f32(if x.is_nan() {
-                x
-            } else {
-                x.clamp(-100.0, 100.0)
-            }),
-            FloatFn::Tanh => x.tanh(),
-            FloatFn::Relu => x.max(0.0),
-            FloatFn::Relu6 => x.clamp(0.0, 6.0),
-            FloatFn::ReluN1To1 => x.clamp(-1.0, 1.0),
-            FloatFn::LeakyRelu(alpha) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    x * alpha
-                }
-            }
-            FloatFn::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-            FloatFn::Elu => elu_f32(x),
-        }
-    }
-}
-
 /// `1 / (1 + exp(-x))` in float, as the reference kernel and `LUTPopulate` compute it.
 fn logistic_f32(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -280,13 +250,19 @@ fn elu_f32(x: f32) -> f32 {
     if x < 0.0 { x.exp_m1() } else { x }
 }
 
-/// A float element-wise function.
-struct FloatMap(FloatFn);
+/// A float activation on linalg.
+struct FloatMap(F32Unary);
+
+fn float_map(ctx: &OpContext<'_>, op: F32UnaryOp) -> Box<dyn Kernel> {
+    Box::new(FloatMap(F32Unary::new(ctx.isa(), op)))
+}
 
 impl Kernel for FloatMap {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        let f = self.0;
-        map_elements::<f32, f32>(io, |x| f.apply(x))
+        let parts = io.parts::<f32>(0)?;
+        let input = parts.inputs.get::<f32>(0)?;
+        let f = &self.0;
+        split_map(parts.threads, input, parts.output, |x, o| f.run(x, o))
     }
 }
 
@@ -341,16 +317,68 @@ fn lut8_kernel(
         out_zp,
         f,
     );
-    Ok(Box::new(Lut8(table)))
+    Ok(Box::new(LutKernel(Lut8::new(ctx.isa(), table))))
 }
 
-/// An 8-bit to 8-bit table lookup (int8 and uint8 alike, on raw bytes).
-struct Lut8([u8; 256]);
+/// An 8-bit to 8-bit table lookup (int8 and uint8 alike, on raw bytes) on linalg.
+struct LutKernel(Lut8);
 
-impl Kernel for Lut8 {
+/// The kernel of an 8-bit op given as a lookup table (activations, 8-bit requantization).
+pub(crate) fn lut_kernel(lut: Lut8) -> Box<dyn Kernel> {
+    Box::new(LutKernel(lut))
+}
+
+impl Kernel for LutKernel {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        let table = &self.0;
-        map_elements::<u8, u8>(io, |x| table[usize::from(x)])
+        let parts = io.parts::<u8>(0)?;
+        let input = parts.inputs.get::<u8>(0)?;
+        let lut = &self.0;
+        split_map(parts.threads, input, parts.output, |x, o| lut.run(x, o))
+    }
+}
+
+/// The exact per-element function of a quantized activation.
+trait ElementMap<T>: Send + Sync + 'static {
+    /// The output for one input.
+    fn one(&self, x: T) -> T;
+}
+
+/// The kernel of a quantized activation: for 8-bit types a lookup table built by running the
+/// exact function on all 256 inputs (so the table is exact by construction), for int16 the
+/// function itself.
+fn quantized_map<T: QuantInt, M: ElementMap<T>>(ctx: &OpContext<'_>, map: M) -> Box<dyn Kernel> {
+    if T::BITS == 8 {
+        let mut table = [0u8; 256];
+        for v in <T as QuantInt>::MIN..=<T as QuantInt>::MAX {
+            let out = map.one(T::saturate(v)).to_i32();
+            // int8 and uint8 alike: index and entry are the values' low bytes.
+            table[(v & 0xff) as usize] = (out & 0xff) as u8;
+        }
+        return Box::new(LutKernel(Lut8::new(ctx.isa(), table)));
+    }
+    Box::new(MapKernel {
+        map,
+        _element: PhantomData,
+    })
+}
+
+/// A quantized activation applied element by element.
+struct MapKernel<T, M> {
+    map: M,
+    _element: PhantomData<T>,
+}
+
+impl<T: QuantInt, M: ElementMap<T>> Kernel for MapKernel<T, M> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<T>(0)?;
+        let input = parts.inputs.get::<T>(0)?;
+        let map = &self.map;
+        split_map(parts.threads, input, parts.output, |x, o| {
+            for (o, &v) in o.iter_mut().zip(x) {
+                *o = map.one(v);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -533,12 +561,12 @@ fn relu_family(
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
     let (input, output) = unary_same_type(ctx)?;
     let float = match activation {
-        ActivationFunction::Relu => FloatFn::Relu,
-        ActivationFunction::Relu6 => FloatFn::Relu6,
-        _ => FloatFn::ReluN1To1,
+        ActivationFunction::Relu => F32UnaryOp::Relu,
+        ActivationFunction::Relu6 => F32UnaryOp::Relu6,
+        _ => F32UnaryOp::ReluN1To1,
     };
     match input.dtype {
-        DType::Float32 => Ok(Box::new(FloatMap(float))),
+        DType::Float32 => Ok(float_map(ctx, float)),
         DType::Int8 => relu_quantized::<i8>(ctx, input, output, activation),
         DType::UInt8 => relu_quantized::<u8>(ctx, input, output, activation),
         DType::Int16 if int16_ok => relu_quantized::<i16>(ctx, input, output, activation),
@@ -564,14 +592,17 @@ fn relu_quantized<T: QuantInt>(
     let multiplier = multiplier(ctx, f64::from(in_scale / out_scale), "input/output scale")?;
     let (min, max) = activation_range_quantized(activation, output.dtype, out_scale, out_zp)
         .ok_or_else(|| ctx.unsupported_types())?;
-    Ok(Box::new(ReluQuantized::<T> {
-        input_zero_point: in_zp,
-        output_zero_point: out_zp,
-        multiplier,
-        min,
-        max,
-        _element: PhantomData,
-    }))
+    Ok(quantized_map(
+        ctx,
+        ReluQuantized::<T> {
+            input_zero_point: in_zp,
+            output_zero_point: out_zp,
+            multiplier,
+            min,
+            max,
+            _element: PhantomData,
+        },
+    ))
 }
 
 /// Quantized RELU/RELU6/RELU_N1_TO_1: requantize, then clamp.
@@ -592,11 +623,9 @@ impl<T: QuantInt> ReluQuantized<T> {
     }
 }
 
-impl<T: QuantInt> Kernel for ReluQuantized<T> {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        map_elements::<T, T>(io, |x| {
-            T::saturate(self.requantize(x.to_i32().wrapping_sub(self.input_zero_point)))
-        })
+impl<T: QuantInt> ElementMap<T> for ReluQuantized<T> {
+    fn one(&self, x: T) -> T {
+        T::saturate(self.requantize(x.to_i32().wrapping_sub(self.input_zero_point)))
     }
 }
 
@@ -622,14 +651,17 @@ fn leaky_relu_quantized<T: QuantInt>(
     let alpha_real = in_scale * alpha / out_scale;
     let identity = multiplier(ctx, f64::from(in_scale / out_scale), "input/output scale")?;
     let alpha_multiplier = multiplier(ctx, f64::from(alpha_real.abs()), "alpha multiplier")?;
-    Ok(Box::new(LeakyReluQuantized::<T> {
-        input_zero_point: in_zp,
-        output_zero_point: out_zp,
-        identity,
-        alpha: alpha_multiplier,
-        alpha_negative: alpha_real < 0.0 && alpha_multiplier.multiplier != 0,
-        _element: PhantomData,
-    }))
+    Ok(quantized_map(
+        ctx,
+        LeakyReluQuantized::<T> {
+            input_zero_point: in_zp,
+            output_zero_point: out_zp,
+            identity,
+            alpha: alpha_multiplier,
+            alpha_negative: alpha_real < 0.0 && alpha_multiplier.multiplier != 0,
+            _element: PhantomData,
+        },
+    ))
 }
 
 /// Quantized LEAKY_RELU (`reference_ops::QuantizeLeakyRelu`).
@@ -658,11 +690,9 @@ impl<T: QuantInt> LeakyReluQuantized<T> {
     }
 }
 
-impl<T: QuantInt> Kernel for LeakyReluQuantized<T> {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        map_elements::<T, T>(io, |x| {
-            T::saturate(self.requantize(x.to_i32().wrapping_sub(self.input_zero_point)))
-        })
+impl<T: QuantInt> ElementMap<T> for LeakyReluQuantized<T> {
+    fn one(&self, x: T) -> T {
+        T::saturate(self.requantize(x.to_i32().wrapping_sub(self.input_zero_point)))
     }
 }
 
@@ -767,10 +797,13 @@ fn hard_swish_quantized<T: QuantInt>(
     let (out_scale, out_zp) = per_tensor_quant(ctx, output, "output")?;
     let params =
         HardSwishParams::new(in_scale, in_zp, out_scale, out_zp).map_err(|e| ctx.invalid(e))?;
-    Ok(Box::new(HardSwishQuantized::<T> {
-        params,
-        _element: PhantomData,
-    }))
+    Ok(quantized_map(
+        ctx,
+        HardSwishQuantized::<T> {
+            params,
+            _element: PhantomData,
+        },
+    ))
 }
 
 /// Quantized HARD_SWISH.
@@ -779,11 +812,9 @@ struct HardSwishQuantized<T> {
     _element: PhantomData<T>,
 }
 
-impl<T: QuantInt> Kernel for HardSwishQuantized<T> {
-    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
-        map_elements::<T, T>(io, |x| {
-            T::saturate(i32::from(self.params.apply(x.to_i32())))
-        })
+impl<T: QuantInt> ElementMap<T> for HardSwishQuantized<T> {
+    fn one(&self, x: T) -> T {
+        T::saturate(i32::from(self.params.apply(x.to_i32())))
     }
 }
 

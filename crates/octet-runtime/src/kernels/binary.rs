@@ -26,6 +26,13 @@
 //! Integer flavours keep the integer arithmetic that produces a raw result (the rescaled sum
 //! or difference, the product of offset inputs) apart from the requantization of that result
 //! to the output, so that a vectorised accumulation can replace the former and stay bit-exact.
+//!
+//! Fast paths: when one input has the output's shape and the other is a scalar or a
+//! trailing-dimensions vector (a per-channel bias or alpha) or has the same shape, float
+//! ADD/SUB/MUL/MAXIMUM/MINIMUM/PRELU, quantized ADD/SUB (int8, uint8, int16) and MUL, and
+//! quantized PRELU with a constant alpha run on octet-linalg's element-wise kernels (SIMD,
+//! bit-exact with the per-element functions here, which remain the specification and the path
+//! of every other broadcast), split over the threads when the output exceeds 1 MiB.
 
 use std::marker::PhantomData;
 
@@ -37,6 +44,12 @@ use octet_core::fixed_point::{
     saturating_rounding_doubling_high_mul_i16,
 };
 use octet_core::{ActivationFunction, AddOptions, DType};
+use octet_linalg::frame::elementwise::{
+    F32Binary, F32BinaryOp, QuantBinary, QuantBinaryOp, QuantBinaryParams, QuantElem, QuantPrelu,
+    QuantPreluParams,
+};
+use octet_linalg::frame::gemm_f32::F32Clamp;
+use octet_linalg::{LinalgError, Threads};
 
 use super::broadcast::Broadcast;
 use super::common::{
@@ -68,6 +81,9 @@ pub fn mul(
     match (lhs.dtype, output.dtype) {
         (DType::Float32, DType::Float32) => {
             let (lo, hi) = activation_range_f32(activation);
+            if let Some(fast) = fast_f32(ctx, &ops, F32BinaryOp::Mul, F32BinaryOp::Mul, (lo, hi)) {
+                return Ok(fast);
+            }
             Ok(elementwise(ops.broadcast, move |a: f32, b: f32| {
                 clamp(a * b, lo, hi)
             }))
@@ -112,9 +128,17 @@ pub fn prelu(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
         return Err(ctx.unsupported_types());
     }
     match ops.lhs.dtype {
-        DType::Float32 => Ok(elementwise(ops.broadcast, |x: f32, alpha: f32| {
-            if x >= 0.0 { x } else { x * alpha }
-        })),
+        DType::Float32 => {
+            let none = (f32::NEG_INFINITY, f32::INFINITY);
+            if let Some(fast) = fast_f32(ctx, &ops, F32BinaryOp::Prelu, F32BinaryOp::Prelu, none)
+                .filter(|_| layout(&ops).is_some_and(|l| !l.swapped))
+            {
+                return Ok(fast);
+            }
+            Ok(elementwise(ops.broadcast, |x: f32, alpha: f32| {
+                if x >= 0.0 { x } else { x * alpha }
+            }))
+        }
         DType::Int8 => quantized_prelu::<i8>(ctx, &ops),
         DType::UInt8 => quantized_prelu::<u8>(ctx, &ops),
         _ => Err(ctx.unsupported_types()),
@@ -327,29 +351,10 @@ fn plain_mul<T: PlainInt>(broadcast: Broadcast, activation: ActivationFunction) 
 // Quantized element types
 // ---------------------------------------------------------------------------------------------
 
-/// The quantized storage types (int8, uint8, int16), widened to `i32` for arithmetic.
-trait QuantInt: Pod + Send {
-    fn to_i32(self) -> i32;
-    /// `static_cast<T>` of a value already clamped into the type's range.
-    fn from_i32(x: i32) -> Self;
-}
-
-macro_rules! quant_int {
-    ($($t:ty),*) => {$(
-        impl QuantInt for $t {
-            fn to_i32(self) -> i32 {
-                i32::from(self)
-            }
-            fn from_i32(x: i32) -> Self {
-                x as $t
-            }
-        }
-    )*};
-}
-quant_int!(i8, u8, i16);
+// The quantized storage types (int8, uint8, int16) are linalg's `QuantElem`.
 
 /// The 8-bit quantized types, whose 256 values are few enough to tabulate.
-trait QuantByte: QuantInt {
+trait QuantByte: QuantElem + Pod {
     /// Position of the value in a 256-entry table.
     fn index(self) -> usize;
     /// The value at a table position (inverse of [`index`](Self::index)), widened.
@@ -397,6 +402,13 @@ fn add_or_sub(
     match ops.lhs.dtype {
         DType::Float32 => {
             let (lo, hi) = activation_range_f32(activation);
+            let (op, mirrored) = match kind {
+                AddSub::Add => (F32BinaryOp::Add, F32BinaryOp::Add),
+                AddSub::Sub => (F32BinaryOp::Sub, F32BinaryOp::ReverseSub),
+            };
+            if let Some(fast) = fast_f32(ctx, &ops, op, mirrored, (lo, hi)) {
+                return Ok(fast);
+            }
             Ok(match kind {
                 AddSub::Add => {
                     elementwise(ops.broadcast, move |a: f32, b: f32| clamp(a + b, lo, hi))
@@ -547,6 +559,9 @@ fn general_add_sub_int16(
     kind: AddSub,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
     let p = GeneralAddSub::new(ctx, ops.output, quant, activation, true, kind)?;
+    if let Some(fast) = fast_add_sub::<i16>(ctx, ops, &p, kind) {
+        return Ok(fast);
+    }
     let broadcast = ops.broadcast.clone();
     Ok(match kind {
         AddSub::Add => elementwise(broadcast, move |a: i16, b: i16| {
@@ -562,7 +577,7 @@ fn general_add_sub_int16(
 /// rescalings are tabulated for all 256 values when the kernel is built; per element only the
 /// sum (or difference) of two table entries is requantized. Bit-identical to rescaling each
 /// element, and several times faster.
-fn general_add_sub_8bit<T: QuantByte>(
+fn general_add_sub_8bit<T: QuantByte + FastQuant>(
     ctx: &OpContext<'_>,
     ops: &Operands<'_>,
     quant: [(f32, i32); 3],
@@ -570,6 +585,9 @@ fn general_add_sub_8bit<T: QuantByte>(
     kind: AddSub,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
     let p = GeneralAddSub::new(ctx, ops.output, quant, activation, false, kind)?;
+    if let Some(fast) = fast_add_sub::<T>(ctx, ops, &p, kind) {
+        return Ok(fast);
+    }
     let mut lhs = [0i32; 256];
     let mut rhs = [0i32; 256];
     for index in 0..=u8::MAX {
@@ -696,7 +714,7 @@ fn mul_real_multiplier(s1: f32, s2: f32, so: f32) -> f64 {
     f64::from(s1 * s2 / so)
 }
 
-fn quantized_mul<T: QuantInt>(
+fn quantized_mul<T: FastQuant>(
     ctx: &OpContext<'_>,
     ops: &Operands<'_>,
     activation: ActivationFunction,
@@ -717,6 +735,9 @@ fn quantized_mul<T: QuantInt>(
         act_min,
         act_max,
     };
+    if let Some(fast) = fast_mul::<T>(ctx, ops, &p) {
+        return Ok(fast);
+    }
     Ok(elementwise(ops.broadcast.clone(), move |a: T, b: T| {
         T::from_i32(p.requantize(p.accumulate(a.to_i32(), b.to_i32())))
     }))
@@ -726,7 +747,7 @@ fn quantized_mul<T: QuantInt>(
 /// int8/uint8)`): the Q0.15 product, rounding-shifted right by 8, offset by the output zero
 /// point and clamped. The input scales are ignored, as in TFLite. TFLite has no broadcasting
 /// variant of it.
-fn int16_mul_to_8bit<T: QuantInt>(
+fn int16_mul_to_8bit<T: QuantElem + Pod>(
     ctx: &OpContext<'_>,
     ops: &Operands<'_>,
     activation: ActivationFunction,
@@ -778,6 +799,16 @@ fn max_or_min(ctx: &OpContext<'_>, kind: MaxMin) -> Result<Box<dyn Kernel>, Runt
     }
     // Quantized tensors are compared as stored: TFLite assumes (and its quantizer ensures) that
     // inputs and output share their quantization parameters.
+    if ops.lhs.dtype == DType::Float32 {
+        let (op, mirrored) = match kind {
+            MaxMin::Max => (F32BinaryOp::Max, F32BinaryOp::ReverseMax),
+            MaxMin::Min => (F32BinaryOp::Min, F32BinaryOp::ReverseMin),
+        };
+        let none = (f32::NEG_INFINITY, f32::INFINITY);
+        if let Some(fast) = fast_f32(ctx, &ops, op, mirrored, none) {
+            return Ok(fast);
+        }
+    }
     let broadcast = ops.broadcast;
     Ok(match ops.lhs.dtype {
         DType::Float32 => max_min_kernel::<f32>(broadcast, kind),
@@ -799,7 +830,7 @@ fn max_or_min(ctx: &OpContext<'_>, kind: MaxMin) -> Result<Box<dyn Kernel>, Runt
 /// alpha and requantized with `s_in * s_alpha / s_out`; the result is clamped to the dtype's
 /// range (PRELU has no fused activation).
 #[derive(Debug, Clone, Copy)]
-struct QuantPrelu {
+struct QuantPreluOp {
     input_offset: i32,
     alpha_offset: i32,
     output_offset: i32,
@@ -809,7 +840,7 @@ struct QuantPrelu {
     qmax: i32,
 }
 
-impl QuantPrelu {
+impl QuantPreluOp {
     /// The raw value before requantization and whether it is on the alpha (negative) branch.
     fn accumulate(&self, x: i32, alpha: i32) -> (i32, bool) {
         let input = x.wrapping_add(self.input_offset);
@@ -837,7 +868,7 @@ impl QuantPrelu {
     }
 }
 
-fn quantized_prelu<T: QuantInt>(
+fn quantized_prelu<T: FastQuant>(
     ctx: &OpContext<'_>,
     ops: &Operands<'_>,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
@@ -848,7 +879,7 @@ fn quantized_prelu<T: QuantInt>(
         .map_err(|e| multiplier_error(ctx, "identity multiplier", e))?;
     let alpha_multiplier = quantize_multiplier(f64::from(si * sa / so))
         .map_err(|e| multiplier_error(ctx, "alpha multiplier", e))?;
-    let p = QuantPrelu {
+    let p = QuantPreluOp {
         input_offset: zi.wrapping_neg(),
         alpha_offset: za.wrapping_neg(),
         output_offset: zo,
@@ -857,9 +888,310 @@ fn quantized_prelu<T: QuantInt>(
         qmin,
         qmax,
     };
+    if let Some(fast) = fast_prelu::<T>(ctx, ops, &p)? {
+        return Ok(fast);
+    }
     Ok(elementwise(ops.broadcast.clone(), move |x: T, alpha: T| {
         T::from_i32(p.requantize(p.accumulate(x.to_i32(), alpha.to_i32())))
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast paths: octet-linalg's element-wise kernels
+// ---------------------------------------------------------------------------------------------
+
+/// Element-wise and resize outputs smaller than this are computed on one thread: these ops
+/// stream memory at several bytes per cycle, so below about a mebibyte (tens of microseconds)
+/// the fork and join and the second core's cold cache cost more than the split saves (measured
+/// on the MediaPipe models, where splitting 64 KiB to 1 MiB outputs made them slower).
+pub(crate) const SPLIT_BYTES: usize = 1024 * 1024;
+
+/// How the inputs map onto a linalg kernel's full operand and cyclic operand (one whose
+/// element `i % period` meets element `i` of the output): equal shapes, a scalar, or a
+/// trailing-dimensions vector such as a per-channel bias against an NHWC tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// The first input is the cyclic one (the kernel runs the mirrored op).
+    swapped: bool,
+}
+
+fn layout(ops: &Operands<'_>) -> Option<Layout> {
+    if ops.broadcast.output_len() == 0 {
+        return None;
+    }
+    let out = strip_leading_ones(ops.broadcast.output_shape());
+    let full = |shape: &[usize]| strip_leading_ones(shape) == out;
+    let cyclic = |shape: &[usize]| out.ends_with(strip_leading_ones(shape));
+    if full(&ops.lhs.shape) && cyclic(&ops.rhs.shape) {
+        Some(Layout { swapped: false })
+    } else if full(&ops.rhs.shape) && cyclic(&ops.lhs.shape) {
+        Some(Layout { swapped: true })
+    } else {
+        None
+    }
+}
+
+/// A binary op on linalg: the kernel and the operand order.
+struct FastBinary {
+    op: FastOp,
+    swapped: bool,
+}
+
+enum FastOp {
+    F32(F32Binary),
+    I8(QuantBinary<i8>),
+    U8(QuantBinary<u8>),
+    I16(QuantBinary<i16>),
+    PreluI8(QuantPrelu<i8>),
+    PreluU8(QuantPrelu<u8>),
+}
+
+/// The quantized element types with a linalg fast path.
+trait FastQuant: QuantElem + Pod {
+    fn binary(kernel: QuantBinary<Self>) -> Option<FastOp>;
+    fn prelu(kernel: QuantPrelu<Self>) -> Option<FastOp>;
+}
+
+impl FastQuant for i8 {
+    fn binary(kernel: QuantBinary<Self>) -> Option<FastOp> {
+        Some(FastOp::I8(kernel))
+    }
+    fn prelu(kernel: QuantPrelu<Self>) -> Option<FastOp> {
+        Some(FastOp::PreluI8(kernel))
+    }
+}
+
+impl FastQuant for u8 {
+    fn binary(kernel: QuantBinary<Self>) -> Option<FastOp> {
+        Some(FastOp::U8(kernel))
+    }
+    fn prelu(kernel: QuantPrelu<Self>) -> Option<FastOp> {
+        Some(FastOp::PreluU8(kernel))
+    }
+}
+
+impl FastQuant for i16 {
+    fn binary(kernel: QuantBinary<Self>) -> Option<FastOp> {
+        Some(FastOp::I16(kernel))
+    }
+    fn prelu(_: QuantPrelu<Self>) -> Option<FastOp> {
+        None
+    }
+}
+
+fn fast_kernel(op: Option<FastOp>, swapped: bool) -> Option<Box<dyn Kernel>> {
+    op.map(|op| Box::new(FastBinary { op, swapped }) as Box<dyn Kernel>)
+}
+
+/// Float ADD, SUB, MUL, MAXIMUM, MINIMUM and PRELU (`mirrored` is the op with its operands
+/// exchanged).
+fn fast_f32(
+    ctx: &OpContext<'_>,
+    ops: &Operands<'_>,
+    op: F32BinaryOp,
+    mirrored: F32BinaryOp,
+    (min, max): (f32, f32),
+) -> Option<Box<dyn Kernel>> {
+    let l = layout(ops)?;
+    let op = if l.swapped { mirrored } else { op };
+    let kernel = F32Binary::new(ctx.isa(), op, F32Clamp { min, max });
+    fast_kernel(Some(FastOp::F32(kernel)), l.swapped)
+}
+
+/// General quantized ADD/SUB.
+fn fast_add_sub<T: FastQuant>(
+    ctx: &OpContext<'_>,
+    ops: &Operands<'_>,
+    p: &GeneralAddSub,
+    kind: AddSub,
+) -> Option<Box<dyn Kernel>> {
+    let l = layout(ops)?;
+    let mut params = QuantBinaryParams {
+        op: match kind {
+            AddSub::Add => QuantBinaryOp::Add,
+            AddSub::Sub => QuantBinaryOp::Sub,
+        },
+        left_shift: p.left_shift,
+        x_offset: p.lhs_offset,
+        x_multiplier: p.lhs_multiplier,
+        y_offset: p.rhs_offset,
+        y_multiplier: p.rhs_multiplier,
+        output_offset: p.output_offset,
+        output_multiplier: p.output_multiplier,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    if l.swapped {
+        std::mem::swap(&mut params.x_offset, &mut params.y_offset);
+        std::mem::swap(&mut params.x_multiplier, &mut params.y_multiplier);
+        if kind == AddSub::Sub {
+            params.op = QuantBinaryOp::ReverseSub;
+        }
+    }
+    let kernel = QuantBinary::<T>::new(ctx.isa(), params).ok()?;
+    fast_kernel(T::binary(kernel), l.swapped)
+}
+
+/// Quantized MUL.
+fn fast_mul<T: FastQuant>(
+    ctx: &OpContext<'_>,
+    ops: &Operands<'_>,
+    p: &QuantMul,
+) -> Option<Box<dyn Kernel>> {
+    let l = layout(ops)?;
+    let (x_offset, y_offset) = if l.swapped {
+        (p.rhs_offset, p.lhs_offset)
+    } else {
+        (p.lhs_offset, p.rhs_offset)
+    };
+    let params = QuantBinaryParams {
+        op: QuantBinaryOp::Mul,
+        left_shift: 0,
+        x_offset,
+        x_multiplier: QuantizedMultiplier::ZERO,
+        y_offset,
+        y_multiplier: QuantizedMultiplier::ZERO,
+        output_offset: p.output_offset,
+        output_multiplier: p.multiplier,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let kernel = QuantBinary::<T>::new(ctx.isa(), params).ok()?;
+    fast_kernel(T::binary(kernel), l.swapped)
+}
+
+/// Quantized PRELU with a constant alpha that is a scalar or a trailing-dimensions vector.
+fn fast_prelu<T: FastQuant>(
+    ctx: &OpContext<'_>,
+    ops: &Operands<'_>,
+    p: &QuantPreluOp,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(l) = layout(ops).filter(|l| !l.swapped) else {
+        return Ok(None);
+    };
+    let alpha: Vec<i32> = match ctx.constant(1)? {
+        Some(octet_core::TensorData::I8(v)) => v.into_iter().map(i32::from).collect(),
+        Some(octet_core::TensorData::U8(v)) => v.into_iter().map(i32::from).collect(),
+        _ => return Ok(None),
+    };
+    if alpha.len() != ops.broadcast.rhs_len() {
+        return Ok(None);
+    }
+    let params = QuantPreluParams {
+        input_offset: p.input_offset,
+        alpha: alpha
+            .into_iter()
+            .map(|a| a.wrapping_add(p.alpha_offset))
+            .collect(),
+        output_offset: p.output_offset,
+        identity_multiplier: p.identity_multiplier,
+        alpha_multiplier: p.alpha_multiplier,
+        min: p.qmin,
+        max: p.qmax,
+    };
+    let Ok(kernel) = QuantPrelu::<T>::new(ctx.isa(), params) else {
+        return Ok(None);
+    };
+    Ok(fast_kernel(T::prelu(kernel), l.swapped))
+}
+
+impl Kernel for FastBinary {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let swapped = self.swapped;
+        match &self.op {
+            FastOp::F32(k) => eval_fast::<f32>(io, swapped, true, |x, y, o| k.run(x, y, o)),
+            FastOp::I8(k) => eval_fast::<i8>(io, swapped, true, |x, y, o| k.run(x, y, o)),
+            FastOp::U8(k) => eval_fast::<u8>(io, swapped, true, |x, y, o| k.run(x, y, o)),
+            FastOp::I16(k) => eval_fast::<i16>(io, swapped, true, |x, y, o| k.run(x, y, o)),
+            FastOp::PreluI8(k) => eval_fast::<i8>(io, false, false, |x, _, o| k.run(x, o)),
+            FastOp::PreluU8(k) => eval_fast::<u8>(io, false, false, |x, _, o| k.run(x, o)),
+        }
+    }
+}
+
+/// A linalg error met while a kernel runs.
+pub(crate) fn linalg_error(e: LinalgError) -> RuntimeError {
+    RuntimeError::eval(e.to_string())
+}
+
+/// Runs `f` over `x` and `out` (equally long), split into ranges over the threads when the
+/// output is larger than [`SPLIT_BYTES`]: the element-wise maps of activations, QUANTIZE and
+/// DEQUANTIZE.
+pub(crate) fn split_map<T: Sync, U: Send>(
+    threads: &Threads,
+    x: &[T],
+    out: &mut [U],
+    f: impl Fn(&[T], &mut [U]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let len = out.len();
+    if threads.count() <= 1 || size_of_val(out) < SPLIT_BYTES || x.len() != len {
+        return f(x, out).map_err(linalg_error);
+    }
+    let chunk = threads.chunk_units(len, 4096);
+    threads
+        .for_each_chunk(out, chunk, |i, o| {
+            let xs = x
+                .get(i * chunk..i * chunk + o.len())
+                .ok_or_else(|| LinalgError::Mismatch("input shorter than the output".into()))?;
+            f(xs, o)
+        })
+        .map_err(linalg_error)
+}
+
+/// Runs `f(x, y, out)` with `x`/`y` the (possibly swapped) inputs, split over the threads when
+/// the output is large: into ranges of whole periods of `y`, or into any ranges of all three
+/// when `y` is as long as the output and `split_elementwise` allows it.
+fn eval_fast<T: Pod + Send + Sync>(
+    io: &mut OpIo<'_>,
+    swapped: bool,
+    split_elementwise: bool,
+    f: impl Fn(&[T], &[T], &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let parts = io.parts::<T>(0)?;
+    let (a, b) = (parts.inputs.get::<T>(0)?, parts.inputs.get::<T>(1)?);
+    let (x, y) = if swapped { (b, a) } else { (a, b) };
+    run_split(parts.threads, x, y, parts.output, split_elementwise, f)
+}
+
+fn run_split<T: Pod + Send + Sync, U: Pod + Send + Sync>(
+    threads: &Threads,
+    x: &[T],
+    y: &[T],
+    out: &mut [U],
+    split_elementwise: bool,
+    f: impl Fn(&[T], &[T], &mut [U]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let len = out.len();
+    let period = y.len();
+    if threads.count() <= 1
+        || size_of_val(out) < SPLIT_BYTES
+        || x.len() != len
+        || period == 0
+        || (period == len && !split_elementwise)
+    {
+        return f(x, y, out).map_err(linalg_error);
+    }
+    let short = || LinalgError::Mismatch("operand shorter than the output".into());
+    if period == len {
+        let chunk = threads.chunk_units(len, 4096);
+        threads
+            .for_each_chunk(out, chunk, |i, o| {
+                let range = i * chunk..i * chunk + o.len();
+                let xs = x.get(range.clone()).ok_or_else(short)?;
+                let ys = y.get(range).ok_or_else(short)?;
+                f(xs, ys, o)
+            })
+            .map_err(linalg_error)
+    } else {
+        let rows = threads.chunk_units(len / period, 4096usize.div_ceil(period));
+        let chunk = rows * period;
+        threads
+            .for_each_chunk(out, chunk, |i, o| {
+                let xs = x.get(i * chunk..i * chunk + o.len()).ok_or_else(short)?;
+                f(xs, y, o)
+            })
+            .map_err(linalg_error)
+    }
 }
 
 #[cfg(test)]
@@ -1017,6 +1349,48 @@ mod tests {
     }
 
     #[test]
+    fn split_runs_match_one_thread() {
+        // Outputs above SPLIT_BYTES are split over the threads: whole periods of a cyclic
+        // operand, or any ranges of equally long operands.
+        let n = SPLIT_BYTES / 4 * 3 + 96;
+        let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.25 - 100.0).collect();
+        let add = F32Binary::new(
+            octet_linalg::Isa::detect(),
+            F32BinaryOp::Sub,
+            F32Clamp::NONE,
+        );
+        let two = Threads::new(2).unwrap();
+        for period in [n, 32, 1] {
+            let y: Vec<f32> = x[..period].iter().map(|v| v * 0.5 + 1.0).collect();
+            let mut one_thread = vec![0f32; n];
+            let mut split = vec![0f32; n];
+            run_split(
+                &Threads::single(),
+                &x,
+                &y,
+                &mut one_thread,
+                true,
+                |x, y, o| add.run(x, y, o),
+            )
+            .unwrap();
+            run_split(&two, &x, &y, &mut split, true, |x, y, o| add.run(x, y, o)).unwrap();
+            assert_eq!(one_thread, split, "period {period}");
+            assert_eq!(split[n - 1], x[n - 1] - y[(n - 1) % period]);
+        }
+        let mut one_thread = vec![0f32; n];
+        let mut split = vec![0f32; n];
+        let neg = |x: &[f32], o: &mut [f32]| {
+            for (o, v) in o.iter_mut().zip(x) {
+                *o = -v;
+            }
+            Ok(())
+        };
+        split_map(&Threads::single(), &x, &mut one_thread, neg).unwrap();
+        split_map(&two, &x, &mut split, neg).unwrap();
+        assert_eq!(one_thread, split);
+    }
+
+    #[test]
     fn byte_table_positions_cover_every_value_once() {
         for v in i8::MIN..=i8::MAX {
             assert_eq!(i8::value_at(v.index() as u8), i32::from(v));
@@ -1030,7 +1404,7 @@ mod tests {
     fn quantized_prelu_uses_two_multipliers() {
         // Input scale 0.1 (zp 0), alpha scale 0.01 (zp 0), output scale 0.1 (zp 0):
         // x = 20 (2.0) stays 20; x = -20 (-2.0) with alpha 25 (0.25) gives -0.5 = -5 steps.
-        let p = QuantPrelu {
+        let p = QuantPreluOp {
             input_offset: 0,
             alpha_offset: 0,
             output_offset: 0,
@@ -1042,7 +1416,7 @@ mod tests {
         assert_eq!(p.requantize(p.accumulate(20, 25)), 20);
         assert_eq!(p.requantize(p.accumulate(-20, 25)), -5);
         // The zero point decides the branch: x = 3 with input zero point 5 is negative.
-        let p = QuantPrelu {
+        let p = QuantPreluOp {
             input_offset: -5,
             ..p
         };

@@ -173,6 +173,10 @@ struct ReduceGeometry {
     count: usize,
     /// Every dimension is reduced (TFLite then takes its `ReduceAllDims` path for SUM and MAX).
     all_reduced: bool,
+    /// `(outer, reduced, inner)` when the reduced dimensions are contiguous (ignoring
+    /// dimensions of extent 1), as in a global average pool over H and W: the input is then
+    /// `outer x reduced x inner` and the output `outer x inner`, walked without an odometer.
+    blocks: Option<(usize, usize, usize)>,
 }
 
 impl ReduceGeometry {
@@ -205,6 +209,28 @@ impl ReduceGeometry {
             })
             .collect();
         let count = (0..rank).filter(|&d| reduced[d]).map(|d| dims[d]).product();
+        // Extent-1 dimensions do not change the order of the walk: drop them, then look for
+        // kept* reduced* kept*.
+        let significant: Vec<(usize, bool)> = (0..rank)
+            .filter(|&d| dims[d] != 1)
+            .map(|d| (dims[d], reduced[d]))
+            .collect();
+        let first = significant.iter().position(|&(_, r)| r);
+        let blocks = match first {
+            None => Some((stride, 1, 1)),
+            Some(first) => {
+                let last = significant.iter().rposition(|&(_, r)| r).unwrap_or(first);
+                let contiguous = significant[first..=last].iter().all(|&(_, r)| r);
+                let product = |part: &[(usize, bool)]| part.iter().map(|&(n, _)| n).product();
+                contiguous.then(|| {
+                    (
+                        product(&significant[..first]),
+                        product(&significant[first..=last]),
+                        product(&significant[last + 1..]),
+                    )
+                })
+            }
+        };
         let geometry = ReduceGeometry {
             dims: dims.to_vec(),
             out_strides,
@@ -212,6 +238,7 @@ impl ReduceGeometry {
             num_outputs: stride,
             count,
             all_reduced: reduced.iter().all(|&r| r),
+            blocks,
         };
         Ok((geometry, output_shape))
     }
@@ -219,6 +246,18 @@ impl ReduceGeometry {
     /// Calls `f(input offset, output offset)` for every input element in row-major order, using
     /// `index` (one entry per dimension) as the odometer.
     fn for_each(&self, index: &mut [usize], mut f: impl FnMut(usize, usize)) {
+        if let Some((outer, reduced, inner)) = self.blocks {
+            let mut i = 0;
+            for ob in 0..outer {
+                for _ in 0..reduced {
+                    for k in 0..inner {
+                        f(i, ob * inner + k);
+                        i += 1;
+                    }
+                }
+            }
+            return;
+        }
         index.fill(0);
         let mut out = 0;
         for i in 0..self.num_inputs {

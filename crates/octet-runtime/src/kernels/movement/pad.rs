@@ -145,29 +145,58 @@ fn build_pad(ctx: &OpContext<'_>) -> Result<Box<dyn Kernel>, RuntimeError> {
     })
 }
 
-/// Sizes and strides of a constant-padding copy: the input is a contiguous box placed at
-/// `base` inside the output.
+/// A constant-padding copy, with every unpadded dimension merged into the one outside it
+/// (so that padding only the spatial dimensions of NHWC copies whole rows of `W * C`
+/// elements): per remaining dimension, outermost first, its input extent and the padding
+/// before and after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PadPlan {
-    in_shape: Vec<usize>,
-    out_strides: Vec<usize>,
-    base: usize,
+    dims: Vec<PadDim>,
     in_len: usize,
     out_len: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PadDim {
+    extent: usize,
+    before: usize,
+    after: usize,
+    /// Output elements per index of this dimension (the product of the inner output extents).
+    out_stride: usize,
+}
+
 impl PadPlan {
     fn new(in_shape: &[usize], out_shape: &[usize], pads: &[(usize, usize)]) -> Self {
-        let out_strides = strides_of(out_shape);
-        let base = pads
-            .iter()
-            .zip(&out_strides)
-            .map(|(&(before, _), &s)| before * s)
-            .sum();
+        let mut dims: Vec<PadDim> = Vec::new();
+        for (&extent, &(before, after)) in in_shape.iter().zip(pads) {
+            dims.push(PadDim {
+                extent,
+                before,
+                after,
+                out_stride: 0,
+            });
+        }
+        // Merge an unpadded dimension into its outer neighbour: index (i, j) of the pair is
+        // i * extent + j of the merged dimension, in the input and in the output alike.
+        let mut k = dims.len();
+        while k > 1 {
+            k -= 1;
+            let inner = dims[k];
+            if inner.before == 0 && inner.after == 0 {
+                let outer = &mut dims[k - 1];
+                outer.extent *= inner.extent;
+                outer.before *= inner.extent;
+                outer.after *= inner.extent;
+                dims.remove(k);
+            }
+        }
+        let mut stride = 1;
+        for d in dims.iter_mut().rev() {
+            d.out_stride = stride;
+            stride *= d.extent + d.before + d.after;
+        }
         PadPlan {
-            in_shape: in_shape.to_vec(),
-            out_strides,
-            base,
+            dims,
             in_len: in_shape.iter().product(),
             out_len: out_shape.iter().product(),
         }
@@ -203,38 +232,38 @@ impl<T: Pod + Send> Kernel for Pad<T> {
                 .first()
                 .ok_or_else(|| RuntimeError::eval("the pad value is empty"))?,
         };
-        out.fill(value);
-        if p.in_len > 0 {
-            scatter_rec(input, out, p.base, &p.in_shape, &p.out_strides);
+        if p.in_len == 0 || p.dims.is_empty() {
+            out.fill(value);
+        } else {
+            pad_rec(input, out, &p.dims, value);
         }
         Ok(())
     }
 }
 
-/// Writes the contiguous `input` (row-major over `counts`) into `out` at
-/// `base + Σ i_k * strides[k]`.
-fn scatter_rec<T: Copy>(
-    input: &[T],
-    out: &mut [T],
-    base: usize,
-    counts: &[usize],
-    strides: &[usize],
-) {
-    let (Some((&n, inner_counts)), Some((&s, inner_strides))) =
-        (counts.split_first(), strides.split_first())
-    else {
-        if let Some(&v) = input.first() {
-            out[base] = v;
-        }
+/// Writes the padded `input` into `out` (the output block of `dims[0]`): the padding before,
+/// each input slab (recursively), the padding after, so every output element is written once.
+/// The plan's sizes were checked against the buffers (`in_len`, `out_len`), so the slicing
+/// below stays in bounds.
+fn pad_rec<T: Copy>(input: &[T], out: &mut [T], dims: &[PadDim], value: T) {
+    let Some((d, inner)) = dims.split_first() else {
         return;
     };
-    if inner_counts.is_empty() {
-        out[base..base + n].copy_from_slice(input);
+    let s = d.out_stride;
+    let (head, rest) = out.split_at_mut(d.before * s);
+    head.fill(value);
+    let (body, tail) = rest.split_at_mut(d.extent * s);
+    tail.fill(value);
+    if inner.is_empty() {
+        body.copy_from_slice(input);
         return;
     }
-    let chunk = input.len() / n;
-    for (k, part) in input.chunks_exact(chunk).enumerate() {
-        scatter_rec(part, out, base + k * s, inner_counts, inner_strides);
+    let slab = input.len() / d.extent.max(1);
+    for (part, o) in input
+        .chunks_exact(slab.max(1))
+        .zip(body.chunks_exact_mut(s))
+    {
+        pad_rec(part, o, inner, value);
     }
 }
 
@@ -452,14 +481,23 @@ mod tests {
         // [2, 2] input padded by ((1, 0), (0, 1)) into [3, 3]:
         // 0 0 0 / 1 2 0 / 3 4 0
         let plan = PadPlan::new(&[2, 2], &[3, 3], &[(1, 0), (0, 1)]);
-        let mut out = [0u8; 9];
-        scatter_rec(
-            &[1, 2, 3, 4],
-            &mut out,
-            plan.base,
-            &plan.in_shape,
-            &plan.out_strides,
-        );
+        let mut out = [9u8; 9];
+        pad_rec(&[1, 2, 3, 4], &mut out, &plan.dims, 0);
         assert_eq!(out, [0, 0, 0, 1, 2, 0, 3, 4, 0]);
+        // NHWC padded in H and W only: the channels merge into rows of W * C.
+        let plan = PadPlan::new(
+            &[1, 2, 2, 3],
+            &[1, 4, 3, 3],
+            &[(0, 0), (1, 1), (0, 1), (0, 0)],
+        );
+        assert_eq!(plan.dims.len(), 3);
+        assert_eq!(plan.dims[2].extent, 6);
+        let input: Vec<u8> = (1..=12).collect();
+        let mut out = [9u8; 36];
+        pad_rec(&input, &mut out, &plan.dims, 0);
+        let mut want = [0u8; 36];
+        want[9..15].copy_from_slice(&input[..6]);
+        want[18..24].copy_from_slice(&input[6..]);
+        assert_eq!(out, want);
     }
 }
