@@ -26,3 +26,5 @@ pub use threads::Threads;
 
 #[cfg(test)]
 mod battery;
+#[cfg(test)]
+mod battery_gemm_q;

@@ -3,4 +3,5 @@
 
 pub mod gemm;
 pub mod gemm_f32;
+pub mod gemm_q;
 pub mod window;

@@ -3,3 +3,4 @@
 //! tested against.
 
 pub(crate) mod gemm_f32;
+pub(crate) mod gemm_q;

@@ -4,10 +4,25 @@
 //! instruction set (the registries below filter on [`Isa::is_supported`](crate::Isa)).
 
 mod f32_gemm;
+mod q_gemm_avx2;
+mod q_gemm_avx512;
 
 use crate::frame::gemm_f32::F32GemmUkernel;
+use crate::frame::gemm_q::{QConvertKernels, QGemmUkernel};
 
 /// The float GEMM kernels of this architecture.
 pub(crate) fn f32_gemm_ukernels() -> Vec<F32GemmUkernel> {
     f32_gemm::UKERNELS.to_vec()
+}
+
+/// The quantized GEMM kernels of this architecture.
+pub(crate) fn q_gemm_ukernels() -> Vec<QGemmUkernel> {
+    let mut all = q_gemm_avx2::UKERNELS.to_vec();
+    all.extend(q_gemm_avx512::UKERNELS);
+    all
+}
+
+/// The quantized GEMM input conversions of this architecture.
+pub(crate) fn q_convert_kernels() -> Vec<QConvertKernels> {
+    vec![q_gemm_avx2::CONVERT, q_gemm_avx512::CONVERT]
 }
