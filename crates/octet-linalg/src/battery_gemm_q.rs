@@ -94,7 +94,7 @@ fn pick<T: Copy>(rng: &mut Rng, values: &[T]) -> T {
 impl Case {
     fn random(rng: &mut Rng, case: usize) -> Case {
         let mut window = random_window(&mut crate::battery::Rng::new(rng.u64()));
-        let pointwise = case % 4 == 0;
+        let pointwise = case.is_multiple_of(4);
         if pointwise {
             let w = &mut window;
             (

@@ -22,8 +22,13 @@ use std::ops::Range;
 use crate::frame::window::{Indirection, PAD};
 use crate::{Isa, LinalgError};
 
-/// The largest `mr` of any micro-kernel (sizes the drivers' stack buffers).
+/// The largest `mr` of any micro-kernel.
 pub const MAX_MR: usize = 16;
+
+/// The most rows the drivers hand a micro-kernel in one call (sizes their stack buffers): a
+/// call checks its operands once, then computes its rows `mr` at a time, so that the checks
+/// cost little next to the arithmetic even for the smallest layers.
+pub const ROWS_PER_CALL: usize = 64;
 
 /// Where the rows of the A operand are found in the input.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +53,8 @@ pub struct ASource<'a, T> {
     pub rows: RowOffsets<'a>,
 }
 
-/// One micro-kernel call: rows `0..m` (`m <= mr`) times all `n` columns of the packed operand.
+/// One micro-kernel call: rows `0..m` times all `n` columns of the packed operand, computed
+/// `mr` rows at a time (the last rows in smaller groups).
 ///
 /// Row `r`, tap `t` reads `kc` elements of `input` starting at `offsets[r * ks + t]`, or of
 /// `zero` when that offset is [`PAD`]. `weights` and `bias` hold `ceil(n / nr)` packed blocks.
@@ -60,7 +66,7 @@ pub struct Tile<'a, A, W, B> {
     pub zero: &'a [A],
     /// `m * ks` offsets into `input`, or [`PAD`].
     pub offsets: &'a [u32],
-    /// Rows to compute (at least 1, at most the kernel's `mr`).
+    /// Rows to compute (at least 1).
     pub m: usize,
     /// Taps per row.
     pub ks: usize,
@@ -75,20 +81,19 @@ pub struct Tile<'a, A, W, B> {
 }
 
 impl<A, W, B> Tile<'_, A, W, B> {
-    /// Checks everything a micro-kernel with this `mr`, `nr` and `kr` relies on before it reads
-    /// or writes memory: every offset run inside `input`, the zero row long enough, whole packed
+    /// Checks everything a micro-kernel with this `nr` and `kr` relies on before it reads or
+    /// writes memory: every offset run inside `input`, the zero row long enough, whole packed
     /// blocks, and `m` rows of `n` columns at `out_stride` inside an output of `out_len`.
     pub fn check(
         &self,
-        mr: usize,
         nr: usize,
         kr: usize,
         out_len: usize,
         out_stride: usize,
     ) -> Result<(), LinalgError> {
         let bad = |what: &str| Err(LinalgError::mismatch(format!("GEMM tile: {what}")));
-        if self.m == 0 || self.m > mr || self.ks == 0 || self.n == 0 {
-            return bad("empty tile or too many rows");
+        if self.m == 0 || self.ks == 0 || self.n == 0 {
+            return bad("empty tile");
         }
         if kr == 0 || !self.kc.is_multiple_of(kr) || self.zero.len() < self.kc {
             return bad("kc is not a multiple of kr, or the zero row is short");
@@ -194,11 +199,11 @@ pub(crate) fn tile_offsets<'a>(
     source: &RowOffsets<'a>,
     rows: Range<usize>,
     ks: usize,
-    buffer: &'a mut [u32; MAX_MR],
+    buffer: &'a mut [u32; ROWS_PER_CALL],
 ) -> Result<&'a [u32], LinalgError> {
     match *source {
         RowOffsets::Dense { stride } => {
-            if ks != 1 || rows.len() > MAX_MR {
+            if ks != 1 || rows.len() > ROWS_PER_CALL {
                 return Err(LinalgError::mismatch("dense rows need a single tap"));
             }
             for (slot, row) in buffer.iter_mut().zip(rows.clone()) {
@@ -224,17 +229,20 @@ pub(crate) fn tile_offsets<'a>(
     }
 }
 
-/// Calls `tile(rows, out_offset)` for each tile of at most `mr` rows in `rows`, where
-/// `out_offset` is the tile's first element in an output slice that starts at `rows.start`.
+/// Calls `tile(rows, out_offset)` for each micro-kernel call of `rows`: at most
+/// [`ROWS_PER_CALL`] rows, a multiple of `mr` except at the end. `out_offset` is the call's first
+/// element in an output slice that starts at `rows.start`.
 pub(crate) fn for_each_row_tile(
     rows: Range<usize>,
     mr: usize,
     out_stride: usize,
     mut tile: impl FnMut(Range<usize>, usize) -> Result<(), LinalgError>,
 ) -> Result<(), LinalgError> {
+    let per_call = (ROWS_PER_CALL / mr.max(1)).max(1) * mr.max(1);
+    let per_call = per_call.min(ROWS_PER_CALL);
     let mut start = rows.start;
     while start < rows.end {
-        let end = rows.end.min(start + mr.max(1));
+        let end = rows.end.min(start + per_call);
         let out_offset = (start - rows.start)
             .checked_mul(out_stride)
             .ok_or_else(|| LinalgError::too_large("output offset"))?;

@@ -3,8 +3,8 @@
 use std::ops::Range;
 
 use crate::frame::gemm::{
-    ASource, MAX_MR, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights, pad_columns,
-    tile_offsets,
+    ASource, ROWS_PER_CALL, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights,
+    pad_columns, tile_offsets,
 };
 use crate::{Isa, LinalgError, generic};
 
@@ -214,7 +214,7 @@ impl PackedF32Gemm {
         let (w, b, n) = block_ranges(&cols, self.n, info.nr, block_len)?;
         let weights = &self.weights[w];
         let bias = &self.bias[b];
-        let mut buffer = [0u32; MAX_MR];
+        let mut buffer = [0u32; ROWS_PER_CALL];
         for_each_row_tile(rows, info.mr, out_stride, |tile_rows, out_offset| {
             let m = tile_rows.len();
             let offsets = tile_offsets(&a.rows, tile_rows, self.ks, &mut buffer)?;

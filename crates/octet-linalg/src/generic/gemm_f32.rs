@@ -25,38 +25,41 @@ fn gemm<const MR: usize, const NR: usize>(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), LinalgError> {
-    tile.check(MR, NR, 1, out.len(), out_stride)?;
+    tile.check(NR, 1, out.len(), out_stride)?;
     let (ks, kc) = (tile.ks, tile.kc);
     let block_len = ks * kc * NR;
-    for block in 0..tile.n.div_ceil(NR) {
-        let weights = &tile.weights[block * block_len..(block + 1) * block_len];
-        let bias = &tile.bias[block * NR..(block + 1) * NR];
-        let mut acc = [[0f32; NR]; MR];
-        for row in &mut acc[..tile.m] {
-            row.copy_from_slice(bias);
-        }
-        for t in 0..ks {
-            let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
-            for (r, row) in acc[..tile.m].iter_mut().enumerate() {
-                let offset = tile.offsets[r * ks + t];
-                let a = if offset == PAD {
-                    &tile.zero[..kc]
-                } else {
-                    &tile.input[offset as usize..offset as usize + kc]
-                };
-                for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
-                    for (acc, &w) in row.iter_mut().zip(w) {
-                        *acc += x * w;
+    for row0 in (0..tile.m).step_by(MR) {
+        let m = MR.min(tile.m - row0);
+        for block in 0..tile.n.div_ceil(NR) {
+            let weights = &tile.weights[block * block_len..(block + 1) * block_len];
+            let bias = &tile.bias[block * NR..(block + 1) * NR];
+            let mut acc = [[0f32; NR]; MR];
+            for row in &mut acc[..m] {
+                row.copy_from_slice(bias);
+            }
+            for t in 0..ks {
+                let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
+                for (r, row) in acc[..m].iter_mut().enumerate() {
+                    let offset = tile.offsets[(row0 + r) * ks + t];
+                    let a = if offset == PAD {
+                        &tile.zero[..kc]
+                    } else {
+                        &tile.input[offset as usize..offset as usize + kc]
+                    };
+                    for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
+                        for (acc, &w) in row.iter_mut().zip(w) {
+                            *acc += x * w;
+                        }
                     }
                 }
             }
-        }
-        let first = block * NR;
-        let cols = NR.min(tile.n - first);
-        for (r, row) in acc[..tile.m].iter().enumerate() {
-            let start = r * out_stride + first;
-            for (o, &v) in out[start..start + cols].iter_mut().zip(row) {
-                *o = clamp.apply(v);
+            let first = block * NR;
+            let cols = NR.min(tile.n - first);
+            for (r, row) in acc[..m].iter().enumerate() {
+                let start = (row0 + r) * out_stride + first;
+                for (o, &v) in out[start..start + cols].iter_mut().zip(row) {
+                    *o = clamp.apply(v);
+                }
             }
         }
     }

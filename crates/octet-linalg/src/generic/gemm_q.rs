@@ -64,48 +64,51 @@ fn gemm<A: Widen, W: Widen, const MR: usize, const NR: usize, const KR: usize>(
     mut out: QOut<'_>,
     out_stride: usize,
 ) -> Result<(), LinalgError> {
-    tile.check(MR, NR, KR, out.len(), out_stride)?;
+    tile.check(NR, KR, out.len(), out_stride)?;
     let blocks = tile.n.div_ceil(NR);
     stage.check(blocks * NR)?;
     let (ks, kc) = (tile.ks, tile.kc);
     let block_len = ks * kc * NR;
-    for block in 0..blocks {
-        let weights = &tile.weights[block * block_len..(block + 1) * block_len];
-        let bias = &tile.bias[block * NR..(block + 1) * NR];
-        let mut acc = [[0i32; NR]; MR];
-        for row in &mut acc[..tile.m] {
-            row.copy_from_slice(bias);
-        }
-        for t in 0..ks {
-            let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
-            for (r, row) in acc[..tile.m].iter_mut().enumerate() {
-                let offset = tile.offsets[r * ks + t];
-                let a = if offset == PAD {
-                    &tile.zero[..kc]
-                } else {
-                    &tile.input[offset as usize..offset as usize + kc]
-                };
-                for (a, w) in a.chunks_exact(KR).zip(taps.chunks_exact(NR * KR)) {
-                    for (acc, w) in row.iter_mut().zip(w.chunks_exact(KR)) {
-                        for (&x, &w) in a.iter().zip(w) {
-                            *acc = acc.wrapping_add(x.widen().wrapping_mul(w.widen()));
+    for row0 in (0..tile.m).step_by(MR) {
+        let m = MR.min(tile.m - row0);
+        for block in 0..blocks {
+            let weights = &tile.weights[block * block_len..(block + 1) * block_len];
+            let bias = &tile.bias[block * NR..(block + 1) * NR];
+            let mut acc = [[0i32; NR]; MR];
+            for row in &mut acc[..m] {
+                row.copy_from_slice(bias);
+            }
+            for t in 0..ks {
+                let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
+                for (r, row) in acc[..m].iter_mut().enumerate() {
+                    let offset = tile.offsets[(row0 + r) * ks + t];
+                    let a = if offset == PAD {
+                        &tile.zero[..kc]
+                    } else {
+                        &tile.input[offset as usize..offset as usize + kc]
+                    };
+                    for (a, w) in a.chunks_exact(KR).zip(taps.chunks_exact(NR * KR)) {
+                        for (acc, w) in row.iter_mut().zip(w.chunks_exact(KR)) {
+                            for (&x, &w) in a.iter().zip(w) {
+                                *acc = acc.wrapping_add(x.widen().wrapping_mul(w.widen()));
+                            }
                         }
                     }
                 }
             }
-        }
-        let first = block * NR;
-        let cols = NR.min(tile.n - first);
-        for (r, row) in acc[..tile.m].iter().enumerate() {
-            let start = r * out_stride + first;
-            for (c, &v) in row[..cols].iter().enumerate() {
-                let y = stage.apply(v, first + c);
-                let i = start + c;
-                // Truncating narrowing, as TFLite's `static_cast` of the clamped value.
-                match &mut out {
-                    QOut::I8(o) => o[i] = y as i8,
-                    QOut::U8(o) => o[i] = y as u8,
-                    QOut::I16(o) => o[i] = y as i16,
+            let first = block * NR;
+            let cols = NR.min(tile.n - first);
+            for (r, row) in acc[..m].iter().enumerate() {
+                let start = (row0 + r) * out_stride + first;
+                for (c, &v) in row[..cols].iter().enumerate() {
+                    let y = stage.apply(v, first + c);
+                    let i = start + c;
+                    // Truncating narrowing, as TFLite's `static_cast` of the clamped value.
+                    match &mut out {
+                        QOut::I8(o) => o[i] = y as i8,
+                        QOut::U8(o) => o[i] = y as u8,
+                        QOut::I16(o) => o[i] = y as i16,
+                    }
                 }
             }
         }

@@ -12,8 +12,10 @@ use crate::frame::gemm_q::{
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
-/// The output-stage parameters of one vector of 8 columns, loaded once per block.
+/// The output-stage parameters of one vector of 8 columns, loaded once per block (on the
+/// stack: the size difference of the variants costs nothing).
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 enum Params256 {
     Fixed {
         multiplier: __m256i,
@@ -197,7 +199,7 @@ fn entry<const MR: usize, const NV: usize>(
     mut out: QOut<'_>,
     out_stride: usize,
 ) -> Result<(), LinalgError> {
-    tile.check(MR, NV * 8, 2, out.len(), out_stride)?;
+    tile.check(NV * 8, 2, out.len(), out_stride)?;
     stage.check(tile.n.div_ceil(NV * 8) * NV * 8)?;
     let out = OutPtr::new(&mut out);
     // SAFETY: `check` proved that every row run lies in `input`, the zero row holds kc
@@ -208,7 +210,7 @@ fn entry<const MR: usize, const NV: usize>(
     Ok(())
 }
 
-/// Runs the tile's `m` rows as one call of `MR` rows, or calls of 4, 2 and 1 rows.
+/// Runs the tile's `m` rows `MR` at a time, the rest in calls of 4, 2 and 1 rows.
 ///
 /// # Safety
 /// The tile and stage must have passed the entry point's checks.
@@ -222,11 +224,11 @@ unsafe fn rows<const MR: usize, const NV: usize>(
     // SAFETY: forwarded from the caller; every call covers rows below `m`.
     unsafe {
         let m = tile.m;
-        if m == MR {
-            body::<MR, NV>(tile, 0, stage, out, out_stride);
-            return;
-        }
         let mut row = 0;
+        while m - row >= MR {
+            body::<MR, NV>(tile, row, stage, out, out_stride);
+            row += MR;
+        }
         while m - row >= 4 {
             body::<4, NV>(tile, row, stage, out, out_stride);
             row += 4;
@@ -304,7 +306,16 @@ unsafe fn body<const R: usize, const NV: usize>(
             for (v, p) in params.iter_mut().enumerate() {
                 *p = Params256::load(stage, first + v * 8);
             }
-            for (r, acc) in acc.iter().enumerate() {
+            // The accumulators go to memory once here: indexing `acc` itself in the
+            // loop below (not unrolled) would keep a memory copy of it updated in
+            // the dot loop above.
+            let mut spilled = [[_mm256_setzero_si256(); NV]; R];
+            for (dst, acc) in spilled.iter_mut().zip(&acc) {
+                for (dst, &acc) in dst.iter_mut().zip(acc) {
+                    _mm256_storeu_si256(dst, acc);
+                }
+            }
+            for (r, acc) in spilled.iter().enumerate() {
                 let row = (row0 + r) * out_stride + first;
                 for v in 0..NV {
                     let start = v * 8;
@@ -331,8 +342,8 @@ const fn info(name: &'static str, mr: usize, nr: usize) -> UkernelInfo {
 }
 
 pub(super) const UKERNELS: [QGemmUkernel; 3] = [
-    QGemmUkernel::madd16(info("q madd16 4x8 avx2", 4, 8), entry::<4, 1>),
-    QGemmUkernel::madd16(info("q madd16 4x16 avx2", 4, 16), entry::<4, 2>),
+    QGemmUkernel::madd16(info("q madd16 12x8 avx2", 12, 8), entry::<12, 1>),
+    QGemmUkernel::madd16(info("q madd16 6x16 avx2", 6, 16), entry::<6, 2>),
     QGemmUkernel::madd16(info("q madd16 3x32 avx2", 3, 32), entry::<3, 4>),
 ];
 

@@ -35,8 +35,10 @@ impl OutPtr {
     }
 }
 
-/// The output-stage parameters of one vector of 16 columns, loaded once per block.
+/// The output-stage parameters of one vector of 16 columns, loaded once per block (on the
+/// stack: the size difference of the variants costs nothing).
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 enum Params512 {
     Fixed {
         multiplier: __m512i,
@@ -206,7 +208,7 @@ macro_rules! q_gemm_512 {
             mut out: QOut<'_>,
             out_stride: usize,
         ) -> Result<(), LinalgError> {
-            tile.check(MR, NV * 16, $kr, out.len(), out_stride)?;
+            tile.check(NV * 16, $kr, out.len(), out_stride)?;
             stage.check(tile.n.div_ceil(NV * 16) * NV * 16)?;
             let out = OutPtr::new(&mut out);
             // SAFETY: `check` proved that every row run (offset + kc elements) lies in `input`,
@@ -217,7 +219,7 @@ macro_rules! q_gemm_512 {
             Ok(())
         }
 
-        /// Runs the tile's `m` rows as one call of `MR` rows, or calls of 4, 2 and 1 rows.
+        /// Runs the tile's `m` rows `MR` at a time, the rest in calls of 4, 2 and 1 rows.
         ///
         /// # Safety
         /// The tile and stage must have passed the entry point's checks.
@@ -231,11 +233,11 @@ macro_rules! q_gemm_512 {
             // SAFETY: forwarded from the caller; every call covers rows below `m`.
             unsafe {
                 let m = tile.m;
-                if m == MR {
-                    $body::<MR, NV>(tile, 0, stage, out, out_stride);
-                    return;
-                }
                 let mut row = 0;
+                while m - row >= MR {
+                    $body::<MR, NV>(tile, row, stage, out, out_stride);
+                    row += MR;
+                }
                 while m - row >= 4 {
                     $body::<4, NV>(tile, row, stage, out, out_stride);
                     row += 4;
@@ -316,7 +318,16 @@ macro_rules! q_gemm_512 {
                     for (v, p) in params.iter_mut().enumerate() {
                         *p = Params512::load(stage, first + v * 16);
                     }
-                    for (r, acc) in acc.iter().enumerate() {
+                    // The accumulators go to memory once here: indexing `acc` itself in the
+                    // loop below (not unrolled) would keep a memory copy of it updated in
+                    // the dot loop above.
+                    let mut spilled = [[_mm512_setzero_si512(); NV]; R];
+                    for (dst, acc) in spilled.iter_mut().zip(&acc) {
+                        for (dst, &acc) in dst.iter_mut().zip(acc) {
+                            _mm512_storeu_si512(dst, acc);
+                        }
+                    }
+                    for (r, acc) in spilled.iter().enumerate() {
                         let row = (row0 + r) * out_stride + first;
                         for v in 0..NV {
                             let start = v * 16;
@@ -401,36 +412,36 @@ const fn info(isa: Isa, name: &'static str, mr: usize, nr: usize, kr: usize) -> 
 
 pub(super) const UKERNELS: [QGemmUkernel; 9] = [
     QGemmUkernel::vnni(
-        info(Isa::Avx512Vnni, "q vnni 8x16 avx512vnni", 8, 16, 4),
-        entry_vnni::<8, 1>,
+        info(Isa::Avx512Vnni, "q vnni 12x16 avx512vnni", 12, 16, 4),
+        entry_vnni::<12, 1>,
     ),
     QGemmUkernel::vnni(
-        info(Isa::Avx512Vnni, "q vnni 8x32 avx512vnni", 8, 32, 4),
-        entry_vnni::<8, 2>,
+        info(Isa::Avx512Vnni, "q vnni 14x32 avx512vnni", 14, 32, 4),
+        entry_vnni::<14, 2>,
     ),
     QGemmUkernel::vnni(
         info(Isa::Avx512Vnni, "q vnni 6x64 avx512vnni", 6, 64, 4),
         entry_vnni::<6, 4>,
     ),
     QGemmUkernel::madd16(
-        info(Isa::Avx512, "q madd16 8x16 avx512", 8, 16, 2),
-        entry_madd::<8, 1>,
+        info(Isa::Avx512, "q madd16 12x16 avx512", 12, 16, 2),
+        entry_madd::<12, 1>,
     ),
     QGemmUkernel::madd16(
-        info(Isa::Avx512, "q madd16 8x32 avx512", 8, 32, 2),
-        entry_madd::<8, 2>,
+        info(Isa::Avx512, "q madd16 14x32 avx512", 14, 32, 2),
+        entry_madd::<14, 2>,
     ),
     QGemmUkernel::madd16(
         info(Isa::Avx512, "q madd16 6x64 avx512", 6, 64, 2),
         entry_madd::<6, 4>,
     ),
     QGemmUkernel::madd16(
-        info(Isa::Avx512Vnni, "q wssd 8x16 avx512vnni", 8, 16, 2),
-        entry_wssd::<8, 1>,
+        info(Isa::Avx512Vnni, "q wssd 12x16 avx512vnni", 12, 16, 2),
+        entry_wssd::<12, 1>,
     ),
     QGemmUkernel::madd16(
-        info(Isa::Avx512Vnni, "q wssd 8x32 avx512vnni", 8, 32, 2),
-        entry_wssd::<8, 2>,
+        info(Isa::Avx512Vnni, "q wssd 14x32 avx512vnni", 14, 32, 2),
+        entry_wssd::<14, 2>,
     ),
     QGemmUkernel::madd16(
         info(Isa::Avx512Vnni, "q wssd 6x64 avx512vnni", 6, 64, 2),
