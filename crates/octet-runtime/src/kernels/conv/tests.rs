@@ -7,7 +7,8 @@ use octet_core::{
     QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
 };
 
-use super::{Requantize, out_size, padding_before, taps};
+use super::{out_size, padding_before, taps};
+use crate::kernels::gemm::{Requantize, Scales};
 use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
 use crate::{Interpreter, RuntimeError};
 
@@ -485,7 +486,7 @@ fn hybrid_conv_per_tensor_scales_the_int_accumulator() {
 #[test]
 fn requantize_clamps_to_the_activation_range() {
     let r = Requantize {
-        multipliers: vec![QuantizedMultiplier::new(1 << 30, 1)], // 0.5 * 2 = 1.0
+        scales: Scales::Fixed(vec![QuantizedMultiplier::new(1 << 30, 1)]), // 0.5 * 2 = 1.0
         output_offset: 5,
         act_min: -10,
         act_max: 10,

@@ -1,0 +1,644 @@
+//! What the convolution and matrix kernels (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV,
+//! FULLY_CONNECTED, BATCH_MATMUL) share: the one quantized element trait, the one weights
+//! source, the one float clamp and the one requantization type, and the drivers that run
+//! octet-linalg's packed GEMMs (float and quantized, grouped or not) with the work split over
+//! the interpreter's threads.
+
+use std::ops::Range;
+
+use bytemuck::Pod;
+use octet_core::fixed_point::{
+    QuantizedMultiplier, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_i64,
+    requantize_double,
+};
+use octet_core::{Op, TensorData};
+use octet_linalg::frame::gemm::{ASource, RowOffsets};
+use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
+use octet_linalg::frame::gemm_q::{
+    PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
+};
+use octet_linalg::frame::window::{Indirection, Window2d};
+use octet_linalg::{Isa, LinalgError, Threads};
+
+use crate::io::{Inputs, Slot};
+use crate::{OpContext, OpIo, RuntimeError};
+
+// ---------------------------------------------------------------------------------------------
+// Elements, weights, clamps, requantization.
+
+/// A quantized element type read as `i32` (activations and weights): `i8`, `u8`, `i16`.
+pub(crate) trait QElem: Pod + Send + Sync + QElement {
+    /// The value as `i32`.
+    fn to_i32(self) -> i32;
+    /// Converts a value already clamped to the type's range (truncating otherwise, as C++'s
+    /// `static_cast` does).
+    fn from_clamped(v: i32) -> Self;
+}
+
+impl QElem for i8 {
+    fn to_i32(self) -> i32 {
+        i32::from(self)
+    }
+    fn from_clamped(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl QElem for u8 {
+    fn to_i32(self) -> i32 {
+        i32::from(self)
+    }
+    fn from_clamped(v: i32) -> Self {
+        v as u8
+    }
+}
+
+impl QElem for i16 {
+    fn to_i32(self) -> i32 {
+        i32::from(self)
+    }
+    fn from_clamped(v: i32) -> Self {
+        v as i16
+    }
+}
+
+/// Where a kernel finds its weights: an operator input (constant or computed), or a copy
+/// prepared at build time (int4 / int2 weights unpacked to one byte per element, transposed
+/// constants).
+pub(crate) enum Weights<W> {
+    /// Input `i`, as stored.
+    Input(usize),
+    /// Prepared at build time.
+    Owned(Vec<W>),
+}
+
+impl<W: Pod> Weights<W> {
+    /// The weights while the kernel runs.
+    pub(crate) fn get<'a>(&'a self, inputs: &'a Inputs<'_>) -> Result<&'a [W], RuntimeError> {
+        match self {
+            Weights::Input(i) => inputs.get::<W>(*i),
+            Weights::Owned(v) => Ok(v),
+        }
+    }
+}
+
+/// `ActivationFunctionWithMinMax` for floats: `std::min(std::max(x, lo), hi)`, NaN passing
+/// through as in C++.
+pub(crate) fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
+    let x = if x < lo { lo } else { x };
+    if hi < x { hi } else { x }
+}
+
+/// How an accumulator is scaled back to the output's scale, one entry per output channel.
+#[derive(Debug, Clone)]
+pub(crate) enum Scales {
+    /// TFLite's fixed-point `MultiplyByQuantizedMultiplier` (conv kernels, BATCH_MATMUL,
+    /// int16-weight FULLY_CONNECTED).
+    Fixed(Vec<QuantizedMultiplier>),
+    /// The reference FULLY_CONNECTED kernels' double-precision rounding
+    /// ([`requantize_double`]).
+    Double(Vec<f64>),
+}
+
+/// How an integer accumulator becomes an output element: per-channel scaling, the output zero
+/// point and the clamp of the fused activation.
+#[derive(Debug, Clone)]
+pub(crate) struct Requantize {
+    /// One scale per output channel (the same one repeated for per-tensor scales).
+    pub scales: Scales,
+    /// Added after scaling.
+    pub output_offset: i32,
+    /// Lower clamp.
+    pub act_min: i32,
+    /// Upper clamp.
+    pub act_max: i32,
+}
+
+impl Requantize {
+    /// Requantizes the accumulator (bias included) of output channel `c`; `c` must be a valid
+    /// channel (the scales are sized at build time).
+    pub(crate) fn apply<A: Accumulator>(&self, acc: A, c: usize) -> i32 {
+        self.scale(acc, c)
+            .wrapping_add(self.output_offset)
+            .max(self.act_min)
+            .min(self.act_max)
+    }
+
+    /// The scaled accumulator of channel `c`, before the zero point and the clamp.
+    pub(crate) fn scale<A: Accumulator>(&self, acc: A, c: usize) -> i32 {
+        match &self.scales {
+            Scales::Fixed(m) => acc.scale(m[c]),
+            Scales::Double(s) => acc.scale_double(s[c]),
+        }
+    }
+
+    /// The scales of channels `channels` as a linalg output stage reads them.
+    fn linalg(&self, channels: Range<usize>) -> Requant<'_> {
+        match &self.scales {
+            Scales::Fixed(m) => Requant::Fixed(&m[channels]),
+            Scales::Double(s) => Requant::Double(&s[channels]),
+        }
+    }
+
+    /// The number of channels.
+    fn channels(&self) -> usize {
+        match &self.scales {
+            Scales::Fixed(m) => m.len(),
+            Scales::Double(s) => s.len(),
+        }
+    }
+}
+
+/// An integer accumulator: `int32_t` (8-bit kernels, and int16 kernels with an int32 bias) or
+/// `int64_t` (int16 kernels with an int64 bias). Arithmetic wraps where TFLite's would be
+/// undefined, so nothing panics.
+pub(crate) trait Accumulator: Copy + Default + Send + Sync {
+    /// The bias element type that goes with this accumulator.
+    type Bias: Pod + Send + Sync;
+    /// `self + a * b`.
+    fn mac(self, a: i32, b: i32) -> Self;
+    /// `self + bias`.
+    fn add_bias(self, bias: Self::Bias) -> Self;
+    /// TFLite's `MultiplyByQuantizedMultiplier` overload for this width.
+    fn scale(self, m: QuantizedMultiplier) -> i32;
+    /// The double-precision requantization of the reference FULLY_CONNECTED kernels.
+    fn scale_double(self, scale: f64) -> i32;
+}
+
+impl Accumulator for i32 {
+    type Bias = i32;
+    fn mac(self, a: i32, b: i32) -> Self {
+        self.wrapping_add(a.wrapping_mul(b))
+    }
+    fn add_bias(self, bias: i32) -> Self {
+        self.wrapping_add(bias)
+    }
+    fn scale(self, m: QuantizedMultiplier) -> i32 {
+        multiply_by_quantized_multiplier(self, m)
+    }
+    fn scale_double(self, scale: f64) -> i32 {
+        requantize_double(f64::from(self), scale)
+    }
+}
+
+impl Accumulator for i64 {
+    type Bias = i64;
+    fn mac(self, a: i32, b: i32) -> Self {
+        self.wrapping_add(i64::from(a) * i64::from(b))
+    }
+    fn add_bias(self, bias: i64) -> Self {
+        self.wrapping_add(bias)
+    }
+    fn scale(self, m: QuantizedMultiplier) -> i32 {
+        multiply_by_quantized_multiplier_i64(self, m)
+    }
+    fn scale_double(self, scale: f64) -> i32 {
+        requantize_double(self as f64, scale)
+    }
+}
+
+/// The data of input `i` when it is known at build time: a constant of the model, or the
+/// output of a DEQUANTIZE or DENSIFY of constants (fp16 or sparse weights), which the
+/// interpreter folds into constants before building the other kernels. `OpContext::constant`
+/// sees only the model's constants, so this computes a folded one the way the interpreter
+/// does: with the producer's own kernel.
+pub(crate) fn known_constant(
+    ctx: &OpContext<'_>,
+    i: usize,
+) -> Result<Option<TensorData>, RuntimeError> {
+    if let Some(data) = ctx.constant(i)? {
+        return Ok(Some(data));
+    }
+    let Some(&Some(id)) = ctx.operator.inputs.get(i) else {
+        return Ok(None);
+    };
+    let Some((index, producer)) = ctx
+        .subgraph
+        .operators
+        .iter()
+        .enumerate()
+        .find(|(_, op)| op.outputs.first() == Some(&id) && op.outputs.len() == 1)
+    else {
+        return Ok(None);
+    };
+    if !matches!(producer.op, Op::Dequantize | Op::Densify) {
+        return Ok(None);
+    }
+    let pctx = OpContext {
+        model: ctx.model,
+        operator: producer,
+        index,
+        tensors: ctx.tensors,
+        subgraph: ctx.subgraph,
+        isa: ctx.isa,
+    };
+    // Its inputs, as the constant store holds them.
+    let mut constants: Vec<u64> = Vec::new();
+    let mut slots = Vec::with_capacity(producer.inputs.len());
+    for input in &producer.inputs {
+        let Some(id) = input else {
+            slots.push(Slot::Absent);
+            continue;
+        };
+        let Some(bytes) = ctx
+            .subgraph
+            .tensor(*id)
+            .and_then(|t| ctx.model.tensor_bytes(t))
+        else {
+            return Ok(None);
+        };
+        let offset = constants.len() * 8;
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        constants.extend_from_slice(&words);
+        slots.push(Slot::Constant {
+            offset,
+            len: bytes.len(),
+        });
+    }
+    let Some(output) = ctx.tensors.get(id.index()) else {
+        return Ok(None);
+    };
+    let len = output.byte_len();
+    let mut kernel = crate::kernels::build(&pctx)?;
+    let mut arena = vec![0u64; len.div_ceil(8)];
+    let mut scratch = vec![0u64; kernel.scratch_bytes().div_ceil(8)];
+    let single = Threads::single();
+    let mut io = OpIo {
+        arena: bytemuck::cast_slice_mut(&mut arena),
+        constants: bytemuck::cast_slice(&constants),
+        inputs: &slots,
+        outputs: &[Slot::Arena { offset: 0, len }],
+        scratch: &mut scratch,
+        threads: &single,
+    };
+    kernel.eval(&mut io)?;
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&arena)[..len];
+    TensorData::decode(output.dtype, output.num_elements(), bytes)
+        .map(Some)
+        .map_err(|e| ctx.invalid(format!("folded input {i}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM drivers.
+
+/// A linalg error while a kernel runs.
+fn eval_error(e: LinalgError) -> RuntimeError {
+    RuntimeError::eval(e.to_string())
+}
+
+/// Fewest multiply-adds worth handing to another thread: below this, waking a worker costs
+/// more than the work.
+const MIN_MACS_PER_CHUNK: usize = 1 << 18;
+
+/// The shape of a (possibly grouped) GEMM over an NHWC input or a batch of rows:
+/// `m` output rows, `groups` groups of `depth` input channels each producing `per_group`
+/// output channels, every output row reading `taps` input pixels of `in_c` channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GemmShape {
+    /// Output rows (pixels over the batch, or rows of a fully connected layer).
+    pub m: usize,
+    /// Input pixels (rows) over the batch.
+    pub in_pixels: usize,
+    /// Input channels per pixel (row length).
+    pub in_c: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Input channels per group.
+    pub depth: usize,
+    /// Output channels per group.
+    pub per_group: usize,
+    /// Taps per output row.
+    pub taps: usize,
+}
+
+impl GemmShape {
+    /// A fully connected product: `m` rows of `depth` inputs, `units` outputs each.
+    pub(crate) fn dense(m: usize, depth: usize, units: usize) -> Self {
+        GemmShape {
+            m,
+            in_pixels: m,
+            in_c: depth,
+            groups: 1,
+            depth,
+            per_group: units,
+            taps: 1,
+        }
+    }
+
+    /// Output channels.
+    pub(crate) fn out_c(&self) -> usize {
+        self.groups * self.per_group
+    }
+
+    fn input_len(&self) -> usize {
+        self.in_pixels * self.in_c
+    }
+
+    fn output_len(&self) -> usize {
+        self.m * self.out_c()
+    }
+}
+
+/// Where the A rows of a GEMM come from: the input itself (pointwise convolutions, fully
+/// connected layers) or an indirection buffer built at prepare time.
+pub(crate) enum GemmRows {
+    /// Row `r` is input pixel `r`.
+    Dense,
+    /// Row `r` reads the taps the indirection gives.
+    Indirect(Indirection),
+}
+
+impl GemmRows {
+    /// The rows of a convolution over `window`, whose input pixels lie `pixel_stride` elements
+    /// apart in the operand the GEMM reads.
+    pub(crate) fn of_window(window: &Window2d, pixel_stride: usize) -> Result<Self, LinalgError> {
+        if window.is_pointwise() {
+            Ok(GemmRows::Dense)
+        } else {
+            Indirection::new(window, pixel_stride).map(GemmRows::Indirect)
+        }
+    }
+
+    fn offsets(&self, pixel_stride: usize) -> RowOffsets<'_> {
+        match self {
+            GemmRows::Dense => RowOffsets::Dense {
+                stride: pixel_stride,
+            },
+            GemmRows::Indirect(indirection) => RowOffsets::Indirect(indirection),
+        }
+    }
+}
+
+/// Splits the output of a GEMM over the threads and calls `run(rows, columns, out)` for each
+/// chunk: whole rows (a multiple of `mr`) when there are several rows, else blocks of `nr`
+/// columns of the single row (`columns` is `None` for all columns). Every chunk holds at
+/// least [`MIN_MACS_PER_CHUNK`] multiply-adds.
+#[allow(clippy::too_many_arguments)]
+fn split<T: Send>(
+    threads: &Threads,
+    shape: &GemmShape,
+    mr: usize,
+    nr: usize,
+    out: &mut [T],
+    run: impl Fn(Range<usize>, Option<Range<usize>>, &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+) -> Result<(), RuntimeError> {
+    let out_c = shape.out_c();
+    let macs_per_row = out_c
+        .saturating_mul(shape.taps)
+        .saturating_mul(shape.depth)
+        .max(1);
+    if shape.m == 1 && shape.groups == 1 && threads.count() > 1 {
+        let blocks = out_c.div_ceil(nr);
+        let macs_per_block = (nr * shape.taps * shape.depth).max(1);
+        let min_blocks = MIN_MACS_PER_CHUNK.div_ceil(macs_per_block);
+        let chunk = threads.chunk_units(blocks, min_blocks) * nr;
+        return threads
+            .for_each_chunk(out, chunk, |i, out| {
+                let first = i * chunk;
+                run(0..1, Some(first..first + out.len()), out)
+            })
+            .map_err(eval_error);
+    }
+    let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
+    let chunk_rows = threads
+        .chunk_units(shape.m, min_rows)
+        .next_multiple_of(mr.max(1));
+    threads
+        .for_each_chunk(out, chunk_rows * out_c, |i, out| {
+            let first = i * chunk_rows;
+            run(first..first + out.len() / out_c, None, out)
+        })
+        .map_err(eval_error)
+}
+
+/// A float GEMM, one packed operand per group: CONV_2D, FULLY_CONNECTED.
+pub(crate) struct FloatGemm {
+    shape: GemmShape,
+    rows: GemmRows,
+    gemms: Vec<PackedF32Gemm>,
+}
+
+impl FloatGemm {
+    /// Packs `weights` (`[out_c][taps][depth]`) and `bias` for the best kernels of `isa`.
+    pub(crate) fn new(
+        isa: Isa,
+        shape: GemmShape,
+        rows: GemmRows,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+    ) -> Result<Self, LinalgError> {
+        let per_weights = shape.per_group * shape.taps * shape.depth;
+        if weights.len() != per_weights * shape.groups
+            || bias.is_some_and(|b| b.len() != shape.out_c())
+        {
+            return Err(LinalgError::Mismatch("GEMM weights or bias".into()));
+        }
+        let clamp = F32Clamp {
+            min: clamp.0,
+            max: clamp.1,
+        };
+        let gemms = (0..shape.groups)
+            .map(|g| {
+                let columns = g * shape.per_group..(g + 1) * shape.per_group;
+                PackedF32Gemm::new(
+                    isa,
+                    &weights[g * per_weights..(g + 1) * per_weights],
+                    bias.map(|b| &b[columns]),
+                    [shape.per_group, shape.taps, shape.depth],
+                    clamp,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(FloatGemm { shape, rows, gemms })
+    }
+
+    /// Computes the output of `input`.
+    pub(crate) fn run(
+        &self,
+        input: &[f32],
+        out: &mut [f32],
+        threads: &Threads,
+    ) -> Result<(), RuntimeError> {
+        let s = &self.shape;
+        check_len("input", input.len(), s.input_len())?;
+        check_len("output", out.len(), s.output_len())?;
+        let Some(first) = self.gemms.first() else {
+            return Ok(());
+        };
+        let rows = self.rows.offsets(s.in_c);
+        let out_c = s.out_c();
+        split(
+            threads,
+            s,
+            first.row_block(),
+            first.column_block(),
+            out,
+            |range, columns, out| {
+                for (g, gemm) in self.gemms.iter().enumerate() {
+                    let a = ASource {
+                        data: input
+                            .get(g * s.depth..)
+                            .ok_or_else(|| LinalgError::Mismatch("group".into()))?,
+                        zero: gemm.zero(),
+                        rows,
+                    };
+                    let out = out
+                        .get_mut(g * s.per_group..)
+                        .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
+                    match &columns {
+                        None => gemm.run(&a, range.clone(), out, out_c)?,
+                        Some(c) => gemm.run_columns(&a, range.clone(), c.clone(), out, out_c)?,
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// The operands of a quantized GEMM as a kernel builder has them.
+pub(crate) struct QuantGemmSpec<'a> {
+    /// The input's element type.
+    pub input: QType,
+    /// Added to every input element.
+    pub input_offset: i32,
+    /// `[out_c][taps][depth]`.
+    pub weights: QWeights<'a>,
+    /// Added to every weight.
+    pub weight_offset: i32,
+    /// One bias per output channel, or none.
+    pub bias: Option<&'a [i32]>,
+    /// Scaling, zero point and clamp.
+    pub requantize: &'a Requantize,
+    /// The output's element type.
+    pub output: QType,
+}
+
+/// A quantized GEMM, one packed operand per group sharing one converted input: CONV_2D,
+/// FULLY_CONNECTED.
+pub(crate) struct QuantGemm {
+    shape: GemmShape,
+    rows: GemmRows,
+    format: QInputFormat,
+    gemms: Vec<PackedQGemm>,
+    scratch_bytes: usize,
+}
+
+impl QuantGemm {
+    /// Packs the GEMM for the best kernels of `isa`; `rows` is given the pixel stride of the
+    /// converted input to build its indirection. An error when no kernel family can compute
+    /// it (the caller keeps its scalar kernel then).
+    pub(crate) fn new(
+        isa: Isa,
+        shape: GemmShape,
+        rows: impl FnOnce(usize) -> Result<GemmRows, LinalgError>,
+        spec: &QuantGemmSpec<'_>,
+    ) -> Result<Self, LinalgError> {
+        let per_weights = shape.per_group * shape.taps * shape.depth;
+        let weights_len = match spec.weights {
+            QWeights::I8(w) => w.len(),
+            QWeights::U8(w) => w.len(),
+        };
+        if weights_len != per_weights * shape.groups
+            || spec.bias.is_some_and(|b| b.len() != shape.out_c())
+            || spec.requantize.channels() != shape.out_c()
+        {
+            return Err(LinalgError::Mismatch("GEMM weights, bias or scales".into()));
+        }
+        let r = spec.requantize;
+        let gemms: Vec<PackedQGemm> = (0..shape.groups)
+            .map(|g| {
+                let columns = g * shape.per_group..(g + 1) * shape.per_group;
+                let weights = g * per_weights..(g + 1) * per_weights;
+                let q = QGemmSpec {
+                    input: spec.input,
+                    input_offset: spec.input_offset,
+                    weights: match spec.weights {
+                        QWeights::I8(w) => QWeights::I8(&w[weights]),
+                        QWeights::U8(w) => QWeights::U8(&w[weights]),
+                    },
+                    weight_offset: spec.weight_offset,
+                    shape: [shape.per_group, shape.taps, shape.depth],
+                    bias: spec.bias.map(|b| &b[columns.clone()]),
+                    requant: r.linalg(columns),
+                    output: spec.output,
+                    output_zero_point: r.output_offset,
+                    clamp: (r.act_min, r.act_max),
+                };
+                PackedQGemm::new(isa, &q, shape.m)
+            })
+            .collect::<Result<_, _>>()?;
+        let format = gemms
+            .first()
+            .map(PackedQGemm::input_format)
+            .ok_or_else(|| LinalgError::Mismatch("no group".into()))?;
+        let scratch_bytes = format.scratch_bytes(shape.in_pixels, shape.in_c)?;
+        Ok(QuantGemm {
+            shape,
+            rows: rows(format.pixel_stride(shape.in_c))?,
+            format,
+            gemms,
+            scratch_bytes,
+        })
+    }
+
+    /// Scratch bytes [`QuantGemm::run`] needs (the converted input).
+    pub(crate) fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
+    }
+
+    /// Computes the output of `input`, converting it into `scratch` first.
+    pub(crate) fn run<X: QElem, O: QElem>(
+        &self,
+        input: &[X],
+        out: &mut [O],
+        scratch: &mut [u64],
+        threads: &Threads,
+    ) -> Result<(), RuntimeError> {
+        let s = &self.shape;
+        check_len("input", input.len(), s.input_len())?;
+        check_len("output", out.len(), s.output_len())?;
+        let Some(first) = self.gemms.first() else {
+            return Ok(());
+        };
+        let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
+        let converted = self
+            .format
+            .convert(X::input(input), s.in_c, scratch)
+            .map_err(eval_error)?;
+        let rows = self.rows.offsets(converted.pixel_stride());
+        let out_c = s.out_c();
+        split(
+            threads,
+            s,
+            first.row_block(),
+            first.column_block(),
+            out,
+            |range, columns, out| {
+                for (g, gemm) in self.gemms.iter().enumerate() {
+                    let a = converted.source(g * s.depth, rows)?;
+                    let out = out
+                        .get_mut(g * s.per_group..)
+                        .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
+                    match &columns {
+                        None => gemm.run(&a, range.clone(), out, out_c)?,
+                        Some(c) => gemm.run_columns(&a, range.clone(), c.clone(), out, out_c)?,
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// Checks that an input or output length matches what was validated at build time.
+pub(crate) fn check_len(what: &str, actual: usize, expected: usize) -> Result<(), RuntimeError> {
+    if actual != expected {
+        return Err(RuntimeError::eval(format!(
+            "{what} has {actual} elements, expected {expected}"
+        )));
+    }
+    Ok(())
+}
