@@ -11,7 +11,7 @@ use octet_core::fixed_point::{
     QuantizedMultiplier, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_i64,
     requantize_double,
 };
-use octet_core::{Op, TensorData};
+use octet_core::{Op, TensorData, TensorId};
 use octet_linalg::frame::gemm::{ASource, RowOffsets};
 use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{
@@ -209,19 +209,30 @@ pub(crate) fn known_constant(
     if let Some(data) = ctx.constant(i)? {
         return Ok(Some(data));
     }
-    let Some(&Some(id)) = ctx.operator.inputs.get(i) else {
-        return Ok(None);
-    };
+    match ctx.operator.inputs.get(i) {
+        Some(&Some(id)) => folded_constant(ctx, id, 0),
+        _ => Ok(None),
+    }
+}
+
+/// The value of tensor `id` if a chain of DEQUANTIZE / DENSIFY operators computes it from
+/// constants (fp16 sparse weights go through both); `depth` bounds the chain.
+fn folded_constant(
+    ctx: &OpContext<'_>,
+    id: TensorId,
+    depth: usize,
+) -> Result<Option<TensorData>, RuntimeError> {
+    const MAX_CHAIN: usize = 4;
     let Some((index, producer)) = ctx
         .subgraph
         .operators
         .iter()
         .enumerate()
-        .find(|(_, op)| op.outputs.first() == Some(&id) && op.outputs.len() == 1)
+        .find(|(_, op)| op.outputs.len() == 1 && op.outputs.first() == Some(&id))
     else {
         return Ok(None);
     };
-    if !matches!(producer.op, Op::Dequantize | Op::Densify) {
+    if depth >= MAX_CHAIN || !matches!(producer.op, Op::Dequantize | Op::Densify) {
         return Ok(None);
     }
     let pctx = OpContext {
@@ -232,24 +243,28 @@ pub(crate) fn known_constant(
         subgraph: ctx.subgraph,
         isa: ctx.isa,
     };
-    // Its inputs, as the constant store holds them.
+    // Its inputs, laid out as the interpreter's constant store holds them.
     let mut constants: Vec<u64> = Vec::new();
     let mut slots = Vec::with_capacity(producer.inputs.len());
     for input in &producer.inputs {
-        let Some(id) = input else {
+        let Some(id) = *input else {
             slots.push(Slot::Absent);
             continue;
         };
-        let Some(bytes) = ctx
+        let model_bytes = ctx
             .subgraph
-            .tensor(*id)
-            .and_then(|t| ctx.model.tensor_bytes(t))
-        else {
-            return Ok(None);
+            .tensor(id)
+            .and_then(|t| ctx.model.tensor_bytes(t));
+        let bytes = match model_bytes {
+            Some(bytes) => bytes.to_vec(),
+            None => match folded_constant(ctx, id, depth + 1)? {
+                Some(data) => data.to_le_bytes(),
+                None => return Ok(None),
+            },
         };
         let offset = constants.len() * 8;
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
         constants.extend_from_slice(&words);
         slots.push(Slot::Constant {
             offset,
@@ -276,7 +291,7 @@ pub(crate) fn known_constant(
     let bytes = &bytemuck::cast_slice::<u64, u8>(&arena)[..len];
     TensorData::decode(output.dtype, output.num_elements(), bytes)
         .map(Some)
-        .map_err(|e| ctx.invalid(format!("folded input {i}: {e}")))
+        .map_err(|e| pctx.invalid(format!("folded constant: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------
