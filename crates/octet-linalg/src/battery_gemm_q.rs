@@ -12,7 +12,7 @@ use octet_core::fixed_point::{
 };
 
 use crate::battery::random_window;
-use crate::frame::gemm::RowOffsets;
+use crate::frame::gemm::{PaddedImage, RowOffsets};
 use crate::frame::gemm_q::{
     PackedQGemm, QConvertKernels, QElement, QGemmFamily, QGemmSpec, QGemmUkernel, QIn, QType,
     QWeights, Requant, requantize_fixed,
@@ -402,6 +402,143 @@ fn q_gemm_kernels_agree_with_the_formula_and_generic() {
     for (kernel, count) in kernels.iter().zip(ran) {
         assert!(
             count >= 50,
+            "{} ran on {count} cases only",
+            kernel.info().name
+        );
+    }
+}
+
+impl Case {
+    /// The padded image a merged-row GEMM reads, and the window of its taps (one per filter
+    /// row) over it.
+    fn merged(&self) -> (PaddedImage, Window2d) {
+        let w = &self.window;
+        let span = |out: usize, stride: usize, filter: usize, dilation: usize| {
+            (out - 1) * stride + (filter - 1) * dilation + 1
+        };
+        let image = PaddedImage {
+            batches: w.batches,
+            height: w.in_h,
+            width: w.in_w,
+            top: w.pad_top,
+            bottom: span(w.out_h, w.stride_h, w.filter_h, w.dilation_h)
+                .saturating_sub(w.in_h + w.pad_top),
+            left: w.pad_left,
+            right: span(w.out_w, w.stride_w, w.filter_w, w.dilation_w)
+                .saturating_sub(w.in_w + w.pad_left),
+        };
+        let taps = Window2d {
+            batches: w.batches,
+            in_h: image.padded_height(),
+            in_w: image.padded_width(),
+            out_h: w.out_h,
+            out_w: w.out_w,
+            filter_h: w.filter_h,
+            filter_w: 1,
+            stride_h: w.stride_h,
+            stride_w: w.stride_w,
+            dilation_h: w.dilation_h,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+        };
+        (image, taps)
+    }
+
+    /// Runs the case (ungrouped, unit horizontal dilation) as a merged-row GEMM over the
+    /// padded image: one tap per filter row of `filter_w * stride` elements.
+    fn run_merged<O: QElement + Into<i32>>(&self, kernel: QGemmUkernel) -> Option<Vec<i32>> {
+        let w = &self.window;
+        let (kh, kw, c) = (w.filter_h, w.filter_w, self.depth);
+        let n = self.n();
+        let stride = kernel.family().kr() * c.div_ceil(kernel.family().kr());
+        // [n][kh][kw][c] -> [n][kh][kw][stride], zeros in the padding channels.
+        let mut weights = vec![0i32; n * kh * kw * stride];
+        for (i, &v) in self.weights.iter().enumerate() {
+            let (pixel, ch) = (i / c, i % c);
+            weights[pixel * stride + ch] = v;
+        }
+        let w8: Vec<i8> = weights.iter().map(|&w| w as i8).collect();
+        let wu8: Vec<u8> = weights.iter().map(|&w| w as u8).collect();
+        let mut spec = self.spec(0, &w8, &wu8);
+        spec.shape = [n, kh, kw * stride];
+        spec.weights = match self.weights_type {
+            QType::U8 => QWeights::U8(&wu8),
+            _ => QWeights::I8(&w8),
+        };
+        let gemm = PackedQGemm::with_ukernel(kernel, &spec).ok()?;
+        let format = gemm.input_format();
+        assert_eq!(format.pixel_stride(c), stride);
+        let x8: Vec<i8> = self.input_data.iter().map(|&x| x as i8).collect();
+        let xu8: Vec<u8> = self.input_data.iter().map(|&x| x as u8).collect();
+        let x16: Vec<i16> = self.input_data.iter().map(|&x| x as i16).collect();
+        let input = match self.input {
+            QType::I8 => QIn::I8(&x8),
+            QType::U8 => QIn::U8(&xu8),
+            QType::I16 => QIn::I16(&x16),
+        };
+        let (image, taps) = self.merged();
+        let mut scratch = vec![0x5au8; format.padded_scratch_bytes(&image, c).unwrap() + 3];
+        let converted = format
+            .convert_padded(input, c, &image, &mut scratch)
+            .unwrap();
+        let indirection = Indirection::new(&taps, stride).unwrap();
+        assert!(indirection.offsets().iter().all(|&o| o != PAD));
+        let a = converted
+            .source(0, RowOffsets::Indirect(&indirection))
+            .unwrap();
+        let m = w.output_pixels();
+        let mut out = vec![O::default(); m * n];
+        gemm.run(&a, 0..m, &mut out, n).unwrap();
+        Some(out.into_iter().map(Into::into).collect())
+    }
+}
+
+#[test]
+fn merged_row_gemms_over_padded_images_agree_with_the_formula() {
+    let kernels = QGemmUkernel::all();
+    let mut rng = Rng::new(0x9add);
+    let mut ran = vec![0usize; kernels.len()];
+    for case in 0..300 {
+        let mut c = Case::random(&mut rng, case);
+        // One group, unit horizontal dilation, and weights whose zero point is 0 (padding
+        // channels then hold zero weights, whatever the offset).
+        c.groups = 1;
+        c.window.dilation_w = 1;
+        let w = &mut c.window;
+        w.pad_left = w.pad_left.min(w.filter_w - 1);
+        let span = (w.filter_w - 1) + 1;
+        w.out_w = (w.in_w + 2 * w.pad_left).saturating_sub(span) / w.stride_w + 1;
+        let n = c.per_group;
+        let ks = w.taps();
+        c.input_data.truncate(w.input_pixels() * c.depth);
+        c.weights.truncate(n * ks * c.depth);
+        c.weight_offset = 0;
+        if let Some(b) = &mut c.bias {
+            b.truncate(n);
+        }
+        if c.fixed.len() > 1 {
+            c.fixed.truncate(n);
+        }
+        if c.double.len() > 1 {
+            c.double.truncate(n);
+        }
+        let expected = c.expected();
+        for (i, &kernel) in kernels.iter().enumerate() {
+            let out = match c.output {
+                QType::I8 => c.run_merged::<i8>(kernel),
+                QType::U8 => c.run_merged::<u8>(kernel),
+                QType::I16 => c.run_merged::<i16>(kernel),
+            };
+            if let Some(out) = out {
+                ran[i] += 1;
+                assert_same(kernel.info().name, case, &out, &expected);
+            }
+        }
+    }
+    for (kernel, count) in kernels.iter().zip(ran) {
+        assert!(
+            count >= 30,
             "{} ran on {count} cases only",
             kernel.info().name
         );

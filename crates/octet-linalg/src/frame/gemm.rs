@@ -104,10 +104,9 @@ impl<A, W, B> Tile<'_, A, W, B> {
         if self.offsets.len() < count {
             return bad("too few offsets");
         }
-        for &offset in &self.offsets[..count] {
-            if offset != PAD && (offset as usize).saturating_add(self.kc) > self.input.len() {
-                return bad("a row runs past the input");
-            }
+        let end = offsets_end(&self.offsets[..count]);
+        if end > 0 && (end as usize - 1).saturating_add(self.kc) > self.input.len() {
+            return bad("a row runs past the input");
         }
         let blocks = self.n.div_ceil(nr);
         let block_len = self.ks.checked_mul(self.kc).and_then(|k| k.checked_mul(nr));
@@ -123,6 +122,17 @@ impl<A, W, B> Tile<'_, A, W, B> {
         }
         Ok(())
     }
+}
+
+/// The largest offset that is not [`PAD`], plus one (0 when all are `PAD`, which wraps to 0):
+/// a branch-free maximum, vectorized with AVX2 where the CPU has it (baseline x86-64 has no
+/// unsigned 32-bit maximum).
+fn offsets_end(offsets: &[u32]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(end) = crate::x86_64::offsets_end(offsets) {
+        return end;
+    }
+    offsets.iter().fold(0u32, |m, &o| m.max(o.wrapping_add(1)))
 }
 
 /// Packs weights laid out `[n][ks][kc]` (TFLite's OHWI filters, or `[units][depth]`) into
@@ -176,6 +186,119 @@ pub fn pad_columns<T: Copy>(values: &[T], nr: usize, fill: T) -> Vec<T> {
     let mut padded = values.to_vec();
     padded.resize(values.len().next_multiple_of(nr.max(1)), fill);
     padded
+}
+
+/// A batch of NHWC images surrounded by a border of padding pixels, so that every tap of a
+/// convolution window lies inside the padded image. With a unit horizontal dilation, the
+/// `filter_w` taps of a filter row are then one contiguous run of `filter_w` pixels: a GEMM can
+/// read them as one tap of `filter_w * pixel_stride` elements, with no padding taps at all
+/// (fewer, longer taps for convolutions with few input channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PaddedImage {
+    /// Images.
+    pub batches: usize,
+    /// Height of an image, without padding.
+    pub height: usize,
+    /// Width of an image, without padding.
+    pub width: usize,
+    /// Padding rows above.
+    pub top: usize,
+    /// Padding rows below.
+    pub bottom: usize,
+    /// Padding columns on the left.
+    pub left: usize,
+    /// Padding columns on the right.
+    pub right: usize,
+}
+
+impl PaddedImage {
+    /// Height with padding.
+    pub fn padded_height(&self) -> usize {
+        self.height + self.top + self.bottom
+    }
+
+    /// Width with padding.
+    pub fn padded_width(&self) -> usize {
+        self.width + self.left + self.right
+    }
+
+    /// Pixels of the padded batch.
+    pub fn padded_pixels(&self) -> Option<usize> {
+        self.batches
+            .checked_mul(self.padded_height())?
+            .checked_mul(self.padded_width())
+    }
+
+    /// Calls `row(padded_offset, source)` for every padded image row, in order: `source` is the
+    /// pixel index of the row's first pixel in the unpadded input, `None` for a padding row.
+    fn for_each_row(&self, mut row: impl FnMut(usize, Option<usize>)) {
+        let (ph, pw) = (self.padded_height(), self.padded_width());
+        for b in 0..self.batches {
+            for y in 0..ph {
+                let first = (b * ph + y) * pw;
+                let source = y
+                    .checked_sub(self.top)
+                    .filter(|&y| y < self.height)
+                    .map(|y| (b * self.height + y) * self.width);
+                row(first, source);
+            }
+        }
+    }
+
+    /// Copies `input` (whole pixels of `channels` elements, `batches * height * width` of them)
+    /// into `out` as a padded image of pixels `stride` elements apart: each pixel converted by
+    /// `convert_row`, which converts one row of `width` pixels as [`ToU8Fn`]-like kernels do;
+    /// padding pixels filled with `fill`.
+    ///
+    /// [`ToU8Fn`]: crate::frame::gemm_q::ToU8Fn
+    pub fn fill<X, Y: Copy>(
+        &self,
+        input: &[X],
+        channels: usize,
+        stride: usize,
+        out: &mut [Y],
+        fill: Y,
+        mut convert_row: impl FnMut(&[X], &mut [Y]) -> Result<(), LinalgError>,
+    ) -> Result<(), LinalgError> {
+        let pixels = self
+            .batches
+            .checked_mul(self.height)
+            .and_then(|p| p.checked_mul(self.width))
+            .ok_or_else(|| LinalgError::too_large("image"))?;
+        let padded = self
+            .padded_pixels()
+            .and_then(|p| p.checked_mul(stride))
+            .ok_or_else(|| LinalgError::too_large("padded image"))?;
+        if pixels.checked_mul(channels) != Some(input.len())
+            || out.len() < padded
+            || stride < channels
+        {
+            return Err(LinalgError::mismatch("padded image: operand sizes"));
+        }
+        let (row_in, left, right) = (
+            self.width * channels,
+            self.left * stride,
+            (self.left + self.width) * stride,
+        );
+        let row_out = self.padded_width() * stride;
+        let mut result = Ok(());
+        self.for_each_row(|first, source| {
+            let dst = &mut out[first * stride..first * stride + row_out];
+            match source {
+                None => dst.fill(fill),
+                Some(pixel) => {
+                    dst[..left].fill(fill);
+                    dst[right..].fill(fill);
+                    let src = &input[pixel * channels..pixel * channels + row_in];
+                    if result.is_ok() {
+                        result = convert_row(src, &mut dst[left..right]);
+                    }
+                }
+            }
+        });
+        out[padded..].fill(fill);
+        result
+    }
 }
 
 /// Identifies a micro-kernel: its instruction set, name and tile shape.

@@ -30,8 +30,8 @@ use std::ops::Range;
 use octet_core::fixed_point::{QuantizedMultiplier, requantize_double};
 
 use crate::frame::gemm::{
-    ROWS_PER_CALL, RowOffsets, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights,
-    pad_columns, tile_offsets,
+    PaddedImage, ROWS_PER_CALL, RowOffsets, Tile, UkernelInfo, block_ranges, for_each_row_tile,
+    pack_weights, pad_columns, tile_offsets,
 };
 use crate::{Isa, LinalgError, generic};
 
@@ -644,33 +644,117 @@ impl QInputFormat {
         channels: usize,
         scratch: &'s mut [u8],
     ) -> Result<QConverted<'s>, LinalgError> {
-        if input.qtype() != self.input || channels == 0 {
-            return Err(LinalgError::mismatch(
-                "input type differs from the GEMM's, or no channels",
-            ));
+        if channels == 0 {
+            return Err(LinalgError::mismatch("no channels"));
         }
         let pixels = input.len() / channels;
         let len = self.converted_len(pixels, channels)?;
         let stride = self.pixel_stride(channels);
         let kernels = self.convert;
-        let data = match (self.family, input) {
-            (QGemmFamily::Vnni, QIn::I8(x)) => {
+        self.convert_with(input, scratch, len, stride, |input, out| {
+            match (input, out) {
+                (QIn::I8(x), QAOut::U8(out)) => kernels.to_u8(x, channels, stride, out),
+                (input, QAOut::I16(out)) => {
+                    kernels.to_i16(input, self.input_offset, channels, stride, out)
+                }
+                _ => Err(LinalgError::mismatch("VNNI GEMMs read int8 inputs")),
+            }
+        })
+    }
+
+    /// The value a converted padding element holds: what makes its products vanish (the
+    /// input's zero point, as the family stores it).
+    fn padding_value(&self) -> (u8, i16) {
+        let zero_point = self.input_offset.wrapping_neg() as i8;
+        ((zero_point as u8) ^ 0x80, 0)
+    }
+
+    /// Scratch bytes [`QInputFormat::convert_padded`] needs.
+    pub fn padded_scratch_bytes(
+        &self,
+        image: &PaddedImage,
+        channels: usize,
+    ) -> Result<usize, LinalgError> {
+        let pixels = image
+            .padded_pixels()
+            .ok_or_else(|| LinalgError::too_large("padded image"))?;
+        self.scratch_bytes(pixels, channels)
+    }
+
+    /// Converts `input` (an NHWC batch of `image`'s unpadded size, `channels` per pixel) into
+    /// `scratch` as the padded image, padding pixels holding the input's zero point, so that
+    /// they contribute nothing to any product.
+    pub fn convert_padded<'s>(
+        &self,
+        input: QIn<'_>,
+        channels: usize,
+        image: &PaddedImage,
+        scratch: &'s mut [u8],
+    ) -> Result<QConverted<'s>, LinalgError> {
+        let pixels = image
+            .padded_pixels()
+            .ok_or_else(|| LinalgError::too_large("padded image"))?;
+        let len = self.converted_len(pixels, channels)?;
+        let stride = self.pixel_stride(channels);
+        let kernels = self.convert;
+        let (fill_u8, fill_i16) = self.padding_value();
+        self.convert_with(input, scratch, len, stride, |input, out| {
+            match (input, out) {
+                (QIn::I8(x), QAOut::U8(out)) => {
+                    image.fill(x, channels, stride, out, fill_u8, |x, y| {
+                        kernels.to_u8(x, channels, stride, y)
+                    })
+                }
+                (QIn::I8(x), QAOut::I16(out)) => {
+                    image.fill(x, channels, stride, out, fill_i16, |x, y| {
+                        kernels.to_i16(QIn::I8(x), self.input_offset, channels, stride, y)
+                    })
+                }
+                (QIn::U8(x), QAOut::I16(out)) => {
+                    image.fill(x, channels, stride, out, fill_i16, |x, y| {
+                        kernels.to_i16(QIn::U8(x), self.input_offset, channels, stride, y)
+                    })
+                }
+                (QIn::I16(x), QAOut::I16(out)) => {
+                    image.fill(x, channels, stride, out, fill_i16, |x, y| {
+                        kernels.to_i16(QIn::I16(x), self.input_offset, channels, stride, y)
+                    })
+                }
+                _ => Err(LinalgError::mismatch("VNNI GEMMs read int8 inputs")),
+            }
+        })
+    }
+
+    /// Views `len` elements of `scratch` as the family's element type and fills them with
+    /// `convert`.
+    fn convert_with<'s>(
+        &self,
+        input: QIn<'_>,
+        scratch: &'s mut [u8],
+        len: usize,
+        stride: usize,
+        convert: impl FnOnce(QIn<'_>, QAOut<'_>) -> Result<(), LinalgError>,
+    ) -> Result<QConverted<'s>, LinalgError> {
+        if input.qtype() != self.input {
+            return Err(LinalgError::mismatch("input type differs from the GEMM's"));
+        }
+        let data = match self.family {
+            QGemmFamily::Vnni => {
                 let out = scratch
                     .get_mut(..len)
                     .ok_or_else(|| LinalgError::mismatch("scratch too short"))?;
-                kernels.to_u8(x, channels, stride, out)?;
+                convert(input, QAOut::U8(&mut *out))?;
                 QAData::U8(out)
             }
-            (QGemmFamily::Madd16, input) => {
+            QGemmFamily::Madd16 => {
                 let bytes = scratch
                     .get_mut(..len * 2)
                     .ok_or_else(|| LinalgError::mismatch("scratch too short"))?;
                 let out: &mut [i16] = bytemuck::try_cast_slice_mut(bytes)
                     .map_err(|_| LinalgError::mismatch("scratch not 2-byte aligned"))?;
-                kernels.to_i16(input, self.input_offset, channels, stride, out)?;
+                convert(input, QAOut::I16(&mut *out))?;
                 QAData::I16(out)
             }
-            _ => return Err(LinalgError::mismatch("VNNI GEMMs read int8 inputs")),
         };
         Ok(QConverted {
             data,
@@ -678,6 +762,12 @@ impl QInputFormat {
             stride,
         })
     }
+}
+
+/// Where a conversion writes.
+enum QAOut<'a> {
+    U8(&'a mut [u8]),
+    I16(&'a mut [i16]),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -26,3 +26,13 @@ pub(crate) fn q_gemm_ukernels() -> Vec<QGemmUkernel> {
 pub(crate) fn q_convert_kernels() -> Vec<QConvertKernels> {
     vec![q_gemm_avx2::CONVERT, q_gemm_avx512::CONVERT]
 }
+
+/// [`offsets_end`](crate::frame::gemm) with AVX2 (`vpmaxud`), `None` without AVX2.
+pub(crate) fn offsets_end(offsets: &[u32]) -> Option<u32> {
+    if crate::Isa::Avx2.is_supported() {
+        // SAFETY: AVX2 is supported (checked just above).
+        Some(unsafe { q_gemm_avx2::offsets_end(offsets) })
+    } else {
+        None
+    }
+}

@@ -347,6 +347,13 @@ pub(super) const UKERNELS: [QGemmUkernel; 3] = [
     QGemmUkernel::madd16(info("q madd16 3x32 avx2", 3, 32), entry::<3, 4>),
 ];
 
+/// The largest offset that is not `PAD`, plus one: compiled with AVX2, whose `vpmaxud` makes
+/// the fold a few instructions per eight offsets.
+#[target_feature(enable = "avx2")]
+pub(super) fn offsets_end(offsets: &[u32]) -> u32 {
+    offsets.iter().fold(0u32, |m, &o| m.max(o.wrapping_add(1)))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input conversion.
 
@@ -359,12 +366,65 @@ fn to_u8(input: &[i8], channels: usize, stride: usize, out: &mut [u8]) -> Result
     Ok(())
 }
 
+/// Converts pixels of fewer channels than their stride of 4, 8 or 16 (`stride / channels`
+/// pixels per 16 bytes) with one byte shuffle per 16 output bytes; returns the pixels done
+/// (the rest, near the end of `input`, is left to the caller).
+///
+/// # Safety
+/// `input` holds `pixels * channels` elements, `out` at least `pixels * stride`, and
+/// `channels < stride`, `stride` one of 4, 8, 16.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn to_u8_shuffled(
+    input: &[i8],
+    pixels: usize,
+    channels: usize,
+    stride: usize,
+    out: &mut [u8],
+) -> usize {
+    let per_chunk = 16 / stride;
+    let in_bytes = per_chunk * channels;
+    let mut shuffle = [0u8; 16];
+    let mut flip = [0u8; 16];
+    for (j, (s, f)) in shuffle.iter_mut().zip(&mut flip).enumerate() {
+        let (p, c) = (j / stride, j % stride);
+        (*s, *f) = if c < channels {
+            ((p * channels + c) as u8, 0x80)
+        } else {
+            (0x80, 0)
+        };
+    }
+    // SAFETY: the masks are 16-byte arrays; each load reads 16 bytes at `chunk * in_bytes`,
+    // which the loop bound keeps inside `input`; each store writes 16 bytes at `chunk * 16`,
+    // inside the `pixels * stride` bytes of `out` since `chunk * per_chunk < pixels`.
+    unsafe {
+        let shuffle = _mm_loadu_si128(shuffle.as_ptr().cast());
+        let flip = _mm_loadu_si128(flip.as_ptr().cast());
+        let chunks = if input.len() >= 16 {
+            ((input.len() - 16) / in_bytes + 1).min(pixels / per_chunk)
+        } else {
+            0
+        };
+        for chunk in 0..chunks {
+            let x = _mm_loadu_si128(input.as_ptr().add(chunk * in_bytes).cast());
+            let y = _mm_xor_si128(_mm_shuffle_epi8(x, shuffle), flip);
+            _mm_storeu_si128(out.as_mut_ptr().add(chunk * 16).cast(), y);
+        }
+        chunks * per_chunk
+    }
+}
+
 /// # Safety
 /// `input` holds `pixels * channels` elements, `out` at least `pixels * stride`.
 #[target_feature(enable = "avx2")]
 unsafe fn to_u8_body(input: &[i8], pixels: usize, channels: usize, stride: usize, out: &mut [u8]) {
     let flip = _mm256_set1_epi8(i8::MIN);
-    for p in 0..pixels {
+    let done = if channels < stride && matches!(stride, 4 | 8 | 16) {
+        // SAFETY: forwarded from the caller.
+        unsafe { to_u8_shuffled(input, pixels, channels, stride, out) }
+    } else {
+        0
+    };
+    for p in done..pixels {
         let src = &input[p * channels..(p + 1) * channels];
         let dst = &mut out[p * stride..(p + 1) * stride];
         let full = channels / 32 * 32;

@@ -485,6 +485,12 @@ fn to_u8(input: &[i8], channels: usize, stride: usize, out: &mut [u8]) -> Result
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn to_u8_body(input: &[i8], pixels: usize, channels: usize, stride: usize, out: &mut [u8]) {
     let flip = _mm512_set1_epi8(i8::MIN);
+    let done = if stride != channels && channels < stride && matches!(stride, 4 | 8 | 16) {
+        // SAFETY: forwarded from the caller.
+        unsafe { super::q_gemm_avx2::to_u8_shuffled(input, pixels, channels, stride, out) }
+    } else {
+        0
+    };
     let src = input.as_ptr();
     let dst = out.as_mut_ptr();
     // SAFETY: every masked load reads below `pixels * channels` elements of `input`, every
@@ -500,7 +506,7 @@ unsafe fn to_u8_body(input: &[i8], pixels: usize, channels: usize, stride: usize
                 i += 64;
             }
         } else {
-            for p in 0..pixels {
+            for p in done..pixels {
                 let mut c = 0;
                 while c < stride {
                     let load = mask64(channels.saturating_sub(c));

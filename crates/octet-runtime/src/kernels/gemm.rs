@@ -12,7 +12,7 @@ use octet_core::fixed_point::{
     requantize_double,
 };
 use octet_core::{Op, TensorData, TensorId};
-use octet_linalg::frame::gemm::{ASource, RowOffsets};
+use octet_linalg::frame::gemm::{ASource, PaddedImage, RowOffsets};
 use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{
     PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
@@ -355,24 +355,103 @@ impl GemmShape {
     }
 }
 
-/// Where the A rows of a GEMM come from: the input itself (pointwise convolutions, fully
-/// connected layers) or an indirection buffer built at prepare time.
-pub(crate) enum GemmRows {
+/// How a GEMM reads its input.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InputLayout {
+    /// Row `r` is input pixel (row) `r`: fully connected layers, pointwise convolutions.
+    Dense,
+    /// A convolution window: an indirection buffer gives every row's taps, padding taps read
+    /// a zero row.
+    Window(Window2d),
+    /// A convolution window (one group, unit horizontal dilation) read from a copy of the
+    /// input with its padding made explicit, each filter row one tap of `filter_w` pixels
+    /// ([`PaddedImage`]): for convolutions with few input channels.
+    MergedRows(Window2d),
+}
+
+impl InputLayout {
+    /// The layout for a convolution over `window`: dense when pointwise, merged rows when
+    /// `merge` and the window allows it, else an indirection.
+    pub(crate) fn of_window(window: Window2d, merge: bool) -> Self {
+        if window.is_pointwise() {
+            InputLayout::Dense
+        } else if merge && window.dilation_w == 1 && window.filter_w > 1 {
+            InputLayout::MergedRows(window)
+        } else {
+            InputLayout::Window(window)
+        }
+    }
+}
+
+/// The padded image a merged-row GEMM reads, and the window of its taps (one per filter row,
+/// never in the padding) over it.
+fn merged_rows(w: &Window2d) -> (PaddedImage, Window2d) {
+    let span = |out: usize, stride: usize, filter: usize, dilation: usize| {
+        (out.max(1) - 1) * stride + (filter.max(1) - 1) * dilation + 1
+    };
+    let image = PaddedImage {
+        batches: w.batches,
+        height: w.in_h,
+        width: w.in_w,
+        top: w.pad_top,
+        bottom: span(w.out_h, w.stride_h, w.filter_h, w.dilation_h)
+            .saturating_sub(w.in_h + w.pad_top),
+        left: w.pad_left,
+        right: span(w.out_w, w.stride_w, w.filter_w, 1).saturating_sub(w.in_w + w.pad_left),
+    };
+    let taps = Window2d {
+        in_h: image.padded_height(),
+        in_w: image.padded_width(),
+        filter_w: 1,
+        dilation_w: 1,
+        pad_top: 0,
+        pad_left: 0,
+        ..*w
+    };
+    (image, taps)
+}
+
+/// `[n][taps][filter_w][channels]` weights as `[n][taps][filter_w][stride]`, the padding
+/// channels holding `fill`.
+fn widen_channels<T: Copy>(weights: &[T], channels: usize, stride: usize, fill: T) -> Vec<T> {
+    if stride == channels || channels == 0 {
+        return weights.to_vec();
+    }
+    let mut out = Vec::with_capacity(weights.len() / channels * stride);
+    for pixel in weights.chunks_exact(channels) {
+        out.extend_from_slice(pixel);
+        out.extend(std::iter::repeat_n(fill, stride - channels));
+    }
+    out
+}
+
+/// Where the A rows of a GEMM come from, as prepared.
+enum GemmRows {
     /// Row `r` is input pixel `r`.
     Dense,
     /// Row `r` reads the taps the indirection gives.
     Indirect(Indirection),
+    /// Rows read a padded copy of the input.
+    Padded {
+        image: PaddedImage,
+        indirection: Indirection,
+    },
 }
 
 impl GemmRows {
-    /// The rows of a convolution over `window`, whose input pixels lie `pixel_stride` elements
-    /// apart in the operand the GEMM reads.
-    pub(crate) fn of_window(window: &Window2d, pixel_stride: usize) -> Result<Self, LinalgError> {
-        if window.is_pointwise() {
-            Ok(GemmRows::Dense)
-        } else {
-            Indirection::new(window, pixel_stride).map(GemmRows::Indirect)
-        }
+    /// The rows of `layout` over an operand whose pixels lie `pixel_stride` elements apart.
+    fn new(layout: &InputLayout, pixel_stride: usize) -> Result<Self, LinalgError> {
+        Ok(match layout {
+            InputLayout::Dense => GemmRows::Dense,
+            InputLayout::Window(w) => GemmRows::Indirect(Indirection::new(w, pixel_stride)?),
+            InputLayout::MergedRows(w) => {
+                let (image, taps) = merged_rows(w);
+                GemmRows::Padded {
+                    image,
+                    indirection: Indirection::new(&taps, pixel_stride)?,
+                }
+            }
+        })
     }
 
     fn offsets(&self, pixel_stride: usize) -> RowOffsets<'_> {
@@ -380,7 +459,9 @@ impl GemmRows {
             GemmRows::Dense => RowOffsets::Dense {
                 stride: pixel_stride,
             },
-            GemmRows::Indirect(indirection) => RowOffsets::Indirect(indirection),
+            GemmRows::Indirect(indirection) | GemmRows::Padded { indirection, .. } => {
+                RowOffsets::Indirect(indirection)
+            }
         }
     }
 }
@@ -427,11 +508,20 @@ fn split<T: Send>(
         .map_err(eval_error)
 }
 
+/// The taps and elements per tap a GEMM packs its weights with for `layout`.
+fn packed_taps(shape: &GemmShape, layout: &InputLayout, stride: usize) -> (usize, usize) {
+    match layout {
+        InputLayout::MergedRows(w) => (w.filter_h, w.filter_w * stride),
+        _ => (shape.taps, shape.depth),
+    }
+}
+
 /// A float GEMM, one packed operand per group: CONV_2D, FULLY_CONNECTED.
 pub(crate) struct FloatGemm {
     shape: GemmShape,
     rows: GemmRows,
     gemms: Vec<PackedF32Gemm>,
+    scratch_bytes: usize,
 }
 
 impl FloatGemm {
@@ -439,21 +529,25 @@ impl FloatGemm {
     pub(crate) fn new(
         isa: Isa,
         shape: GemmShape,
-        rows: GemmRows,
+        layout: InputLayout,
         weights: &[f32],
         bias: Option<&[f32]>,
         clamp: (f32, f32),
     ) -> Result<Self, LinalgError> {
         let per_weights = shape.per_group * shape.taps * shape.depth;
+        let merged = matches!(layout, InputLayout::MergedRows(_));
         if weights.len() != per_weights * shape.groups
             || bias.is_some_and(|b| b.len() != shape.out_c())
+            || (merged && (shape.groups != 1 || shape.depth != shape.in_c))
         {
-            return Err(LinalgError::Mismatch("GEMM weights or bias".into()));
+            return Err(LinalgError::Mismatch("GEMM weights, bias or layout".into()));
         }
         let clamp = F32Clamp {
             min: clamp.0,
             max: clamp.1,
         };
+        // Merged rows read [taps][filter_w * channels]: the same memory as the weights' layout.
+        let (ks, kc) = packed_taps(&shape, &layout, shape.in_c);
         let gemms = (0..shape.groups)
             .map(|g| {
                 let columns = g * shape.per_group..(g + 1) * shape.per_group;
@@ -461,12 +555,30 @@ impl FloatGemm {
                     isa,
                     &weights[g * per_weights..(g + 1) * per_weights],
                     bias.map(|b| &b[columns]),
-                    [shape.per_group, shape.taps, shape.depth],
+                    [shape.per_group, ks, kc],
                     clamp,
                 )
             })
             .collect::<Result<_, _>>()?;
-        Ok(FloatGemm { shape, rows, gemms })
+        let rows = GemmRows::new(&layout, shape.in_c)?;
+        let scratch_bytes = match &rows {
+            GemmRows::Padded { image, .. } => image
+                .padded_pixels()
+                .and_then(|p| p.checked_mul(shape.in_c * 4))
+                .ok_or_else(|| LinalgError::TooLarge("padded image".into()))?,
+            _ => 0,
+        };
+        Ok(FloatGemm {
+            shape,
+            rows,
+            gemms,
+            scratch_bytes,
+        })
+    }
+
+    /// Scratch bytes [`FloatGemm::run`] needs (the padded copy of the input, if any).
+    pub(crate) fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
     }
 
     /// Computes the output of `input`.
@@ -474,6 +586,7 @@ impl FloatGemm {
         &self,
         input: &[f32],
         out: &mut [f32],
+        scratch: &mut [u64],
         threads: &Threads,
     ) -> Result<(), RuntimeError> {
         let s = &self.shape;
@@ -481,6 +594,22 @@ impl FloatGemm {
         check_len("output", out.len(), s.output_len())?;
         let Some(first) = self.gemms.first() else {
             return Ok(());
+        };
+        let data = match &self.rows {
+            GemmRows::Padded { image, .. } => {
+                let padded: &mut [f32] = bytemuck::cast_slice_mut(scratch);
+                let padded = padded
+                    .get_mut(..self.scratch_bytes / 4)
+                    .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
+                image
+                    .fill(input, s.in_c, s.in_c, padded, 0.0, |x, y| {
+                        y.copy_from_slice(x);
+                        Ok(())
+                    })
+                    .map_err(eval_error)?;
+                &*padded
+            }
+            _ => input,
         };
         let rows = self.rows.offsets(s.in_c);
         let out_c = s.out_c();
@@ -493,7 +622,7 @@ impl FloatGemm {
             |range, columns, out| {
                 for (g, gemm) in self.gemms.iter().enumerate() {
                     let a = ASource {
-                        data: input
+                        data: data
                             .get(g * s.depth..)
                             .ok_or_else(|| LinalgError::Mismatch("group".into()))?,
                         zero: gemm.zero(),
@@ -531,6 +660,54 @@ pub(crate) struct QuantGemmSpec<'a> {
     pub output: QType,
 }
 
+impl QuantGemmSpec<'_> {
+    /// The linalg spec of group `g` of `shape`, its weights `weights` packed as `[ks][kc]`.
+    fn group<'w>(
+        &'w self,
+        shape: &GemmShape,
+        g: usize,
+        weights: QWeights<'w>,
+        (ks, kc): (usize, usize),
+    ) -> QGemmSpec<'w> {
+        let columns = g * shape.per_group..(g + 1) * shape.per_group;
+        let r = self.requantize;
+        QGemmSpec {
+            input: self.input,
+            input_offset: self.input_offset,
+            weights,
+            weight_offset: self.weight_offset,
+            shape: [shape.per_group, ks, kc],
+            bias: self.bias.map(|b| &b[columns.clone()]),
+            requant: r.linalg(columns),
+            output: self.output,
+            output_zero_point: r.output_offset,
+            clamp: (r.act_min, r.act_max),
+        }
+    }
+}
+
+/// Weights of one of the quantized GEMM's element types, owned.
+enum OwnedQWeights {
+    I8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+impl OwnedQWeights {
+    fn view(&self, range: Range<usize>) -> QWeights<'_> {
+        match self {
+            OwnedQWeights::I8(w) => QWeights::I8(&w[range]),
+            OwnedQWeights::U8(w) => QWeights::U8(&w[range]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            OwnedQWeights::I8(w) => w.len(),
+            OwnedQWeights::U8(w) => w.len(),
+        }
+    }
+}
+
 /// A quantized GEMM, one packed operand per group sharing one converted input: CONV_2D,
 /// FULLY_CONNECTED.
 pub(crate) struct QuantGemm {
@@ -542,13 +719,12 @@ pub(crate) struct QuantGemm {
 }
 
 impl QuantGemm {
-    /// Packs the GEMM for the best kernels of `isa`; `rows` is given the pixel stride of the
-    /// converted input to build its indirection. An error when no kernel family can compute
-    /// it (the caller keeps its scalar kernel then).
+    /// Packs the GEMM for the best kernels of `isa`. An error when no kernel family can
+    /// compute it (the caller keeps its scalar kernel then).
     pub(crate) fn new(
         isa: Isa,
         shape: GemmShape,
-        rows: impl FnOnce(usize) -> Result<GemmRows, LinalgError>,
+        layout: InputLayout,
         spec: &QuantGemmSpec<'_>,
     ) -> Result<Self, LinalgError> {
         let per_weights = shape.per_group * shape.taps * shape.depth;
@@ -556,43 +732,61 @@ impl QuantGemm {
             QWeights::I8(w) => w.len(),
             QWeights::U8(w) => w.len(),
         };
+        let merged = matches!(layout, InputLayout::MergedRows(_));
         if weights_len != per_weights * shape.groups
             || spec.bias.is_some_and(|b| b.len() != shape.out_c())
             || spec.requantize.channels() != shape.out_c()
+            || (merged && (shape.groups != 1 || shape.depth != shape.in_c))
         {
             return Err(LinalgError::Mismatch("GEMM weights, bias or scales".into()));
         }
-        let r = spec.requantize;
+        let family = spec
+            .group(&shape, 0, spec.weights.clone(), (shape.taps, shape.depth))
+            .family(isa)
+            .ok_or_else(|| LinalgError::InvalidParameter("no GEMM family fits".into()))?;
+        let stride = shape.in_c.next_multiple_of(family.kr());
+        let (ks, kc) = packed_taps(&shape, &layout, stride);
+        // Merged rows read whole pixels: the padding channels get weights that vanish with the
+        // weight offset.
+        let fill = spec.weight_offset.wrapping_neg();
+        let weights = match (merged, &spec.weights) {
+            (false, QWeights::I8(w)) => OwnedQWeights::I8(w.to_vec()),
+            (false, QWeights::U8(w)) => OwnedQWeights::U8(w.to_vec()),
+            (true, QWeights::I8(w)) => OwnedQWeights::I8(widen_channels(
+                w,
+                shape.in_c,
+                stride,
+                i8::try_from(fill).map_err(|_| LinalgError::InvalidParameter("fill".into()))?,
+            )),
+            (true, QWeights::U8(w)) => OwnedQWeights::U8(widen_channels(
+                w,
+                shape.in_c,
+                stride,
+                u8::try_from(fill).map_err(|_| LinalgError::InvalidParameter("fill".into()))?,
+            )),
+        };
+        let per_packed = weights.len() / shape.groups.max(1);
         let gemms: Vec<PackedQGemm> = (0..shape.groups)
             .map(|g| {
-                let columns = g * shape.per_group..(g + 1) * shape.per_group;
-                let weights = g * per_weights..(g + 1) * per_weights;
-                let q = QGemmSpec {
-                    input: spec.input,
-                    input_offset: spec.input_offset,
-                    weights: match spec.weights {
-                        QWeights::I8(w) => QWeights::I8(&w[weights]),
-                        QWeights::U8(w) => QWeights::U8(&w[weights]),
-                    },
-                    weight_offset: spec.weight_offset,
-                    shape: [shape.per_group, shape.taps, shape.depth],
-                    bias: spec.bias.map(|b| &b[columns.clone()]),
-                    requant: r.linalg(columns),
-                    output: spec.output,
-                    output_zero_point: r.output_offset,
-                    clamp: (r.act_min, r.act_max),
-                };
-                PackedQGemm::new(isa, &q, shape.m)
+                let w = weights.view(g * per_packed..(g + 1) * per_packed);
+                PackedQGemm::new(isa, &spec.group(&shape, g, w, (ks, kc)), shape.m)
             })
             .collect::<Result<_, _>>()?;
         let format = gemms
             .first()
             .map(PackedQGemm::input_format)
             .ok_or_else(|| LinalgError::Mismatch("no group".into()))?;
-        let scratch_bytes = format.scratch_bytes(shape.in_pixels, shape.in_c)?;
+        if format.pixel_stride(shape.in_c) != stride {
+            return Err(LinalgError::Mismatch("pixel stride".into()));
+        }
+        let rows = GemmRows::new(&layout, stride)?;
+        let scratch_bytes = match &rows {
+            GemmRows::Padded { image, .. } => format.padded_scratch_bytes(image, shape.in_c)?,
+            _ => format.scratch_bytes(shape.in_pixels, shape.in_c)?,
+        };
         Ok(QuantGemm {
             shape,
-            rows: rows(format.pixel_stride(shape.in_c))?,
+            rows,
             format,
             gemms,
             scratch_bytes,
@@ -619,10 +813,14 @@ impl QuantGemm {
             return Ok(());
         };
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
-        let converted = self
-            .format
-            .convert(X::input(input), s.in_c, scratch)
-            .map_err(eval_error)?;
+        let converted = match &self.rows {
+            GemmRows::Padded { image, .. } => {
+                self.format
+                    .convert_padded(X::input(input), s.in_c, image, scratch)
+            }
+            _ => self.format.convert(X::input(input), s.in_c, scratch),
+        }
+        .map_err(eval_error)?;
         let rows = self.rows.offsets(converted.pixel_stride());
         let out_c = s.out_c();
         split(

@@ -16,8 +16,15 @@ use super::{
 };
 use crate::kernels::common::activation_range_f32;
 use crate::kernels::gemm::{
-    FloatGemm, GemmRows, GemmShape, QuantGemm, QuantGemmSpec, known_constant,
+    FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec, known_constant,
 };
+
+/// Float convolutions with fewer input channels than this read a padded copy of their input,
+/// each filter row as one tap ([`InputLayout::MergedRows`]): fewer, longer taps.
+const MERGE_BELOW_F32: usize = 16;
+
+/// The same for integer convolutions (whose input is copied anyway, converted).
+const MERGE_BELOW_Q: usize = 16;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -337,19 +344,19 @@ fn float_gemm(
     else {
         return Ok(None);
     };
-    let window = shape.window.linalg();
-    let Ok(rows) = GemmRows::of_window(&window, shape.window.in_c) else {
-        return Ok(None);
-    };
-    let gemm = FloatGemm::new(
+    let gemm_shape = shape.gemm_shape();
+    let merge = gemm_shape.groups == 1 && shape.window.in_c < MERGE_BELOW_F32;
+    let layout = InputLayout::of_window(shape.window.linalg(), merge);
+    let Ok(gemm) = FloatGemm::new(
         ctx.isa(),
-        shape.gemm_shape(),
-        rows,
+        gemm_shape,
+        layout,
         &weights,
         bias.as_deref(),
         clamp,
-    )
-    .map_err(|e| ctx.invalid(e))?;
+    ) else {
+        return Ok(None);
+    };
     Ok(Some(Box::new(FloatGemmConv { gemm })))
 }
 
@@ -362,7 +369,12 @@ impl Kernel for FloatGemmConv {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let parts = io.parts::<f32>(0)?;
         let input = parts.inputs.get::<f32>(INPUT)?;
-        self.gemm.run(input, parts.output, parts.threads)
+        self.gemm
+            .run(input, parts.output, parts.scratch, parts.threads)
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.gemm.scratch_bytes()
     }
 }
 
@@ -399,9 +411,10 @@ fn quant_gemm<X: QElem>(
         requantize: operands.requantize,
         output: operands.input,
     };
-    let window = shape.window.linalg();
-    let rows = |stride| GemmRows::of_window(&window, stride);
-    Ok(QuantGemm::new(ctx.isa(), shape.gemm_shape(), rows, &spec)
+    let gemm_shape = shape.gemm_shape();
+    let merge = gemm_shape.groups == 1 && shape.window.in_c < MERGE_BELOW_Q;
+    let layout = InputLayout::of_window(shape.window.linalg(), merge);
+    Ok(QuantGemm::new(ctx.isa(), gemm_shape, layout, &spec)
         .ok()
         .map(|gemm| {
             Box::new(QuantGemmConv::<X> {

@@ -40,8 +40,8 @@ use hybrid::hybrid_fc;
 
 use super::common::{activation_range_f32, activation_range_quantized, per_tensor_quant};
 use super::gemm::{
-    FloatGemm, GemmRows, GemmShape, QElem, QuantGemm, QuantGemmSpec, Requantize, Scales, Weights,
-    clamp_f32, known_constant,
+    FloatGemm, GemmShape, InputLayout, QElem, QuantGemm, QuantGemmSpec, Requantize, Scales,
+    Weights, clamp_f32, known_constant,
 };
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
@@ -304,7 +304,7 @@ pub(super) fn float_fc(
             let gemm = FloatGemm::new(
                 ctx.isa(),
                 dims.gemm_shape(),
-                GemmRows::Dense,
+                InputLayout::Dense,
                 &weights,
                 bias.as_deref(),
                 (act_min, act_max),
@@ -329,7 +329,8 @@ impl Kernel for FloatGemmFc {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let parts = io.parts::<f32>(0)?;
         let input = parts.inputs.get::<f32>(0)?;
-        self.gemm.run(input, parts.output, parts.threads)
+        self.gemm
+            .run(input, parts.output, parts.scratch, parts.threads)
     }
 }
 
@@ -709,7 +710,7 @@ fn quant_gemm_fc<I: QElem, W: QElem + PackedWeights, O: QElem>(
         requantize: operands.requantize,
         output: O::TYPE,
     };
-    let gemm = QuantGemm::new(ctx.isa(), dims.gemm_shape(), |_| Ok(GemmRows::Dense), &spec);
+    let gemm = QuantGemm::new(ctx.isa(), dims.gemm_shape(), InputLayout::Dense, &spec);
     Ok(gemm.ok().map(|gemm| {
         Box::new(QuantGemmFc::<I, O> {
             gemm,
