@@ -590,3 +590,90 @@ fn q_convert_kernels_agree_with_generic() {
         }
     }
 }
+
+#[test]
+fn repacked_weights_give_what_fresh_ones_give() {
+    use crate::frame::gemm::ASource;
+    use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel, PackedF32Gemm};
+    let mut rng = Rng::new(0x4e9a);
+    for case in 0..100 {
+        let c = Case::random(&mut rng, case * 4); // pointwise, ungrouped or grouped
+        let w8: Vec<i8> = c.weights.iter().map(|&w| w as i8).collect();
+        let wu8: Vec<u8> = c.weights.iter().map(|&w| w as u8).collect();
+        let (n, ks, kc) = (c.per_group, c.window.taps(), c.depth);
+        let other: Vec<i32> = c.weights.iter().rev().copied().collect();
+        let o8: Vec<i8> = other.iter().map(|&w| w as i8).collect();
+        let ou8: Vec<u8> = other.iter().map(|&w| w as u8).collect();
+        for kernel in QGemmUkernel::all() {
+            let Ok(mut gemm) = PackedQGemm::with_ukernel(kernel, &c.spec(0, &w8, &wu8)) else {
+                continue;
+            };
+            let fresh = PackedQGemm::with_ukernel(kernel, &c.spec(0, &o8, &ou8)).unwrap();
+            gemm.repack(|col, t, k| other[(col * ks + t) * kc + k])
+                .unwrap();
+            let x8: Vec<i8> = c.input_data.iter().map(|&x| x as i8).collect();
+            let xu8: Vec<u8> = c.input_data.iter().map(|&x| x as u8).collect();
+            let x16: Vec<i16> = c.input_data.iter().map(|&x| x as i16).collect();
+            let input = match c.input {
+                QType::I8 => QIn::I8(&x8),
+                QType::U8 => QIn::U8(&xu8),
+                QType::I16 => QIn::I16(&x16),
+            };
+            let in_c = c.in_c();
+            let format = gemm.input_format();
+            let pixels = c.window.input_pixels();
+            let mut scratch = vec![0u8; format.scratch_bytes(pixels, in_c).unwrap()];
+            let converted = format.convert(input, in_c, &mut scratch).unwrap();
+            let rows = RowOffsets::Dense {
+                stride: converted.pixel_stride(),
+            };
+            let a = converted.source(0, rows).unwrap();
+            let m = pixels;
+            let run = |g: &PackedQGemm| -> Vec<i32> {
+                match c.output {
+                    QType::I8 => {
+                        let mut out = vec![0i8; m * n];
+                        g.run(&a, 0..m, &mut out, n).unwrap();
+                        out.into_iter().map(i32::from).collect()
+                    }
+                    QType::U8 => {
+                        let mut out = vec![0u8; m * n];
+                        g.run(&a, 0..m, &mut out, n).unwrap();
+                        out.into_iter().map(i32::from).collect()
+                    }
+                    QType::I16 => {
+                        let mut out = vec![0i16; m * n];
+                        g.run(&a, 0..m, &mut out, n).unwrap();
+                        out.into_iter().map(i32::from).collect()
+                    }
+                }
+            };
+            assert_same(kernel.info().name, case, &run(&gemm), &run(&fresh));
+        }
+        // Float: the same through PackedF32Gemm.
+        let wf: Vec<f32> = c.weights[..n * ks * kc].iter().map(|&w| w as f32).collect();
+        let of: Vec<f32> = other[..n * ks * kc].iter().map(|&w| w as f32).collect();
+        let xf: Vec<f32> = c.input_data.iter().map(|&x| x as f32 * 0.01).collect();
+        for kernel in F32GemmUkernel::all() {
+            let shape = [n, ks, kc];
+            let mut gemm =
+                PackedF32Gemm::with_ukernel(kernel, &wf, None, shape, F32Clamp::NONE).unwrap();
+            let fresh =
+                PackedF32Gemm::with_ukernel(kernel, &of, None, shape, F32Clamp::NONE).unwrap();
+            gemm.repack(|col, t, k| of[(col * ks + t) * kc + k])
+                .unwrap();
+            let in_c = c.in_c();
+            let m = c.window.input_pixels();
+            let a = ASource {
+                data: &xf,
+                zero: gemm.zero(),
+                rows: RowOffsets::Dense { stride: in_c },
+            };
+            let mut x = vec![0f32; m * n];
+            let mut y = vec![0f32; m * n];
+            gemm.run(&a, 0..m, &mut x, n).unwrap();
+            fresh.run(&a, 0..m, &mut y, n).unwrap();
+            assert_eq!(x, y, "{} case {case}", kernel.info().name);
+        }
+    }
+}

@@ -154,31 +154,64 @@ pub fn pack_weights<S: Copy, W: Copy + Default>(
             weights.len()
         )));
     }
-    let kc_padded = kc.next_multiple_of(kr);
-    let blocks = n.div_ceil(nr);
-    let len = blocks
+    let len = packed_len(n, ks, kc, nr, kr)?;
+    let mut packed = vec![W::default(); len];
+    pack_weights_into(&mut packed, [n, ks, kc], nr, kr, |col, t, k| {
+        convert(weights[(col * ks + t) * kc + k])
+    })?;
+    Ok(packed)
+}
+
+/// Elements of the packed form of `n` x `ks` x `kc` weights in blocks of `nr`, `k` grouped by
+/// `kr`.
+pub fn packed_len(
+    n: usize,
+    ks: usize,
+    kc: usize,
+    nr: usize,
+    kr: usize,
+) -> Result<usize, LinalgError> {
+    n.div_ceil(nr.max(1))
         .checked_mul(nr)
         .and_then(|v| v.checked_mul(ks))
-        .and_then(|v| v.checked_mul(kc_padded))
-        .ok_or_else(|| LinalgError::too_large("packed weights"))?;
-    let mut packed = Vec::with_capacity(len);
-    for block in 0..blocks {
+        .and_then(|v| v.checked_mul(kc.next_multiple_of(kr.max(1))))
+        .ok_or_else(|| LinalgError::too_large("packed weights"))
+}
+
+/// Packs weights given element by element (`weight(column, tap, k)`) into `packed`, which must
+/// hold exactly [`packed_len`] elements, in the layout of [`pack_weights`]: for operands
+/// computed at run time, repacked without allocating.
+pub fn pack_weights_into<W: Copy + Default>(
+    packed: &mut [W],
+    [n, ks, kc]: [usize; 3],
+    nr: usize,
+    kr: usize,
+    weight: impl Fn(usize, usize, usize) -> W,
+) -> Result<(), LinalgError> {
+    if nr == 0 || kr == 0 || packed.len() != packed_len(n, ks, kc, nr, kr)? {
+        return Err(LinalgError::mismatch("packed weights buffer size"));
+    }
+    let kc_padded = kc.next_multiple_of(kr);
+    let mut out = packed.iter_mut();
+    for block in 0..n.div_ceil(nr) {
         for t in 0..ks {
             for group in 0..kc_padded / kr {
                 for col in block * nr..(block + 1) * nr {
                     for i in 0..kr {
                         let k = group * kr + i;
-                        packed.push(if col < n && k < kc {
-                            convert(weights[(col * ks + t) * kc + k])
-                        } else {
-                            W::default()
-                        });
+                        if let Some(slot) = out.next() {
+                            *slot = if col < n && k < kc {
+                                weight(col, t, k)
+                            } else {
+                                W::default()
+                            };
+                        }
                     }
                 }
             }
         }
     }
-    Ok(packed)
+    Ok(())
 }
 
 /// A per-column vector padded with `fill` to whole blocks of `nr`.

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use crate::frame::gemm::{
     ASource, ROWS_PER_CALL, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights,
-    pad_columns, tile_offsets,
+    pack_weights_into, pad_columns, tile_offsets,
 };
 use crate::{Isa, LinalgError, generic};
 
@@ -174,6 +174,17 @@ impl PackedF32Gemm {
     /// Columns.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// Replaces the weights by `weight(column, tap, k)` (same shape), in place and without
+    /// allocating: for a matrix product whose right-hand side is computed at run time. The
+    /// bias and clamp stay.
+    pub fn repack(
+        &mut self,
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Result<(), LinalgError> {
+        let nr = self.ukernel.info.nr;
+        pack_weights_into(&mut self.weights, [self.n, self.ks, self.kc], nr, 1, weight)
     }
 
     /// The micro-kernel it runs.

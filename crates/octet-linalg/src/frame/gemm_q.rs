@@ -31,7 +31,7 @@ use octet_core::fixed_point::{QuantizedMultiplier, requantize_double};
 
 use crate::frame::gemm::{
     PaddedImage, ROWS_PER_CALL, RowOffsets, Tile, UkernelInfo, block_ranges, for_each_row_tile,
-    pack_weights, pad_columns, tile_offsets,
+    pack_weights, pack_weights_into, pad_columns, tile_offsets,
 };
 use crate::{Isa, LinalgError, generic};
 
@@ -918,6 +918,15 @@ impl QGemmSpec<'_> {
     }
 }
 
+/// Folds `(input_offset - 128) * sum(w)` into each column's bias, modulo 2^32: what turns the
+/// VNNI kernels' `x + 128` products back into `x + input_offset` ones.
+fn fold_weight_sums(bias: &mut [i32], input_offset: i32, sum: impl Fn(usize) -> i32) {
+    let fold = input_offset.wrapping_sub(128);
+    for (c, b) in bias.iter_mut().enumerate() {
+        *b = b.wrapping_add(fold.wrapping_mul(sum(c)));
+    }
+}
+
 #[derive(Debug, Clone)]
 enum PackedQWeights {
     I8(Vec<i8>),
@@ -938,7 +947,12 @@ pub struct PackedQGemm {
     n: usize,
     ks: usize,
     kc: usize,
+    /// `kc` before padding to the family's `kr`.
+    kc_unpadded: usize,
+    weight_offset: i32,
     weights: PackedQWeights,
+    /// The bias as given (the packed one may hold folded weight sums).
+    bias_given: Vec<i32>,
     bias: Vec<i32>,
     requant: PackedRequant,
     output: QType,
@@ -1000,16 +1014,14 @@ impl PackedQGemm {
             }
             None => vec![0; n],
         };
+        let bias_given = bias.clone();
         let (weights, zero) = match family {
             QGemmFamily::Vnni => {
-                // (input_offset - 128) * sum(w), folded into the bias modulo 2^32.
-                let fold = spec.input_offset.wrapping_sub(128);
-                for (c, b) in bias.iter_mut().enumerate() {
-                    let sum = (0..ks * kc).fold(0i32, |s, i| {
+                fold_weight_sums(&mut bias, spec.input_offset, |c| {
+                    (0..ks * kc).fold(0i32, |s, i| {
                         s.wrapping_add(spec.weights.get(c * ks * kc + i))
-                    });
-                    *b = b.wrapping_add(fold.wrapping_mul(sum));
-                }
+                    })
+                });
                 let packed = match spec.weights {
                     QWeights::I8(w) => pack_weights(w, n, ks, kc, nr, kr, |w| w)?,
                     QWeights::U8(_) => {
@@ -1044,7 +1056,10 @@ impl PackedQGemm {
             n,
             ks,
             kc: kc.next_multiple_of(kr),
+            kc_unpadded: kc,
+            weight_offset: spec.weight_offset,
             weights,
+            bias_given,
             bias: pad_columns(&bias, nr, 0),
             requant: PackedRequant::new(spec.requant, n, nr)?,
             output: spec.output,
@@ -1058,6 +1073,36 @@ impl PackedQGemm {
     /// Columns.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// Replaces the weights by `weight(column, tap, k)` (same shape, values of the weights'
+    /// type as `i32`), in place and without allocating: for a matrix product whose right-hand
+    /// side is computed at run time. The weight offset, bias and output stage stay.
+    pub fn repack(
+        &mut self,
+        weight: impl Fn(usize, usize, usize) -> i32,
+    ) -> Result<(), LinalgError> {
+        let nr = self.ukernel.info.nr;
+        let shape = [self.n, self.ks, self.kc_unpadded];
+        match &mut self.weights {
+            PackedQWeights::I8(packed) => {
+                pack_weights_into(packed, shape, nr, 4, |c, t, k| weight(c, t, k) as i8)?;
+                // The folded sums change with the weights.
+                let (ks, kc) = (self.ks, self.kc_unpadded);
+                let bias = &mut self.bias[..self.n];
+                bias.copy_from_slice(&self.bias_given);
+                fold_weight_sums(bias, self.format.input_offset, |c| {
+                    (0..ks * kc).fold(0i32, |s, i| s.wrapping_add(weight(c, i / kc, i % kc)))
+                });
+                Ok(())
+            }
+            PackedQWeights::I16(packed) => {
+                let offset = self.weight_offset;
+                pack_weights_into(packed, shape, nr, 2, |c, t, k| {
+                    weight(c, t, k).wrapping_add(offset) as i16
+                })
+            }
+        }
     }
 
     /// The micro-kernel it runs.

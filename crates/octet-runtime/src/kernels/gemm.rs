@@ -846,6 +846,70 @@ impl QuantGemm {
     }
 }
 
+/// Runs one float GEMM over `input`'s rows of `depth` elements (a matrix product), split over
+/// the threads: BATCH_MATMUL's matrix pairs.
+pub(crate) fn run_dense_f32(
+    gemm: &PackedF32Gemm,
+    input: &[f32],
+    depth: usize,
+    out: &mut [f32],
+    threads: &Threads,
+) -> Result<(), RuntimeError> {
+    let n = gemm.n();
+    let shape = GemmShape::dense(input.len() / depth.max(1), depth, n);
+    check_len("output", out.len(), shape.output_len())?;
+    let a = ASource {
+        data: input,
+        zero: gemm.zero(),
+        rows: RowOffsets::Dense { stride: depth },
+    };
+    split(
+        threads,
+        &shape,
+        gemm.row_block(),
+        gemm.column_block(),
+        out,
+        |rows, columns, out| match columns {
+            None => gemm.run(&a, rows, out, n),
+            Some(c) => gemm.run_columns(&a, rows, c, out, n),
+        },
+    )
+}
+
+/// Runs one quantized GEMM over `input`'s rows of `depth` elements, converted into `scratch`
+/// (at least `gemm.input_format().scratch_bytes(rows, depth)`), split over the threads.
+pub(crate) fn run_dense_q<X: QElem, O: QElem>(
+    gemm: &PackedQGemm,
+    input: &[X],
+    depth: usize,
+    out: &mut [O],
+    scratch: &mut [u8],
+    threads: &Threads,
+) -> Result<(), RuntimeError> {
+    let n = gemm.n();
+    let shape = GemmShape::dense(input.len() / depth.max(1), depth, n);
+    check_len("output", out.len(), shape.output_len())?;
+    let converted = gemm
+        .input_format()
+        .convert(X::input(input), depth, scratch)
+        .map_err(eval_error)?;
+    let rows = RowOffsets::Dense {
+        stride: converted.pixel_stride(),
+    };
+    let a = converted.source(0, rows).map_err(eval_error)?;
+    split(
+        threads,
+        &shape,
+        gemm.row_block(),
+        gemm.column_block(),
+        out,
+        |rows, columns, out| match columns {
+            None => gemm.run(&a, rows, out, n),
+            Some(c) => gemm.run_columns(&a, rows, c, out, n),
+        },
+    )
+}
+
 /// Checks that an input or output length matches what was validated at build time.
 pub(crate) fn check_len(what: &str, actual: usize, expected: usize) -> Result<(), RuntimeError> {
     if actual != expected {

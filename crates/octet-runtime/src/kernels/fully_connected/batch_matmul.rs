@@ -7,12 +7,14 @@ use octet_core::fixed_point::{
     QuantizedMultiplier, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_i64,
     quantize_multiplier,
 };
-use octet_core::{BatchMatMulOptions, DType};
+use octet_core::{BatchMatMulOptions, DType, TensorData};
+use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
+use octet_linalg::frame::gemm_q::{PackedQGemm, QGemmSpec, QType, QWeights, Requant};
 
 use super::hybrid::hybrid_matmul;
 use super::{clamp_i32, prefix_mut};
 use crate::kernels::common::per_tensor_quant;
-use crate::kernels::gemm::QElem;
+use crate::kernels::gemm::{QElem, Requantize, Scales, known_constant, run_dense_f32, run_dense_q};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// The shape of one BATCH_MATMUL: `rows x depth` times `depth x cols` matrices, with the
@@ -106,7 +108,10 @@ pub fn batch_matmul(
 
     use DType::{Float32 as F32, Int8 as I8, Int16 as I16, Int32 as I32};
     match (lhs.dtype, rhs.dtype, output.dtype) {
-        (F32, F32, F32) => Ok(Box::new(FloatMatmul { dims })),
+        (F32, F32, F32) => match float_gemm_matmul(ctx, &dims)? {
+            Some(kernel) => Ok(kernel),
+            None => Ok(Box::new(FloatMatmul { dims })),
+        },
         (I8, I8, I8) => quantized_matmul::<i8>(ctx, dims),
         (I8, I8, I32) => Ok(Box::new(Int8Int32Matmul { dims })),
         (I16, I16, I16) => quantized_matmul::<i16>(ctx, dims),
@@ -198,6 +203,246 @@ impl Kernel for FloatMatmul {
     }
 }
 
+/// The RHS matrices of a BATCH_MATMUL on GEMMs: known at build time (packed once) or
+/// computed (repacked by every run into the same buffers).
+fn rhs_matrices<T: Copy>(
+    ctx: &OpContext<'_>,
+    d: &MatmulDims,
+    take: impl FnOnce(TensorData) -> Option<Vec<T>>,
+) -> Result<Option<Vec<T>>, RuntimeError> {
+    Ok(known_constant(ctx, 1)?
+        .and_then(take)
+        .filter(|v| v.len() % d.rhs_len().max(1) == 0))
+}
+
+/// The number of RHS matrices.
+fn rhs_count(ctx: &OpContext<'_>, d: &MatmulDims) -> Result<usize, RuntimeError> {
+    Ok(ctx.input(1)?.num_elements() / d.rhs_len().max(1))
+}
+
+/// Float BATCH_MATMUL with neither empty dimension on GEMMs.
+fn float_gemm_matmul(
+    ctx: &OpContext<'_>,
+    d: &MatmulDims,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    if d.rows == 0 || d.cols == 0 || d.depth == 0 {
+        return Ok(None);
+    }
+    let constant = rhs_matrices(ctx, d, |data| match data {
+        TensorData::F32(v) => Some(v),
+        _ => None,
+    })?;
+    let count = rhs_count(ctx, d)?;
+    let zeros = vec![0f32; d.rhs_len()];
+    let gemms = (0..count)
+        .map(|r| {
+            let b = match &constant {
+                Some(v) => &v[r * d.rhs_len()..(r + 1) * d.rhs_len()],
+                None => &zeros[..],
+            };
+            let weights: Vec<f32> = (0..d.cols)
+                .flat_map(|j| (0..d.depth).map(move |k| b[d.rhs_index(k, j)]))
+                .collect();
+            PackedF32Gemm::new(
+                ctx.isa(),
+                &weights,
+                None,
+                [d.cols, 1, d.depth],
+                F32Clamp::NONE,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ctx.invalid(e))?;
+    Ok(Some(Box::new(FloatGemmMatmul {
+        dims: d.clone(),
+        gemms,
+        repack: constant.is_none(),
+    })))
+}
+
+/// Float BATCH_MATMUL on GEMMs: one packed RHS per RHS matrix.
+struct FloatGemmMatmul {
+    dims: MatmulDims,
+    gemms: Vec<PackedF32Gemm>,
+    /// The RHS is computed: repack it every run.
+    repack: bool,
+}
+
+impl Kernel for FloatGemmMatmul {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let d = &self.dims;
+        let parts = io.parts::<f32>(0)?;
+        let lhs = parts.inputs.get::<f32>(0)?;
+        if self.repack {
+            let rhs = parts.inputs.get::<f32>(1)?;
+            for (r, gemm) in self.gemms.iter_mut().enumerate() {
+                let b = matrix(rhs, r, d.rhs_len(), "the RHS")?;
+                gemm.repack(|j, _, k| b[d.rhs_index(k, j)])
+                    .map_err(|e| RuntimeError::eval(e.to_string()))?;
+            }
+        }
+        let out_len = d.rows * d.cols;
+        let out = prefix_mut(parts.output, d.pairs.len() * out_len, "the output")?;
+        let scratch: &mut [f32] = bytemuck::cast_slice_mut(parts.scratch);
+        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len)) {
+            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
+            let a = if d.adj_x {
+                let t = scratch
+                    .get_mut(..d.lhs_len())
+                    .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
+                transpose_lhs(a, t, d);
+                &*t
+            } else {
+                a
+            };
+            let gemm = self
+                .gemms
+                .get(ri)
+                .ok_or_else(|| RuntimeError::eval("RHS matrix out of range"))?;
+            run_dense_f32(gemm, a, d.depth, out, parts.threads)?;
+        }
+        Ok(())
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        if self.dims.adj_x {
+            self.dims.lhs_len() * 4
+        } else {
+            0
+        }
+    }
+}
+
+/// The offsets and requantization of an int8 BATCH_MATMUL.
+struct MatmulOperands<'a> {
+    input_offset: i32,
+    weight_offset: i32,
+    requantize: &'a Requantize,
+}
+
+/// Int8 BATCH_MATMUL with neither empty dimension on quantized GEMMs, when a GEMM family fits.
+fn quant_gemm_matmul(
+    ctx: &OpContext<'_>,
+    d: &MatmulDims,
+    operands: &MatmulOperands<'_>,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    if d.rows == 0 || d.cols == 0 || d.depth == 0 {
+        return Ok(None);
+    }
+    let constant = rhs_matrices(ctx, d, |data| match data {
+        TensorData::I8(v) => Some(v),
+        _ => None,
+    })?;
+    let count = rhs_count(ctx, d)?;
+    let zeros = vec![0i8; d.rhs_len()];
+    let r = operands.requantize;
+    let mut gemms = Vec::with_capacity(count);
+    for m in 0..count {
+        let b = match &constant {
+            Some(v) => &v[m * d.rhs_len()..(m + 1) * d.rhs_len()],
+            None => &zeros[..],
+        };
+        let weights: Vec<i8> = (0..d.cols)
+            .flat_map(|j| (0..d.depth).map(move |k| b[d.rhs_index(k, j)]))
+            .collect();
+        let Scales::Fixed(multipliers) = &r.scales else {
+            return Ok(None);
+        };
+        let spec = QGemmSpec {
+            input: QType::I8,
+            input_offset: operands.input_offset,
+            weights: QWeights::I8(&weights),
+            weight_offset: operands.weight_offset,
+            shape: [d.cols, 1, d.depth],
+            bias: None,
+            requant: Requant::Fixed(multipliers),
+            output: QType::I8,
+            output_zero_point: r.output_offset,
+            clamp: (r.act_min, r.act_max),
+        };
+        match PackedQGemm::new(ctx.isa(), &spec, d.rows) {
+            Ok(gemm) => gemms.push(gemm),
+            Err(_) => return Ok(None),
+        }
+    }
+    let Some(first) = gemms.first() else {
+        return Ok(None);
+    };
+    let converted = first
+        .input_format()
+        .scratch_bytes(d.rows, d.depth)
+        .map_err(|e| ctx.invalid(e))?;
+    let transposed = if d.adj_x {
+        d.lhs_len().next_multiple_of(8)
+    } else {
+        0
+    };
+    Ok(Some(Box::new(QuantGemmMatmul {
+        dims: d.clone(),
+        gemms,
+        repack: constant.is_none(),
+        transposed,
+        scratch_bytes: transposed + converted,
+    })))
+}
+
+/// Int8 BATCH_MATMUL on quantized GEMMs: one packed RHS per RHS matrix.
+struct QuantGemmMatmul {
+    dims: MatmulDims,
+    gemms: Vec<PackedQGemm>,
+    /// The RHS is computed: repack it every run.
+    repack: bool,
+    /// Scratch bytes for the transposed LHS (`adj_x`), before the converted one.
+    transposed: usize,
+    scratch_bytes: usize,
+}
+
+impl Kernel for QuantGemmMatmul {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let d = &self.dims;
+        let parts = io.parts::<i8>(0)?;
+        let lhs = parts.inputs.get::<i8>(0)?;
+        if self.repack {
+            let rhs = parts.inputs.get::<i8>(1)?;
+            for (r, gemm) in self.gemms.iter_mut().enumerate() {
+                let b = matrix(rhs, r, d.rhs_len(), "the RHS")?;
+                gemm.repack(|j, _, k| i32::from(b[d.rhs_index(k, j)]))
+                    .map_err(|e| RuntimeError::eval(e.to_string()))?;
+            }
+        }
+        let out_len = d.rows * d.cols;
+        let out = prefix_mut(parts.output, d.pairs.len() * out_len, "the output")?;
+        let scratch: &mut [u8] = bytemuck::cast_slice_mut(parts.scratch);
+        let (transposed, converted) = scratch
+            .get_mut(..self.scratch_bytes)
+            .ok_or_else(|| RuntimeError::eval("scratch too short"))?
+            .split_at_mut(self.transposed);
+        let transposed: &mut [i8] = bytemuck::cast_slice_mut(transposed);
+        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len)) {
+            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
+            let a = if d.adj_x {
+                let t = transposed
+                    .get_mut(..d.lhs_len())
+                    .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
+                transpose_lhs(a, t, d);
+                &*t
+            } else {
+                a
+            };
+            let gemm = self
+                .gemms
+                .get(ri)
+                .ok_or_else(|| RuntimeError::eval("RHS matrix out of range"))?;
+            run_dense_q(gemm, a, d.depth, out, converted, parts.threads)?;
+        }
+        Ok(())
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.scratch_bytes
+    }
+}
+
 /// Matrix `index` of `len` elements in `data`.
 pub(super) fn matrix<'a, T>(
     data: &'a [T],
@@ -281,6 +526,22 @@ pub(super) fn quantized_matmul<T: QElem>(
         .map_err(|e| ctx.invalid(format!("output multiplier: {e}")))?;
     let (act_min, act_max) =
         crate::kernels::common::dtype_range(output.dtype).ok_or_else(|| ctx.unsupported_types())?;
+    if !is_int16 {
+        let requantize = Requantize {
+            scales: Scales::Fixed(vec![multiplier; dims.cols]),
+            output_offset: output_zero_point,
+            act_min,
+            act_max,
+        };
+        let operands = MatmulOperands {
+            input_offset: lhs_zero_point.wrapping_neg(),
+            weight_offset: rhs_zero_point.wrapping_neg(),
+            requantize: &requantize,
+        };
+        if let Some(kernel) = quant_gemm_matmul(ctx, &dims, &operands)? {
+            return Ok(kernel);
+        }
+    }
     Ok(Box::new(QuantizedMatmul::<T> {
         dims,
         input_offset: lhs_zero_point.wrapping_neg(),
