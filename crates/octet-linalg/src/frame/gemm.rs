@@ -40,6 +40,15 @@ pub enum RowOffsets<'a> {
     },
     /// Row `r`'s taps start at the offsets the indirection gives for output pixel `r`.
     Indirect(&'a Indirection),
+    /// Row `r`'s taps start at `offsets[r * taps..(r + 1) * taps]` ([`PAD`] for a zero row): a
+    /// table built by the caller, for windows an [`Indirection`] does not describe (transposed
+    /// convolutions).
+    Table {
+        /// Taps per row.
+        taps: usize,
+        /// `taps` offsets per row.
+        offsets: &'a [u32],
+    },
 }
 
 /// The A operand of a GEMM: the input, a zero row for padding taps, and where rows start.
@@ -381,6 +390,17 @@ pub(crate) fn tile_offsets<'a>(
             indirection
                 .rows(rows)
                 .ok_or_else(|| LinalgError::mismatch("rows beyond the indirection buffer"))
+        }
+        RowOffsets::Table { taps, offsets } => {
+            if taps != ks {
+                return Err(LinalgError::mismatch(format!(
+                    "offset table has {taps} taps, the weights {ks}"
+                )));
+            }
+            let range = rows.start.checked_mul(taps).zip(rows.end.checked_mul(taps));
+            range
+                .and_then(|(start, end)| offsets.get(start..end))
+                .ok_or_else(|| LinalgError::mismatch("rows beyond the offset table"))
         }
     }
 }

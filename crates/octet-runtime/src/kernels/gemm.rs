@@ -17,7 +17,7 @@ use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{
     PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
 };
-use octet_linalg::frame::window::{Indirection, Window2d};
+use octet_linalg::frame::window::{Indirection, PAD, Window2d};
 use octet_linalg::{Isa, LinalgError, Threads};
 
 use crate::io::{Inputs, Slot};
@@ -367,6 +367,12 @@ pub(crate) enum InputLayout {
     /// input with its padding made explicit, each filter row one tap of `filter_w` pixels
     /// ([`PaddedImage`]): for convolutions with few input channels.
     MergedRows(Window2d),
+    /// A transposed convolution (TRANSPOSE_CONV): `in_*` are the data input's sizes, `out_*`
+    /// the output's, no dilation. Output pixel `(oy, ox)`'s tap `(fy, fx)` reads input pixel
+    /// `((oy + pad_top - fy) / stride_h, (ox + pad_left - fx) / stride_w)` where both divisions
+    /// are exact and land in the input, and a zero row otherwise: the gather form of TFLite's
+    /// scatter.
+    Transposed(Window2d),
 }
 
 impl InputLayout {
@@ -425,6 +431,49 @@ fn widen_channels<T: Copy>(weights: &[T], channels: usize, stride: usize, fill: 
     out
 }
 
+/// The offset table of a transposed convolution (see [`InputLayout::Transposed`]) over an
+/// input whose pixels lie `pixel_stride` elements apart.
+fn transposed_offsets(w: &Window2d, pixel_stride: usize) -> Result<Vec<u32>, LinalgError> {
+    let too_large = || LinalgError::TooLarge("transposed convolution offsets".into());
+    let len = w
+        .output_pixels()
+        .checked_mul(w.taps())
+        .ok_or_else(too_large)?;
+    w.input_pixels()
+        .checked_mul(pixel_stride)
+        .filter(|&n| n < PAD as usize)
+        .ok_or_else(too_large)?;
+    // The input coordinate tap `f` of output coordinate `o` reads, if any.
+    let source = |o: usize, f: usize, pad: usize, stride: usize, size: usize| {
+        (o + pad)
+            .checked_sub(f)
+            .filter(|t| t % stride.max(1) == 0)
+            .map(|t| t / stride.max(1))
+            .filter(|&i| i < size)
+    };
+    let mut offsets = Vec::with_capacity(len);
+    for b in 0..w.batches {
+        for oy in 0..w.out_h {
+            for ox in 0..w.out_w {
+                for fy in 0..w.filter_h {
+                    let iy = source(oy, fy, w.pad_top, w.stride_h, w.in_h);
+                    for fx in 0..w.filter_w {
+                        let ix = source(ox, fx, w.pad_left, w.stride_w, w.in_w);
+                        offsets.push(match (iy, ix) {
+                            // Bounded by the input size checked above.
+                            (Some(iy), Some(ix)) => {
+                                (((b * w.in_h + iy) * w.in_w + ix) * pixel_stride) as u32
+                            }
+                            _ => PAD,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(offsets)
+}
+
 /// Where the A rows of a GEMM come from, as prepared.
 enum GemmRows {
     /// Row `r` is input pixel `r`.
@@ -436,6 +485,8 @@ enum GemmRows {
         image: PaddedImage,
         indirection: Indirection,
     },
+    /// Row `r`'s taps start at `offsets[r * taps..]`.
+    Table { taps: usize, offsets: Vec<u32> },
 }
 
 impl GemmRows {
@@ -451,6 +502,10 @@ impl GemmRows {
                     indirection: Indirection::new(&taps, pixel_stride)?,
                 }
             }
+            InputLayout::Transposed(w) => GemmRows::Table {
+                taps: w.taps(),
+                offsets: transposed_offsets(w, pixel_stride)?,
+            },
         })
     }
 
@@ -462,6 +517,10 @@ impl GemmRows {
             GemmRows::Indirect(indirection) | GemmRows::Padded { indirection, .. } => {
                 RowOffsets::Indirect(indirection)
             }
+            GemmRows::Table { taps, offsets } => RowOffsets::Table {
+                taps: *taps,
+                offsets,
+            },
         }
     }
 }
