@@ -1,6 +1,9 @@
-//! The float and int8 GEMMs on convolution shapes of the MediaPipe models that are hard for a
-//! GEMM: few input channels (the first layer), few output channels, few rows, one row.
-//! `cargo bench -p octet-linalg --bench gemm_shapes`.
+//! The float and int8 GEMMs on convolution shapes of the MediaPipe models, including those that
+//! are hard for a GEMM: few input channels (the first layer), few output channels, few rows,
+//! one row. `cargo bench -p octet-linalg --bench gemm_shapes`; with `OCTET_BENCH_ALL=1` the
+//! float layers run on every kernel, not only the one the GEMM picks, and with
+//! `OCTET_BENCH_COLD=1` they start every run with cold caches (16 MiB written in between, not
+//! timed), as a layer of a model does whose weights the previous layers evicted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
@@ -10,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use octet_core::fixed_point::QuantizedMultiplier;
 use octet_linalg::Isa;
 use octet_linalg::frame::gemm::{ASource, PaddedImage, RowOffsets};
-use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
+use octet_linalg::frame::gemm_f32::{F32Clamp, F32GemmUkernel, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{PackedQGemm, QGemmSpec, QIn, QType, QWeights, Requant};
 use octet_linalg::frame::window::{Indirection, Window2d};
 
@@ -79,7 +82,7 @@ impl Layer {
     }
 }
 
-const LAYERS: [Layer; 6] = [
+const LAYERS: [Layer; 9] = [
     Layer {
         name: "192x192x3->16 3x3 s2",
         h: 192,
@@ -131,6 +134,36 @@ const LAYERS: [Layer; 6] = [
         valid: true,
     },
     Layer {
+        name: "14x14x672->112 1x1",
+        h: 14,
+        w: 14,
+        cin: 672,
+        cout: 112,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
+    Layer {
+        name: "7x7x1152->192 1x1",
+        h: 7,
+        w: 7,
+        cin: 1152,
+        cout: 192,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
+    Layer {
+        name: "56x56x144->24 1x1",
+        h: 56,
+        w: 56,
+        cin: 144,
+        cout: 24,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
+    Layer {
         name: "1x1x1152->1 1x1",
         h: 1,
         w: 1,
@@ -152,33 +185,58 @@ fn float(c: &mut Criterion) {
         let input = values(window.input_pixels() * layer.cin, 1);
         let weights = values(layer.cout * taps * layer.cin, 2);
         let bias = values(layer.cout, 3);
-        let gemm = PackedF32Gemm::new(
-            Isa::detect(),
-            &weights,
-            Some(&bias),
-            [layer.cout, taps, layer.cin],
-            F32Clamp::NONE,
-        )
-        .unwrap();
-        let indirection = Indirection::new(&window, layer.cin).unwrap();
+        let shape = [layer.cout, taps, layer.cin];
         let m = window.output_pixels();
-        let mut out = vec![0f32; m * layer.cout];
-        group.throughput(Throughput::Elements(layer.macs()));
-        group.bench_function(format!("{} {}", layer.name, gemm.ukernel().name), |b| {
-            b.iter(|| {
-                let rows = if window.is_pointwise() {
-                    RowOffsets::Dense { stride: layer.cin }
-                } else {
-                    RowOffsets::Indirect(&indirection)
-                };
-                let a = ASource {
-                    data: &input,
-                    zero: gemm.zero(),
-                    rows,
-                };
-                gemm.run(&a, 0..m, &mut out, layer.cout).unwrap();
-            })
-        });
+        let selected =
+            PackedF32Gemm::for_rows(Isa::detect(), m, &weights, None, shape, F32Clamp::NONE)
+                .unwrap()
+                .ukernel();
+        for kernel in F32GemmUkernel::all() {
+            // OCTET_BENCH_ALL=1: every kernel, not only the one the GEMM would pick.
+            if std::env::var_os("OCTET_BENCH_ALL").is_none() && kernel.info() != selected {
+                continue;
+            }
+            let gemm = PackedF32Gemm::with_ukernel(
+                kernel,
+                &weights,
+                Some(&bias),
+                [layer.cout, taps, layer.cin],
+                F32Clamp::NONE,
+            )
+            .unwrap();
+            let indirection = Indirection::new(&window, layer.cin).unwrap();
+            let m = window.output_pixels();
+            let mut out = vec![0f32; m * layer.cout];
+            group.throughput(Throughput::Elements(layer.macs()));
+            let mut flush = vec![0u8; 16 << 20];
+            let cold = std::env::var_os("OCTET_BENCH_COLD").is_some();
+            group.bench_function(format!("{} {}", layer.name, gemm.ukernel().name), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        if cold {
+                            for (i, v) in flush.iter_mut().enumerate().step_by(64) {
+                                *v = v.wrapping_add(i as u8);
+                            }
+                        }
+                        let start = std::time::Instant::now();
+                        let rows = if window.is_pointwise() {
+                            RowOffsets::Dense { stride: layer.cin }
+                        } else {
+                            RowOffsets::Indirect(&indirection)
+                        };
+                        let a = ASource {
+                            data: &input,
+                            zero: gemm.zero(),
+                            rows,
+                        };
+                        gemm.run(&a, 0..m, &mut out, layer.cout).unwrap();
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -358,6 +358,29 @@ pub struct UkernelInfo {
     pub kr: usize,
 }
 
+impl UkernelInfo {
+    /// Vectors of columns per packed block (`nr` over the instruction set's lanes of 32 bits).
+    fn vectors(&self) -> usize {
+        let lanes = match self.isa {
+            Isa::Generic => self.nr,
+            Isa::Avx2 => 8,
+            Isa::Avx512 | Isa::Avx512Vnni => 16,
+        };
+        (self.nr / lanes.max(1)).max(1)
+    }
+
+    /// How well the kernel suits `m` rows (about; 1 for a matrix-vector product) of `n`
+    /// columns: smaller is better. The work is the padded columns, a third dearer for kernels
+    /// of one vector of columns (one broadcast per multiply-add); ties go to more rows per call
+    /// for several rows (fewer passes over the weights), to wider blocks for one row.
+    pub(crate) fn cost(&self, m: usize, n: usize) -> (usize, usize, usize) {
+        let per_column = if self.vectors() == 1 { 13 } else { 10 };
+        let work = n.next_multiple_of(self.nr.max(1)) * per_column;
+        let rows = if m <= 1 { 0 } else { usize::MAX - self.mr };
+        (work, rows, usize::MAX - self.nr)
+    }
+}
+
 /// Computes the offsets of rows `rows` into `buffer` (dense), or borrows them from the
 /// indirection; `ks` is the number of taps per row the GEMM expects.
 pub(crate) fn tile_offsets<'a>(

@@ -80,6 +80,12 @@ impl F32GemmUkernel {
 
     /// The kernel to use on `isa` (or the best below it this CPU supports) for `n` columns.
     pub fn select(isa: Isa, n: usize) -> F32GemmUkernel {
+        F32GemmUkernel::select_for(isa, 2, n)
+    }
+
+    /// The kernel to use on `isa` (or the best below it this CPU supports) for about `m` rows
+    /// per call (1: a matrix-vector product) and `n` columns.
+    pub fn select_for(isa: Isa, m: usize, n: usize) -> F32GemmUkernel {
         let candidates: Vec<F32GemmUkernel> = F32GemmUkernel::all()
             .into_iter()
             .filter(|k| k.info.isa <= isa)
@@ -89,15 +95,10 @@ impl F32GemmUkernel {
             .map(|k| k.info.isa)
             .max()
             .unwrap_or(Isa::Generic);
-        // Among the best set's kernels, the one wasting the fewest padded columns, then the
-        // widest.
         candidates
             .into_iter()
             .filter(|k| k.info.isa == best_isa)
-            .min_by_key(|k| {
-                let nr = k.info.nr;
-                (n.next_multiple_of(nr) - n, usize::MAX - nr * k.info.mr)
-            })
+            .min_by_key(|k| k.info.cost(m, n))
             .unwrap_or(generic::gemm_f32::UKERNELS[0])
     }
 }
@@ -117,16 +118,30 @@ pub struct PackedF32Gemm {
 
 impl PackedF32Gemm {
     /// Packs `weights` (`[n][ks][kc]`, TFLite's OHWI filter or `[units][depth]` matrix) and
-    /// `bias` (`n` values, zero when absent) for the best kernel of `isa`.
+    /// `bias` (`n` values, zero when absent) for the best kernel of `isa` (for several rows; see
+    /// [`PackedF32Gemm::for_rows`]).
     pub fn new(
         isa: Isa,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        shape: [usize; 3],
+        clamp: F32Clamp,
+    ) -> Result<Self, LinalgError> {
+        PackedF32Gemm::for_rows(isa, 2, weights, bias, shape, clamp)
+    }
+
+    /// As [`PackedF32Gemm::new`], the kernel chosen for about `m` rows per run (1: a
+    /// matrix-vector product, which wants the widest blocks).
+    pub fn for_rows(
+        isa: Isa,
+        m: usize,
         weights: &[f32],
         bias: Option<&[f32]>,
         [n, ks, kc]: [usize; 3],
         clamp: F32Clamp,
     ) -> Result<Self, LinalgError> {
         PackedF32Gemm::with_ukernel(
-            F32GemmUkernel::select(isa, n),
+            F32GemmUkernel::select_for(isa, m, n),
             weights,
             bias,
             [n, ks, kc],

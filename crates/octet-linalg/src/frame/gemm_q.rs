@@ -481,17 +481,10 @@ impl QGemmUkernel {
             QGemmFamily::Vnni => generic::gemm_q::UKERNELS[0],
             QGemmFamily::Madd16 => generic::gemm_q::UKERNELS[1],
         };
-        // Among the best set's kernels: the fewest padded columns, then (for several rows) the
-        // most rows per call, then the widest.
         candidates
             .into_iter()
             .filter(|k| k.info.isa == best_isa)
-            .min_by_key(|k| {
-                let (mr, nr) = (k.info.mr, k.info.nr);
-                let waste = n.next_multiple_of(nr) - n;
-                let rows = if m <= 1 { 0 } else { usize::MAX - mr };
-                (waste, rows, usize::MAX - nr)
-            })
+            .min_by_key(|k| k.info.cost(m, n))
             .unwrap_or(generic)
     }
 }

@@ -610,8 +610,9 @@ impl FloatGemm {
         let gemms = (0..shape.groups)
             .map(|g| {
                 let columns = g * shape.per_group..(g + 1) * shape.per_group;
-                PackedF32Gemm::new(
+                PackedF32Gemm::for_rows(
                     isa,
+                    shape.m,
                     &weights[g * per_weights..(g + 1) * per_weights],
                     bias.map(|b| &b[columns]),
                     [shape.per_group, ks, kc],

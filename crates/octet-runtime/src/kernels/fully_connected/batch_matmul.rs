@@ -243,8 +243,9 @@ fn float_gemm_matmul(
             let weights: Vec<f32> = (0..d.cols)
                 .flat_map(|j| (0..d.depth).map(move |k| b[d.rhs_index(k, j)]))
                 .collect();
-            PackedF32Gemm::new(
+            PackedF32Gemm::for_rows(
                 ctx.isa(),
+                d.rows,
                 &weights,
                 None,
                 [d.cols, 1, d.depth],
