@@ -31,14 +31,14 @@ pub(super) struct MatmulDims {
 }
 
 impl MatmulDims {
-    pub(super) fn lhs_len(&self) -> usize {
+    fn lhs_len(&self) -> usize {
         self.rows * self.depth
     }
-    pub(super) fn rhs_len(&self) -> usize {
+    fn rhs_len(&self) -> usize {
         self.depth * self.cols
     }
     /// Element `(i, k)` of the (adjointed) LHS matrix in its stored layout.
-    pub(super) fn lhs_index(&self, i: usize, k: usize) -> usize {
+    fn lhs_index(&self, i: usize, k: usize) -> usize {
         if self.adj_x {
             k * self.rows + i
         } else {
@@ -46,7 +46,7 @@ impl MatmulDims {
         }
     }
     /// Element `(k, j)` of the (adjointed) RHS matrix in its stored layout.
-    pub(super) fn rhs_index(&self, k: usize, j: usize) -> usize {
+    fn rhs_index(&self, k: usize, j: usize) -> usize {
         if self.adj_y {
             j * self.depth + k
         } else {
@@ -63,7 +63,7 @@ pub(super) fn extended(shape: &[usize], rank: usize) -> Vec<usize> {
 }
 
 /// Index of each broadcast output batch into an operand with batch dims `dims` (1 broadcasts).
-pub(super) fn batch_indices(out_dims: &[usize], dims: &[usize]) -> Vec<usize> {
+fn batch_indices(out_dims: &[usize], dims: &[usize]) -> Vec<usize> {
     let total: usize = out_dims.iter().product();
     let mut indices = Vec::with_capacity(total);
     for flat in 0..total {
@@ -120,7 +120,7 @@ pub fn batch_matmul(
     }
 }
 
-pub(super) fn matmul_dims(
+fn matmul_dims(
     ctx: &OpContext<'_>,
     lhs: &TensorInfo,
     rhs: &TensorInfo,
@@ -187,7 +187,7 @@ pub(super) fn matmul_dims(
 }
 
 /// Float BATCH_MATMUL (`reference_ops::BatchMatMul` for float).
-pub(super) struct FloatMatmul {
+struct FloatMatmul {
     dims: MatmulDims,
 }
 
@@ -445,7 +445,7 @@ impl Kernel for QuantGemmMatmul {
 }
 
 /// Matrix `index` of `len` elements in `data`.
-pub(super) fn matrix<'a, T>(
+fn matrix<'a, T>(
     data: &'a [T],
     index: usize,
     len: usize,
@@ -457,7 +457,7 @@ pub(super) fn matrix<'a, T>(
 
 /// Computes every output element of a BATCH_MATMUL: for each pair of broadcast matrices and
 /// each `(i, j)`, `element(a, b, i, j)` with `a`, `b` the pair's LHS and RHS matrices.
-pub(super) fn for_each_matmul_element<L, R, O>(
+fn for_each_matmul_element<L, R, O>(
     d: &MatmulDims,
     lhs: &[L],
     rhs: &[R],
@@ -480,7 +480,7 @@ pub(super) fn for_each_matmul_element<L, R, O>(
 
 /// `Σ_k (rhs'[k, j] + filter_offset) * (lhs'[i, k] + input_offset)` for one output element of
 /// an integer BATCH_MATMUL, in `i64` (exact for int8 and int16 operands).
-pub(super) fn accumulate_matmul<T: QElem>(
+fn accumulate_matmul<T: QElem>(
     d: &MatmulDims,
     a: &[T],
     b: &[T],
@@ -496,7 +496,7 @@ pub(super) fn accumulate_matmul<T: QElem>(
     })
 }
 
-pub(super) fn quantized_matmul<T: QElem>(
+fn quantized_matmul<T: QElem>(
     ctx: &OpContext<'_>,
     dims: MatmulDims,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
@@ -558,7 +558,7 @@ pub(super) fn quantized_matmul<T: QElem>(
 
 /// Integer BATCH_MATMUL with requantized output (`reference_ops::BatchMatMul` with
 /// `FullyConnectedParams`): int8 with an `int32` accumulator, int16 with an `int64` one.
-pub(super) struct QuantizedMatmul<T> {
+struct QuantizedMatmul<T> {
     dims: MatmulDims,
     input_offset: i32,
     filter_offset: i32,
@@ -595,7 +595,7 @@ impl<T: QElem> Kernel for QuantizedMatmul<T> {
 
 /// Int8 BATCH_MATMUL with int32 output: raw sums of products, no zero points, no rescaling
 /// (`reference_ops::BatchMatMul<int8, int8, int32>`).
-pub(super) struct Int8Int32Matmul {
+struct Int8Int32Matmul {
     dims: MatmulDims,
 }
 

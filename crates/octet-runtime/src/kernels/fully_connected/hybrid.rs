@@ -20,7 +20,7 @@ use crate::{Inputs, Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// Int8 weights of a hybrid kernel: int8 or uint8 bytes read as int8 (as TFLite does), or
 /// weights prepared at build time (unpacked int4 / int2, transposed constants).
-pub(super) enum HybridWeights {
+enum HybridWeights {
     InputBytes,
     Owned(Vec<i8>),
 }
@@ -91,7 +91,7 @@ pub(super) fn row_sum_sse(row: &[i8]) -> i32 {
 
 /// Quantizes `rows` rows of `depth` floats each, one scale (and zero point) per row, as TFLite's
 /// `BatchQuantizeFloats` does.
-pub(super) fn batch_quantize(
+fn batch_quantize(
     input: &[f32],
     depth: usize,
     asymmetric: bool,
@@ -114,7 +114,7 @@ pub(super) fn batch_quantize(
 }
 
 /// TFLite `ApplyActivationToVector` (the hybrid kernels accept every fused activation).
-pub(super) fn apply_activation(activation: ActivationFunction, values: &mut [f32]) {
+fn apply_activation(activation: ActivationFunction, values: &mut [f32]) {
     // std::max(a, b) is `(a < b) ? b : a`, std::min(a, b) is `(b < a) ? b : a`.
     let max = |a: f32, b: f32| if a < b { b } else { a };
     let min = |a: f32, b: f32| if b < a { b } else { a };
@@ -133,14 +133,14 @@ pub(super) fn apply_activation(activation: ActivationFunction, values: &mut [f32
 }
 
 /// The weights' scale of a hybrid kernel.
-pub(super) enum WeightScale {
+enum WeightScale {
     PerTensor(f32),
     PerChannel(Vec<f32>),
 }
 
 /// Int8 weights for a hybrid kernel: int8 and uint8 are read as stored (uint8 bytes as int8, as
 /// TFLite does), int4 / int2 constants are unpacked now.
-pub(super) fn hybrid_weights(
+fn hybrid_weights(
     ctx: &OpContext<'_>,
     filter: &TensorInfo,
     q: &QuantParams,
@@ -182,7 +182,7 @@ pub(super) fn hybrid_fc(
 }
 
 /// Hybrid FULLY_CONNECTED (TFLite `EvalHybridDense` with the portable tensor utils).
-pub(super) struct HybridFc {
+struct HybridFc {
     dims: FcDims,
     weights: HybridWeights,
     scale: WeightScale,
@@ -434,7 +434,7 @@ pub(super) fn hybrid_matmul(
 }
 
 /// Hybrid BATCH_MATMUL (TFLite `EvalHybrid` and the hybrid `reference_ops::BatchMatMul`).
-pub(super) struct HybridMatmul {
+struct HybridMatmul {
     dims: MatmulDims,
     /// Rows of one block (more than `dims.rows` when TFLite compressed the shapes).
     block_rows: usize,

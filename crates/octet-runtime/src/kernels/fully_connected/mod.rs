@@ -46,7 +46,7 @@ use super::gemm::{
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// The first `n` elements of `data`, or an evaluation error naming `what`.
-pub(super) fn prefix<'a, T>(data: &'a [T], n: usize, what: &str) -> Result<&'a [T], RuntimeError> {
+fn prefix<'a, T>(data: &'a [T], n: usize, what: &str) -> Result<&'a [T], RuntimeError> {
     data.get(..n).ok_or_else(|| {
         RuntimeError::eval(format!(
             "{what} holds {} elements, {n} expected",
@@ -56,11 +56,7 @@ pub(super) fn prefix<'a, T>(data: &'a [T], n: usize, what: &str) -> Result<&'a [
 }
 
 /// The first `n` elements of an output buffer, or an evaluation error.
-pub(super) fn prefix_mut<'a, T>(
-    data: &'a mut [T],
-    n: usize,
-    what: &str,
-) -> Result<&'a mut [T], RuntimeError> {
+fn prefix_mut<'a, T>(data: &'a mut [T], n: usize, what: &str) -> Result<&'a mut [T], RuntimeError> {
     let len = data.len();
     data.get_mut(..n)
         .ok_or_else(|| RuntimeError::eval(format!("{what} holds {len} elements, {n} expected")))
@@ -68,13 +64,13 @@ pub(super) fn prefix_mut<'a, T>(
 
 /// `max(x, lo)` then `min(.., hi)` on integers, as the reference kernels clamp (no panic when
 /// `lo > hi`).
-pub(super) fn clamp_i32(x: i32, lo: i32, hi: i32) -> i32 {
+fn clamp_i32(x: i32, lo: i32, hi: i32) -> i32 {
     x.max(lo).min(hi)
 }
 
 /// `Σ (w + filter_offset) * (x + input_offset)` over one row, in `i32` with the wrap-around
 /// TFLite's `int32_t` accumulator has in practice.
-pub(super) fn accumulate_i32<I: QElem, W: QElem>(
+fn accumulate_i32<I: QElem, W: QElem>(
     input: &[I],
     weights: &[W],
     input_offset: i32,
@@ -89,7 +85,7 @@ pub(super) fn accumulate_i32<I: QElem, W: QElem>(
 
 /// [`accumulate_i32`] with `i64` products and sum (int16 activations with an int64 bias,
 /// int16 weights).
-pub(super) fn accumulate_i64<I: QElem, W: QElem>(
+fn accumulate_i64<I: QElem, W: QElem>(
     input: &[I],
     weights: &[W],
     input_offset: i32,
@@ -104,7 +100,7 @@ pub(super) fn accumulate_i64<I: QElem, W: QElem>(
 
 /// The legacy uint8-in / int16-out accumulator: each offset operand is truncated to `int16_t`
 /// before the product, as `reference_ops::FullyConnected(..., int16_t* output)` does.
-pub(super) fn accumulate_i32_int16_operands<I: QElem, W: QElem>(
+fn accumulate_i32_int16_operands<I: QElem, W: QElem>(
     input: &[I],
     weights: &[W],
     input_offset: i32,
@@ -119,10 +115,10 @@ pub(super) fn accumulate_i32_int16_operands<I: QElem, W: QElem>(
 
 /// The shape of one FULLY_CONNECTED: `batches` rows of `depth` inputs, `units` outputs each.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct FcDims {
-    pub(super) batches: usize,
-    pub(super) depth: usize,
-    pub(super) units: usize,
+struct FcDims {
+    batches: usize,
+    depth: usize,
+    units: usize,
 }
 
 impl FcDims {
@@ -185,7 +181,7 @@ pub fn fully_connected(
 }
 
 /// True when input 1 is stored sparse.
-pub(super) fn weights_are_sparse(ctx: &OpContext<'_>) -> bool {
+fn weights_are_sparse(ctx: &OpContext<'_>) -> bool {
     ctx.operator()
         .inputs
         .get(1)
@@ -198,7 +194,7 @@ pub(super) fn weights_are_sparse(ctx: &OpContext<'_>) -> bool {
 /// Checks the shapes and works out the dimensions; `None` when there is nothing to multiply (no
 /// weight columns: TFLite fills the output with zero bytes; no rows or units: the output is
 /// empty).
-pub(super) fn fc_dims(
+fn fc_dims(
     ctx: &OpContext<'_>,
     input: &TensorInfo,
     filter: &TensorInfo,
@@ -254,7 +250,7 @@ pub(super) fn fc_dims(
 }
 
 /// Writes zero bytes to output 0 (FULLY_CONNECTED with empty weight rows).
-pub(super) struct ZeroFill;
+struct ZeroFill;
 
 impl Kernel for ZeroFill {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
@@ -266,7 +262,7 @@ impl Kernel for ZeroFill {
 
 /// Rejects the fused activations that do not clip (tanh, sign bit), as TFLite's Prepare does for
 /// non-hybrid kernels.
-pub(super) fn clipping_activation(
+fn clipping_activation(
     ctx: &OpContext<'_>,
     activation: ActivationFunction,
 ) -> Result<(), RuntimeError> {
@@ -281,7 +277,7 @@ pub(super) fn clipping_activation(
     }
 }
 
-pub(super) fn float_fc(
+fn float_fc(
     ctx: &OpContext<'_>,
     o: &FullyConnectedOptions,
     dims: FcDims,
@@ -355,7 +351,7 @@ impl<I: QElem, O: QElem> Kernel for QuantGemmFc<I, O> {
 }
 
 /// Float FULLY_CONNECTED (`reference_ops::FullyConnected` for float).
-pub(super) struct FloatFc {
+struct FloatFc {
     dims: FcDims,
     act_min: f32,
     act_max: f32,
@@ -390,7 +386,7 @@ impl Kernel for FloatFc {
 
 /// The integer flavours of FULLY_CONNECTED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Flavour {
+enum Flavour {
     /// int8 activations, int8 (or int4 / int2) weights, int32 bias.
     Int8,
     /// Legacy uint8 activations and weights, int32 bias.
@@ -405,7 +401,7 @@ pub(super) enum Flavour {
 
 /// Which accumulator a quantized kernel uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Accum {
+enum Accum {
     /// `int32`, bias `int32`.
     I32,
     /// `int32` with `int16` operands, bias `int32` (legacy uint8 -> int16).
@@ -417,7 +413,7 @@ pub(super) enum Accum {
 }
 
 /// The filter's `(scales, zero points)`, checked against `units` when per-channel.
-pub(super) fn filter_quant<'a>(
+fn filter_quant<'a>(
     ctx: &OpContext<'_>,
     filter: &'a TensorInfo,
     units: usize,
@@ -440,7 +436,7 @@ pub(super) fn filter_quant<'a>(
 }
 
 /// Unpacked weights for int4 / int2 constants, `Weights::Input` otherwise.
-pub(super) fn int8_weights(
+fn int8_weights(
     ctx: &OpContext<'_>,
     filter: &TensorInfo,
     q: &QuantParams,
@@ -458,7 +454,7 @@ pub(super) fn int8_weights(
 }
 
 /// Reads packed weights for a kernel whose weight type is `W`: only int8 kernels unpack.
-pub(super) trait PackedWeights: Sized {
+trait PackedWeights: Sized {
     fn weights(
         ctx: &OpContext<'_>,
         filter: &TensorInfo,
@@ -529,7 +525,7 @@ impl PackedWeights for i16 {
     }
 }
 
-pub(super) fn quantized_fc<I: QElem, W: QElem + PackedWeights, O: QElem>(
+fn quantized_fc<I: QElem, W: QElem + PackedWeights, O: QElem>(
     ctx: &OpContext<'_>,
     o: &FullyConnectedOptions,
     dims: FcDims,
@@ -721,7 +717,7 @@ fn quant_gemm_fc<I: QElem, W: QElem + PackedWeights, O: QElem>(
 
 /// Integer FULLY_CONNECTED (`reference_integer_ops::FullyConnected[PerChannel]` and the legacy
 /// uint8 `reference_ops::FullyConnected` overloads).
-pub(super) struct QuantizedFc<I, W, O> {
+struct QuantizedFc<I, W, O> {
     dims: FcDims,
     weights: Weights<W>,
     accum: Accum,
@@ -735,7 +731,7 @@ pub(super) struct QuantizedFc<I, W, O> {
 }
 
 /// The bias of an integer kernel as read at run time.
-pub(super) enum BiasData<'a> {
+enum BiasData<'a> {
     None,
     I32(&'a [i32]),
     I64(&'a [i64]),
