@@ -33,10 +33,8 @@ fn gemm<const MR: usize, const NR: usize>(
         for block in 0..tile.n.div_ceil(NR) {
             let weights = &tile.weights[block * block_len..(block + 1) * block_len];
             let bias = &tile.bias[block * NR..(block + 1) * NR];
+            // The sum starts at 0 and the bias comes last, as in TFLite's reference kernels.
             let mut acc = [[0f32; NR]; MR];
-            for row in &mut acc[..m] {
-                row.copy_from_slice(bias);
-            }
             for t in 0..ks {
                 let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
                 for (r, row) in acc[..m].iter_mut().enumerate() {
@@ -57,8 +55,8 @@ fn gemm<const MR: usize, const NR: usize>(
             let cols = NR.min(tile.n - first);
             for (r, row) in acc[..m].iter().enumerate() {
                 let start = (row0 + r) * out_stride + first;
-                for (o, &v) in out[start..start + cols].iter_mut().zip(row) {
-                    *o = clamp.apply(v);
+                for ((o, &v), &b) in out[start..start + cols].iter_mut().zip(row).zip(bias) {
+                    *o = clamp.apply(v + b);
                 }
             }
         }

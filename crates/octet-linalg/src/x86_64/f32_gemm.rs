@@ -15,8 +15,8 @@ use crate::{Isa, LinalgError};
 macro_rules! f32_gemm_kernel {
     (
         $entry:ident, $rows:ident, $body:ident, $feature:literal, $lanes:literal, $vec:ty,
-        $load:ident, $set1:ident, $fmadd:ident, $max:ident, $min:ident, $store:ident,
-        $store_partial:ident
+        $load:ident, $set1:ident, $fmadd:ident, $add:ident, $max:ident, $min:ident,
+        $store:ident, $store_partial:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
         fn $entry<const MR: usize, const NV: usize>(
@@ -91,13 +91,9 @@ macro_rules! f32_gemm_kernel {
                 let mut first = 0;
                 while first < n {
                     let bias = tile.bias.as_ptr().add(first);
+                    // The sum starts at 0 and the bias comes last, as in TFLite's reference
+                    // kernels (`total + bias`): the same order of additions.
                     let mut acc: [[$vec; NV]; R] = [[$set1(0.0); NV]; R];
-                    for v in 0..NV {
-                        let b = $load(bias.add(v * $lanes));
-                        for row in acc.iter_mut() {
-                            row[v] = b;
-                        }
-                    }
                     for t in 0..ks {
                         let mut a = [tile.zero.as_ptr(); R];
                         for (r, a) in a.iter_mut().enumerate() {
@@ -122,9 +118,13 @@ macro_rules! f32_gemm_kernel {
                     }
                     // min(max(x, lo), hi) with NaN passing through: max/min return their second
                     // operand when either is NaN. Clamped in registers, then stored.
+                    let mut b = [$set1(0.0); NV];
+                    for (v, b) in b.iter_mut().enumerate() {
+                        *b = $load(bias.add(v * $lanes));
+                    }
                     for row in acc.iter_mut() {
-                        for v in row.iter_mut() {
-                            *v = $min(vmax, $max(vmin, *v));
+                        for (v, b) in row.iter_mut().zip(&b) {
+                            *v = $min(vmax, $max(vmin, $add(*v, *b)));
                         }
                     }
                     let cols = nr.min(n - first);
@@ -195,6 +195,7 @@ f32_gemm_kernel!(
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
+    _mm512_add_ps,
     _mm512_max_ps,
     _mm512_min_ps,
     _mm512_storeu_ps,
@@ -211,6 +212,7 @@ f32_gemm_kernel!(
     _mm256_loadu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
+    _mm256_add_ps,
     _mm256_max_ps,
     _mm256_min_ps,
     _mm256_storeu_ps,
