@@ -118,13 +118,11 @@ macro_rules! f32_gemm_kernel {
                     }
                     // min(max(x, lo), hi) with NaN passing through: max/min return their second
                     // operand when either is NaN. Clamped in registers, then stored.
-                    let mut b = [$set1(0.0); NV];
-                    for (v, b) in b.iter_mut().enumerate() {
-                        *b = $load(bias.add(v * $lanes));
-                    }
-                    for row in acc.iter_mut() {
-                        for (v, b) in row.iter_mut().zip(&b) {
-                            *v = $min(vmax, $max(vmin, $add(*v, *b)));
+                    // Constant indices throughout, so that `acc` stays in registers.
+                    for v in 0..NV {
+                        let b = $load(bias.add(v * $lanes));
+                        for r in 0..R {
+                            acc[r][v] = $min(vmax, $max(vmin, $add(acc[r][v], b)));
                         }
                     }
                     let cols = nr.min(n - first);
