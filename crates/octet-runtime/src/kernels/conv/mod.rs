@@ -14,8 +14,16 @@
 //!   per batch, symmetrically for per-tensor CONV_2D weights and asymmetrically otherwise.
 //!
 //! Multipliers, activation ranges, unpacked int4 weights and scratch buffers are prepared when
-//! the kernel is built. Integer kernels compute the accumulator of an output element (or, for
-//! TRANSPOSE_CONV, the whole scatter into an accumulator buffer) separately from requantization.
+//! the kernel is built.
+//!
+//! CONV_2D and TRANSPOSE_CONV whose weights and bias are known at build time run on
+//! octet-linalg's GEMMs (`kernels::gemm`): the weights are packed once, every output
+//! pixel is a row reading its filter taps through an indirection buffer (or the input itself for
+//! pointwise convolutions, or a padded copy of it for few input channels), and the fused output
+//! stage requantizes exactly as the reference kernels do. The scalar kernels below remain for
+//! weights computed at run time, 64-bit accumulators and the hybrid flavour; they compute the
+//! accumulator of an output element (or, for TRANSPOSE_CONV, the whole scatter into an
+//! accumulator buffer) separately from requantization.
 
 mod conv2d;
 mod depthwise;

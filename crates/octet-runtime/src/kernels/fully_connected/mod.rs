@@ -1,5 +1,5 @@
 //! Matrix products: FULLY_CONNECTED (here), BATCH_MATMUL ([`batch_matmul`]) and their hybrid
-//! flavours ([`hybrid`]), float and integer side by side.
+//! flavours (`hybrid`), float and integer side by side.
 //!
 //! The ground truth is TFLite's reference kernels as LiteRT 2.3.0 runs them with
 //! `OpResolverType.BUILTIN_REF` (`kernels/fully_connected.cc`, `kernels/batch_matmul.cc`,
@@ -15,7 +15,7 @@
 //! - The hybrid ("dynamic range") kernels quantize each input row on the fly to int8
 //!   (symmetrically, or asymmetrically with a zero point), multiply with the int8 weights in
 //!   `int32`, and scale the sum back to float with the row's and the weights' scales, with the
-//!   integer quirks of LiteRT's x86 build (see [`hybrid`]).
+//!   integer quirks of LiteRT's x86 build (see `hybrid`).
 //!
 //! Float FULLY_CONNECTED and the integer flavours with 32-bit accumulators run on octet-linalg's
 //! GEMMs when their weights and bias are known at prepare time; the others (int64 accumulators,
