@@ -677,3 +677,93 @@ fn repacked_weights_give_what_fresh_ones_give() {
         }
     }
 }
+
+#[test]
+fn binary16_conversions_are_exact() {
+    use crate::frame::gemm_f32::{f16_to_f32, f32_to_f16_exact};
+    for h in 0..=u16::MAX {
+        let x = f16_to_f32(h);
+        if x.is_nan() {
+            assert_eq!(f32_to_f16_exact(x), None);
+        } else {
+            assert_eq!(f32_to_f16_exact(x), Some(h), "{h:#06x} -> {x:e}");
+        }
+    }
+    for x in [
+        1.0f32 + f32::EPSILON,
+        65520.0,
+        1e-9,
+        3.0e-8,
+        0.1,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+    ] {
+        assert_eq!(f32_to_f16_exact(x), None, "{x:e}");
+    }
+    assert_eq!(f32_to_f16_exact(65504.0), Some(0x7bff));
+    assert_eq!(f32_to_f16_exact(-0.0), Some(0x8000));
+    assert_eq!(f32_to_f16_exact(5.960_464_5e-8), Some(1));
+}
+
+#[test]
+fn f32_gemm_with_binary16_weights_gives_the_same_bits() {
+    use crate::frame::gemm::ASource;
+    use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel, PackedF32Gemm, f16_to_f32};
+    let mut rng = Rng::new(0xf16);
+    for case in 0..200 {
+        let window = random_window(&mut crate::battery::Rng::new(rng.u64()));
+        let channels = rng.usize(1..=37);
+        let n = rng.usize(1..=70);
+        let ks = window.taps();
+        // Weights that are binary16 values (normal, subnormal, zero, both signs).
+        let weights: Vec<f32> = (0..n * ks * channels)
+            .map(|_| f16_to_f32((rng.u64() as u16) & 0x7bff | (rng.u64() as u16 & 0x8000)))
+            .collect();
+        let input: Vec<f32> = (0..window.input_pixels() * channels)
+            .map(|_| rng.0.f32() * 2.0 - 1.0)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.0.f32()).collect();
+        let indirection = Indirection::new(&window, channels).unwrap();
+        let m = window.output_pixels();
+        let clamp = if case % 2 == 0 {
+            F32Clamp::NONE
+        } else {
+            F32Clamp {
+                min: -3.0,
+                max: 3.0,
+            }
+        };
+        for kernel in F32GemmUkernel::all() {
+            if !kernel.has_f16_weights() {
+                continue;
+            }
+            let run = |f16: bool| {
+                let mut gemm = PackedF32Gemm::with_ukernel(
+                    kernel,
+                    &weights,
+                    Some(&bias),
+                    [n, ks, channels],
+                    clamp,
+                )
+                .unwrap();
+                if f16 {
+                    assert!(gemm.store_f16());
+                }
+                let a = ASource {
+                    data: &input,
+                    zero: gemm.zero(),
+                    rows: RowOffsets::Indirect(&indirection),
+                };
+                let mut out = vec![f32::NAN; m * n];
+                gemm.run(&a, 0..m, &mut out, n).unwrap();
+                out
+            };
+            let (f32_out, f16_out) = (run(false), run(true));
+            let same = f32_out
+                .iter()
+                .zip(&f16_out)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{} case {case}", kernel.info().name);
+        }
+    }
+}

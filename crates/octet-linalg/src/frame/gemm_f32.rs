@@ -38,19 +38,44 @@ impl F32Clamp {
 pub type F32GemmFn =
     fn(&Tile<'_, f32, f32, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
 
+/// The signature of a float GEMM micro-kernel whose packed weights are binary16 bit patterns
+/// (widened exactly to `f32` as they are loaded): the same arithmetic as [`F32GemmFn`] on half
+/// the weight bytes.
+pub type F32GemmF16Fn =
+    fn(&Tile<'_, f32, u16, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
+
 /// A float GEMM micro-kernel. Only this crate makes them, and only for instruction sets the
 /// CPU supports, so running one is always sound.
 #[derive(Debug, Clone, Copy)]
 pub struct F32GemmUkernel {
     info: UkernelInfo,
     run: F32GemmFn,
+    run_f16: Option<F32GemmF16Fn>,
 }
 
 impl F32GemmUkernel {
     /// Crate-internal: the caller guarantees `run` may be called on this CPU when `info.isa`
     /// is supported (checked by [`F32GemmUkernel::all`]).
     pub(crate) const fn new(info: UkernelInfo, run: F32GemmFn) -> Self {
-        F32GemmUkernel { info, run }
+        F32GemmUkernel {
+            info,
+            run,
+            run_f16: None,
+        }
+    }
+
+    /// As [`F32GemmUkernel::new`], with a twin reading binary16 weights (same tile shape).
+    pub(crate) const fn with_f16(info: UkernelInfo, run: F32GemmFn, run_f16: F32GemmF16Fn) -> Self {
+        F32GemmUkernel {
+            info,
+            run,
+            run_f16: Some(run_f16),
+        }
+    }
+
+    /// True when the kernel has a binary16-weights twin.
+    pub fn has_f16_weights(&self) -> bool {
+        self.run_f16.is_some()
     }
 
     /// Its instruction set and tile shape.
@@ -67,6 +92,20 @@ impl F32GemmUkernel {
         out_stride: usize,
     ) -> Result<(), LinalgError> {
         (self.run)(tile, clamp, out, out_stride)
+    }
+
+    /// Runs one tile of binary16 weights; an error if the kernel has no such twin.
+    pub fn run_f16(
+        &self,
+        tile: &Tile<'_, f32, u16, f32>,
+        clamp: F32Clamp,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<(), LinalgError> {
+        let run = self
+            .run_f16
+            .ok_or_else(|| LinalgError::mismatch("the kernel reads f32 weights only"))?;
+        run(tile, clamp, out, out_stride)
     }
 
     /// Every float GEMM micro-kernel this CPU can run, generic ones first.
@@ -103,6 +142,65 @@ impl F32GemmUkernel {
     }
 }
 
+/// The `f32` value of a binary16 bit pattern (exact: every binary16 value is an `f32`).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exponent = u32::from((h >> 10) & 0x1f);
+    let mantissa = u32::from(h & 0x3ff);
+    match exponent {
+        0 => {
+            // Zero or subnormal: mantissa * 2^-24, exact in f32.
+            let magnitude = mantissa as f32 * f32::from_bits(0x3380_0000);
+            if sign == 0 { magnitude } else { -magnitude }
+        }
+        31 => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13)),
+    }
+}
+
+/// The binary16 bit pattern of `x` when `x` is exactly a binary16 value (NaN never is: its
+/// payload need not survive).
+pub fn f32_to_f16_exact(x: f32) -> Option<u16> {
+    if x.is_nan() {
+        return None;
+    }
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = x.abs();
+    let candidate = if magnitude == 0.0 {
+        0
+    } else if magnitude.is_infinite() {
+        0x7c00
+    } else if magnitude < f32::from_bits(0x3880_0000) {
+        // Below 2^-14: a subnormal binary16, mantissa = x / 2^-24.
+        let mantissa = magnitude * f32::from_bits(0x4b80_0000);
+        if mantissa >= 1024.0 {
+            return None;
+        }
+        mantissa as u16
+    } else {
+        let exponent = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+        if !(1..=30).contains(&exponent) {
+            return None;
+        }
+        ((exponent as u16) << 10) | (((bits >> 13) & 0x3ff) as u16)
+    };
+    let h = sign | candidate;
+    (f16_to_f32(h).to_bits() == bits).then_some(h)
+}
+
+/// Packed weights of a float GEMM: `f32`, or binary16 when every weight is exactly one (fp16
+/// models) and the kernel reads them, halving the bytes a memory-bound layer streams.
+#[derive(Debug, Clone)]
+enum PackedF32Weights {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+/// Packed weights of at least this many bytes (as `f32`) are stored as binary16 when they can
+/// be: smaller ones stay in the caches anyway, where the widening would only cost time.
+const F16_WEIGHTS_FROM_BYTES: usize = 64 << 10;
+
 /// A float GEMM with its weights packed for one micro-kernel: `out = clamp(bias + A * W^T)`.
 #[derive(Debug, Clone)]
 pub struct PackedF32Gemm {
@@ -110,7 +208,7 @@ pub struct PackedF32Gemm {
     n: usize,
     ks: usize,
     kc: usize,
-    weights: Vec<f32>,
+    weights: PackedF32Weights,
     bias: Vec<f32>,
     zero: Vec<f32>,
     clamp: F32Clamp,
@@ -140,16 +238,38 @@ impl PackedF32Gemm {
         [n, ks, kc]: [usize; 3],
         clamp: F32Clamp,
     ) -> Result<Self, LinalgError> {
-        PackedF32Gemm::with_ukernel(
+        let mut gemm = PackedF32Gemm::with_ukernel(
             F32GemmUkernel::select_for(isa, m, n),
             weights,
             bias,
             [n, ks, kc],
             clamp,
-        )
+        )?;
+        if let PackedF32Weights::F32(packed) = &gemm.weights
+            && packed.len() * 4 >= F16_WEIGHTS_FROM_BYTES
+        {
+            gemm.store_f16();
+        }
+        Ok(gemm)
     }
 
-    /// As [`PackedF32Gemm::new`] with a given micro-kernel (tests and benchmarks).
+    /// Stores the packed weights as binary16 if the kernel reads them and every weight is
+    /// exactly a binary16 value; otherwise leaves them. Returns whether they are binary16.
+    pub(crate) fn store_f16(&mut self) -> bool {
+        if let PackedF32Weights::F32(packed) = &self.weights
+            && self.ukernel.has_f16_weights()
+            && let Some(halves) = packed
+                .iter()
+                .map(|&w| f32_to_f16_exact(w))
+                .collect::<Option<Vec<u16>>>()
+        {
+            self.weights = PackedF32Weights::F16(halves);
+        }
+        self.has_f16_weights()
+    }
+
+    /// As [`PackedF32Gemm::new`] with a given micro-kernel, the weights stored as `f32` (tests,
+    /// benchmarks, and weights [`PackedF32Gemm::repack`] replaces).
     pub fn with_ukernel(
         ukernel: F32GemmUkernel,
         weights: &[f32],
@@ -179,7 +299,7 @@ impl PackedF32Gemm {
             n,
             ks,
             kc,
-            weights: packed,
+            weights: PackedF32Weights::F32(packed),
             bias,
             zero: vec![0.0; kc],
             clamp,
@@ -199,7 +319,19 @@ impl PackedF32Gemm {
         weight: impl Fn(usize, usize, usize) -> f32,
     ) -> Result<(), LinalgError> {
         let nr = self.ukernel.info.nr;
-        pack_weights_into(&mut self.weights, [self.n, self.ks, self.kc], nr, 1, weight)
+        match &mut self.weights {
+            PackedF32Weights::F32(packed) => {
+                pack_weights_into(packed, [self.n, self.ks, self.kc], nr, 1, weight)
+            }
+            PackedF32Weights::F16(_) => Err(LinalgError::mismatch(
+                "weights stored as binary16 cannot be repacked",
+            )),
+        }
+    }
+
+    /// True when the packed weights are stored as binary16.
+    pub fn has_f16_weights(&self) -> bool {
+        matches!(self.weights, PackedF32Weights::F16(_))
     }
 
     /// The micro-kernel it runs.
@@ -238,27 +370,44 @@ impl PackedF32Gemm {
         let info = self.ukernel.info;
         let block_len = self.ks * self.kc * info.nr;
         let (w, b, n) = block_ranges(&cols, self.n, info.nr, block_len)?;
-        let weights = &self.weights[w];
         let bias = &self.bias[b];
         let mut buffer = [0u32; ROWS_PER_CALL];
         for_each_row_tile(rows, info.mr, out_stride, |tile_rows, out_offset| {
             let m = tile_rows.len();
             let offsets = tile_offsets(&a.rows, tile_rows, self.ks, &mut buffer)?;
-            let tile = Tile {
-                input: a.data,
-                zero: a.zero,
-                offsets,
-                m,
-                ks: self.ks,
-                kc: self.kc,
-                weights,
-                bias,
-                n,
-            };
             let out = out
                 .get_mut(out_offset..)
                 .ok_or_else(|| LinalgError::mismatch("output too short"))?;
-            self.ukernel.run(&tile, self.clamp, out, out_stride)
+            match &self.weights {
+                PackedF32Weights::F32(weights) => {
+                    let tile = Tile {
+                        input: a.data,
+                        zero: a.zero,
+                        offsets,
+                        m,
+                        ks: self.ks,
+                        kc: self.kc,
+                        weights: &weights[w.clone()],
+                        bias,
+                        n,
+                    };
+                    self.ukernel.run(&tile, self.clamp, out, out_stride)
+                }
+                PackedF32Weights::F16(weights) => {
+                    let tile = Tile {
+                        input: a.data,
+                        zero: a.zero,
+                        offsets,
+                        m,
+                        ks: self.ks,
+                        kc: self.kc,
+                        weights: &weights[w.clone()],
+                        bias,
+                        n,
+                    };
+                    self.ukernel.run_f16(&tile, self.clamp, out, out_stride)
+                }
+            }
         })
     }
 

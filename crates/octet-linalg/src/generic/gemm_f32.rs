@@ -1,12 +1,12 @@
 //! The generic float GEMM micro-kernel: the plain-Rust twin every SIMD kernel is tested against.
 
 use crate::frame::gemm::{Tile, UkernelInfo};
-use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel};
+use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel, f16_to_f32};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
 /// The generic float kernels (one tile shape: the generic code gains nothing from others).
-pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::new(
+pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::with_f16(
     UkernelInfo {
         isa: Isa::Generic,
         name: "f32 4x8 generic",
@@ -14,13 +14,31 @@ pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::new(
         nr: 8,
         kr: 1,
     },
-    gemm::<4, 8>,
+    gemm::<f32, 4, 8>,
+    gemm::<u16, 4, 8>,
 )];
+
+/// A packed weight: `f32`, or a binary16 bit pattern widened exactly.
+trait Weight: Copy {
+    fn value(self) -> f32;
+}
+
+impl Weight for f32 {
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for u16 {
+    fn value(self) -> f32 {
+        f16_to_f32(self)
+    }
+}
 
 /// `out[r][c] = clamp(bias[c] + sum_t sum_k a(r, t)[k] * w[c][t][k])`, accumulating in the
 /// order bias, then taps, then `k`.
-fn gemm<const MR: usize, const NR: usize>(
-    tile: &Tile<'_, f32, f32, f32>,
+fn gemm<W: Weight, const MR: usize, const NR: usize>(
+    tile: &Tile<'_, f32, W, f32>,
     clamp: F32Clamp,
     out: &mut [f32],
     out_stride: usize,
@@ -46,7 +64,7 @@ fn gemm<const MR: usize, const NR: usize>(
                     };
                     for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
                         for (acc, &w) in row.iter_mut().zip(w) {
-                            *acc += x * w;
+                            *acc += x * w.value();
                         }
                     }
                 }

@@ -15,12 +15,12 @@ use crate::{Isa, LinalgError};
 macro_rules! f32_gemm_kernel {
     (
         $entry:ident, $rows:ident, $body:ident, $feature:literal, $lanes:literal, $vec:ty,
-        $load:ident, $set1:ident, $fmadd:ident, $add:ident, $max:ident, $min:ident,
-        $store:ident, $store_partial:ident
+        $w:ty, $wload:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $max:ident,
+        $min:ident, $store:ident, $store_partial:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
         fn $entry<const MR: usize, const NV: usize>(
-            tile: &Tile<'_, f32, f32, f32>,
+            tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
             out: &mut [f32],
             out_stride: usize,
@@ -40,7 +40,7 @@ macro_rules! f32_gemm_kernel {
         /// The tile must have passed the entry point's checks.
         #[target_feature(enable = $feature)]
         unsafe fn $rows<const MR: usize, const NV: usize>(
-            tile: &Tile<'_, f32, f32, f32>,
+            tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
             out: *mut f32,
             out_stride: usize,
@@ -73,7 +73,7 @@ macro_rules! f32_gemm_kernel {
         /// The tile must have passed the entry point's checks, and `row0 + R <= tile.m`.
         #[target_feature(enable = $feature)]
         unsafe fn $body<const R: usize, const NV: usize>(
-            tile: &Tile<'_, f32, f32, f32>,
+            tile: &Tile<'_, f32, $w, f32>,
             row0: usize,
             clamp: F32Clamp,
             out: *mut f32,
@@ -105,7 +105,7 @@ macro_rules! f32_gemm_kernel {
                         for k in 0..kc {
                             let mut w = [$set1(0.0); NV];
                             for (v, w) in w.iter_mut().enumerate() {
-                                *w = $load(weights.add(v * $lanes));
+                                *w = $wload(weights.add(v * $lanes));
                             }
                             for r in 0..R {
                                 let x = $set1(*a[r].add(k));
@@ -162,6 +162,17 @@ macro_rules! f32_gemm_kernel {
     };
 }
 
+/// Loads 16 binary16 weights widened to `f32` (exactly).
+///
+/// # Safety
+/// 16 elements must be readable at `src`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_f16_512(src: *const u16) -> __m512 {
+    // SAFETY: the caller guarantees 32 readable bytes.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(src.cast())) }
+}
+
 /// Stores the first `count` (< 16) lanes.
 #[target_feature(enable = "avx512f")]
 unsafe fn store_partial_512(dst: *mut f32, v: __m512, count: usize) {
@@ -190,6 +201,27 @@ f32_gemm_kernel!(
     "avx512f",
     16,
     __m512,
+    f32,
+    _mm512_loadu_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_min_ps,
+    _mm512_storeu_ps,
+    store_partial_512
+);
+
+f32_gemm_kernel!(
+    entry_avx512_f16,
+    rows_avx512_f16,
+    body_avx512_f16,
+    "avx512f",
+    16,
+    __m512,
+    u16,
+    load_f16_512,
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
@@ -207,6 +239,8 @@ f32_gemm_kernel!(
     "avx2,fma",
     8,
     __m256,
+    f32,
+    _mm256_loadu_ps,
     _mm256_loadu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
@@ -232,16 +266,19 @@ const fn info(isa: Isa, name: &'static str, mr: usize, nr: usize) -> UkernelInfo
 pub(super) const UKERNELS: [F32GemmUkernel; 5] = [
     F32GemmUkernel::new(info(Isa::Avx2, "f32 6x16 avx2", 6, 16), entry_avx2::<6, 2>),
     F32GemmUkernel::new(info(Isa::Avx2, "f32 6x8 avx2", 6, 8), entry_avx2::<6, 1>),
-    F32GemmUkernel::new(
+    F32GemmUkernel::with_f16(
         info(Isa::Avx512, "f32 14x32 avx512", 14, 32),
         entry_avx512::<14, 2>,
+        entry_avx512_f16::<14, 2>,
     ),
-    F32GemmUkernel::new(
+    F32GemmUkernel::with_f16(
         info(Isa::Avx512, "f32 6x64 avx512", 6, 64),
         entry_avx512::<6, 4>,
+        entry_avx512_f16::<6, 4>,
     ),
-    F32GemmUkernel::new(
+    F32GemmUkernel::with_f16(
         info(Isa::Avx512, "f32 12x16 avx512", 12, 16),
         entry_avx512::<12, 1>,
+        entry_avx512_f16::<12, 1>,
     ),
 ];
