@@ -245,8 +245,11 @@ impl PackedF32Gemm {
             [n, ks, kc],
             clamp,
         )?;
+        // The generic kernel widens in software, in its inner loop: binary16 only pays off where
+        // an instruction widens them.
         if let PackedF32Weights::F32(packed) = &gemm.weights
             && packed.len() * 4 >= F16_WEIGHTS_FROM_BYTES
+            && gemm.ukernel.info.isa != Isa::Generic
         {
             gemm.store_f16();
         }

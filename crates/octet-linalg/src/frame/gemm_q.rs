@@ -141,15 +141,6 @@ impl QOut<'_> {
             QOut::I16(_) => QType::I16,
         }
     }
-
-    /// The same output from element `start` on.
-    pub fn tail(&mut self, start: usize) -> Option<QOut<'_>> {
-        Some(match self {
-            QOut::I8(o) => QOut::I8(o.get_mut(start..)?),
-            QOut::U8(o) => QOut::U8(o.get_mut(start..)?),
-            QOut::I16(o) => QOut::I16(o.get_mut(start..)?),
-        })
-    }
 }
 
 /// A quantized input tensor, one of its element types.
