@@ -30,3 +30,5 @@ mod battery;
 mod battery_depthwise;
 #[cfg(test)]
 mod battery_elementwise;
+#[cfg(test)]
+mod battery_gemm_q;

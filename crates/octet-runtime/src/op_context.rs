@@ -99,9 +99,19 @@ impl<'a> OpContext<'a> {
         }
     }
 
-    /// True when input `i` is a constant (its data is in the model).
+    /// True when input `i` is a constant (its data is in the model, or was computed from
+    /// constants when the model was prepared).
     pub fn is_constant(&self, i: usize) -> bool {
-        self.constant_tensor(i).is_some()
+        self.constant_tensor(i).is_some() || self.folded_slot(i).is_some()
+    }
+
+    /// The constant-store slot of input `i` when it was folded at prepare time.
+    fn folded_slot(&self, i: usize) -> Option<(usize, usize)> {
+        let id = (*self.operator.inputs.get(i)?)?;
+        match self.folded?.0.get(id.index())? {
+            &Slot::Constant { offset, len } => Some((offset, len)),
+            _ => None,
+        }
     }
 
     fn constant_tensor(&self, i: usize) -> Option<&'a octet_core::Tensor> {

@@ -3,8 +3,8 @@
 use std::ops::Range;
 
 use crate::frame::gemm::{
-    ASource, MAX_MR, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights, pad_columns,
-    tile_offsets,
+    ASource, ROWS_PER_CALL, Tile, UkernelInfo, block_ranges, for_each_row_tile, pack_weights,
+    pack_weights_into, pad_columns, tile_offsets,
 };
 use crate::{Isa, LinalgError, generic};
 
@@ -38,19 +38,44 @@ impl F32Clamp {
 pub type F32GemmFn =
     fn(&Tile<'_, f32, f32, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
 
+/// The signature of a float GEMM micro-kernel whose packed weights are binary16 bit patterns
+/// (widened exactly to `f32` as they are loaded): the same arithmetic as [`F32GemmFn`] on half
+/// the weight bytes.
+pub type F32GemmF16Fn =
+    fn(&Tile<'_, f32, u16, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
+
 /// A float GEMM micro-kernel. Only this crate makes them, and only for instruction sets the
 /// CPU supports, so running one is always sound.
 #[derive(Debug, Clone, Copy)]
 pub struct F32GemmUkernel {
     info: UkernelInfo,
     run: F32GemmFn,
+    run_f16: Option<F32GemmF16Fn>,
 }
 
 impl F32GemmUkernel {
     /// Crate-internal: the caller guarantees `run` may be called on this CPU when `info.isa`
     /// is supported (checked by [`F32GemmUkernel::all`]).
     pub(crate) const fn new(info: UkernelInfo, run: F32GemmFn) -> Self {
-        F32GemmUkernel { info, run }
+        F32GemmUkernel {
+            info,
+            run,
+            run_f16: None,
+        }
+    }
+
+    /// As [`F32GemmUkernel::new`], with a twin reading binary16 weights (same tile shape).
+    pub(crate) const fn with_f16(info: UkernelInfo, run: F32GemmFn, run_f16: F32GemmF16Fn) -> Self {
+        F32GemmUkernel {
+            info,
+            run,
+            run_f16: Some(run_f16),
+        }
+    }
+
+    /// True when the kernel has a binary16-weights twin.
+    pub fn has_f16_weights(&self) -> bool {
+        self.run_f16.is_some()
     }
 
     /// Its instruction set and tile shape.
@@ -69,6 +94,20 @@ impl F32GemmUkernel {
         (self.run)(tile, clamp, out, out_stride)
     }
 
+    /// Runs one tile of binary16 weights; an error if the kernel has no such twin.
+    pub fn run_f16(
+        &self,
+        tile: &Tile<'_, f32, u16, f32>,
+        clamp: F32Clamp,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<(), LinalgError> {
+        let run = self
+            .run_f16
+            .ok_or_else(|| LinalgError::mismatch("the kernel reads f32 weights only"))?;
+        run(tile, clamp, out, out_stride)
+    }
+
     /// Every float GEMM micro-kernel this CPU can run, generic ones first.
     pub fn all() -> Vec<F32GemmUkernel> {
         let mut all = generic::gemm_f32::UKERNELS.to_vec();
@@ -80,6 +119,12 @@ impl F32GemmUkernel {
 
     /// The kernel to use on `isa` (or the best below it this CPU supports) for `n` columns.
     pub fn select(isa: Isa, n: usize) -> F32GemmUkernel {
+        F32GemmUkernel::select_for(isa, 2, n)
+    }
+
+    /// The kernel to use on `isa` (or the best below it this CPU supports) for about `m` rows
+    /// per call (1: a matrix-vector product) and `n` columns.
+    pub fn select_for(isa: Isa, m: usize, n: usize) -> F32GemmUkernel {
         let candidates: Vec<F32GemmUkernel> = F32GemmUkernel::all()
             .into_iter()
             .filter(|k| k.info.isa <= isa)
@@ -89,18 +134,72 @@ impl F32GemmUkernel {
             .map(|k| k.info.isa)
             .max()
             .unwrap_or(Isa::Generic);
-        // Among the best set's kernels, the one wasting the fewest padded columns, then the
-        // widest.
         candidates
             .into_iter()
             .filter(|k| k.info.isa == best_isa)
-            .min_by_key(|k| {
-                let nr = k.info.nr;
-                (n.next_multiple_of(nr) - n, usize::MAX - nr * k.info.mr)
-            })
+            .min_by_key(|k| k.info.cost(m, n))
             .unwrap_or(generic::gemm_f32::UKERNELS[0])
     }
 }
+
+/// The `f32` value of a binary16 bit pattern (exact: every binary16 value is an `f32`).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exponent = u32::from((h >> 10) & 0x1f);
+    let mantissa = u32::from(h & 0x3ff);
+    match exponent {
+        0 => {
+            // Zero or subnormal: mantissa * 2^-24, exact in f32.
+            let magnitude = mantissa as f32 * f32::from_bits(0x3380_0000);
+            if sign == 0 { magnitude } else { -magnitude }
+        }
+        31 => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13)),
+    }
+}
+
+/// The binary16 bit pattern of `x` when `x` is exactly a binary16 value (NaN never is: its
+/// payload need not survive).
+pub fn f32_to_f16_exact(x: f32) -> Option<u16> {
+    if x.is_nan() {
+        return None;
+    }
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let magnitude = x.abs();
+    let candidate = if magnitude == 0.0 {
+        0
+    } else if magnitude.is_infinite() {
+        0x7c00
+    } else if magnitude < f32::from_bits(0x3880_0000) {
+        // Below 2^-14: a subnormal binary16, mantissa = x / 2^-24.
+        let mantissa = magnitude * f32::from_bits(0x4b80_0000);
+        if mantissa >= 1024.0 {
+            return None;
+        }
+        mantissa as u16
+    } else {
+        let exponent = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+        if !(1..=30).contains(&exponent) {
+            return None;
+        }
+        ((exponent as u16) << 10) | (((bits >> 13) & 0x3ff) as u16)
+    };
+    let h = sign | candidate;
+    (f16_to_f32(h).to_bits() == bits).then_some(h)
+}
+
+/// Packed weights of a float GEMM: `f32`, or binary16 when every weight is exactly one (fp16
+/// models) and the kernel reads them, halving the bytes a memory-bound layer streams.
+#[derive(Debug, Clone)]
+enum PackedF32Weights {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+/// Packed weights of at least this many bytes (as `f32`) are stored as binary16 when they can
+/// be: smaller ones stay in the caches anyway, where the widening would only cost time.
+const F16_WEIGHTS_FROM_BYTES: usize = 64 << 10;
 
 /// A float GEMM with its weights packed for one micro-kernel: `out = clamp(bias + A * W^T)`.
 #[derive(Debug, Clone)]
@@ -109,7 +208,7 @@ pub struct PackedF32Gemm {
     n: usize,
     ks: usize,
     kc: usize,
-    weights: Vec<f32>,
+    weights: PackedF32Weights,
     bias: Vec<f32>,
     zero: Vec<f32>,
     clamp: F32Clamp,
@@ -117,24 +216,63 @@ pub struct PackedF32Gemm {
 
 impl PackedF32Gemm {
     /// Packs `weights` (`[n][ks][kc]`, TFLite's OHWI filter or `[units][depth]` matrix) and
-    /// `bias` (`n` values, zero when absent) for the best kernel of `isa`.
+    /// `bias` (`n` values, zero when absent) for the best kernel of `isa` (for several rows; see
+    /// [`PackedF32Gemm::for_rows`]).
     pub fn new(
         isa: Isa,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        shape: [usize; 3],
+        clamp: F32Clamp,
+    ) -> Result<Self, LinalgError> {
+        PackedF32Gemm::for_rows(isa, 2, weights, bias, shape, clamp)
+    }
+
+    /// As [`PackedF32Gemm::new`], the kernel chosen for about `m` rows per run (1: a
+    /// matrix-vector product, which wants the widest blocks).
+    pub fn for_rows(
+        isa: Isa,
+        m: usize,
         weights: &[f32],
         bias: Option<&[f32]>,
         [n, ks, kc]: [usize; 3],
         clamp: F32Clamp,
     ) -> Result<Self, LinalgError> {
-        PackedF32Gemm::with_ukernel(
-            F32GemmUkernel::select(isa, n),
+        let mut gemm = PackedF32Gemm::with_ukernel(
+            F32GemmUkernel::select_for(isa, m, n),
             weights,
             bias,
             [n, ks, kc],
             clamp,
-        )
+        )?;
+        // The generic kernel widens in software, in its inner loop: binary16 only pays off where
+        // an instruction widens them.
+        if let PackedF32Weights::F32(packed) = &gemm.weights
+            && packed.len() * 4 >= F16_WEIGHTS_FROM_BYTES
+            && gemm.ukernel.info.isa != Isa::Generic
+        {
+            gemm.store_f16();
+        }
+        Ok(gemm)
     }
 
-    /// As [`PackedF32Gemm::new`] with a given micro-kernel (tests and benchmarks).
+    /// Stores the packed weights as binary16 if the kernel reads them and every weight is
+    /// exactly a binary16 value; otherwise leaves them. Returns whether they are binary16.
+    pub(crate) fn store_f16(&mut self) -> bool {
+        if let PackedF32Weights::F32(packed) = &self.weights
+            && self.ukernel.has_f16_weights()
+            && let Some(halves) = packed
+                .iter()
+                .map(|&w| f32_to_f16_exact(w))
+                .collect::<Option<Vec<u16>>>()
+        {
+            self.weights = PackedF32Weights::F16(halves);
+        }
+        self.has_f16_weights()
+    }
+
+    /// As [`PackedF32Gemm::new`] with a given micro-kernel, the weights stored as `f32` (tests,
+    /// benchmarks, and weights [`PackedF32Gemm::repack`] replaces).
     pub fn with_ukernel(
         ukernel: F32GemmUkernel,
         weights: &[f32],
@@ -164,7 +302,7 @@ impl PackedF32Gemm {
             n,
             ks,
             kc,
-            weights: packed,
+            weights: PackedF32Weights::F32(packed),
             bias,
             zero: vec![0.0; kc],
             clamp,
@@ -174,6 +312,29 @@ impl PackedF32Gemm {
     /// Columns.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// Replaces the weights by `weight(column, tap, k)` (same shape), in place and without
+    /// allocating: for a matrix product whose right-hand side is computed at run time. The
+    /// bias and clamp stay.
+    pub fn repack(
+        &mut self,
+        weight: impl Fn(usize, usize, usize) -> f32,
+    ) -> Result<(), LinalgError> {
+        let nr = self.ukernel.info.nr;
+        match &mut self.weights {
+            PackedF32Weights::F32(packed) => {
+                pack_weights_into(packed, [self.n, self.ks, self.kc], nr, 1, weight)
+            }
+            PackedF32Weights::F16(_) => Err(LinalgError::mismatch(
+                "weights stored as binary16 cannot be repacked",
+            )),
+        }
+    }
+
+    /// True when the packed weights are stored as binary16.
+    pub fn has_f16_weights(&self) -> bool {
+        matches!(self.weights, PackedF32Weights::F16(_))
     }
 
     /// The micro-kernel it runs.
@@ -212,27 +373,44 @@ impl PackedF32Gemm {
         let info = self.ukernel.info;
         let block_len = self.ks * self.kc * info.nr;
         let (w, b, n) = block_ranges(&cols, self.n, info.nr, block_len)?;
-        let weights = &self.weights[w];
         let bias = &self.bias[b];
-        let mut buffer = [0u32; MAX_MR];
+        let mut buffer = [0u32; ROWS_PER_CALL];
         for_each_row_tile(rows, info.mr, out_stride, |tile_rows, out_offset| {
             let m = tile_rows.len();
             let offsets = tile_offsets(&a.rows, tile_rows, self.ks, &mut buffer)?;
-            let tile = Tile {
-                input: a.data,
-                zero: a.zero,
-                offsets,
-                m,
-                ks: self.ks,
-                kc: self.kc,
-                weights,
-                bias,
-                n,
-            };
             let out = out
                 .get_mut(out_offset..)
                 .ok_or_else(|| LinalgError::mismatch("output too short"))?;
-            self.ukernel.run(&tile, self.clamp, out, out_stride)
+            match &self.weights {
+                PackedF32Weights::F32(weights) => {
+                    let tile = Tile {
+                        input: a.data,
+                        zero: a.zero,
+                        offsets,
+                        m,
+                        ks: self.ks,
+                        kc: self.kc,
+                        weights: &weights[w.clone()],
+                        bias,
+                        n,
+                    };
+                    self.ukernel.run(&tile, self.clamp, out, out_stride)
+                }
+                PackedF32Weights::F16(weights) => {
+                    let tile = Tile {
+                        input: a.data,
+                        zero: a.zero,
+                        offsets,
+                        m,
+                        ks: self.ks,
+                        kc: self.kc,
+                        weights: &weights[w.clone()],
+                        bias,
+                        n,
+                    };
+                    self.ukernel.run_f16(&tile, self.clamp, out, out_stride)
+                }
+            }
         })
     }
 

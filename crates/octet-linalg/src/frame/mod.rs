@@ -6,4 +6,5 @@ pub mod elementwise;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod pool;
+pub mod gemm_q;
 pub mod window;

@@ -1,12 +1,12 @@
 //! The generic float GEMM micro-kernel: the plain-Rust twin every SIMD kernel is tested against.
 
 use crate::frame::gemm::{Tile, UkernelInfo};
-use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel};
+use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel, f16_to_f32};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
 /// The generic float kernels (one tile shape: the generic code gains nothing from others).
-pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::new(
+pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::with_f16(
     UkernelInfo {
         isa: Isa::Generic,
         name: "f32 4x8 generic",
@@ -14,49 +14,68 @@ pub(crate) const UKERNELS: [F32GemmUkernel; 1] = [F32GemmUkernel::new(
         nr: 8,
         kr: 1,
     },
-    gemm::<4, 8>,
+    gemm::<f32, 4, 8>,
+    gemm::<u16, 4, 8>,
 )];
+
+/// A packed weight: `f32`, or a binary16 bit pattern widened exactly.
+trait Weight: Copy {
+    fn value(self) -> f32;
+}
+
+impl Weight for f32 {
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for u16 {
+    fn value(self) -> f32 {
+        f16_to_f32(self)
+    }
+}
 
 /// `out[r][c] = clamp(bias[c] + sum_t sum_k a(r, t)[k] * w[c][t][k])`, accumulating in the
 /// order bias, then taps, then `k`.
-fn gemm<const MR: usize, const NR: usize>(
-    tile: &Tile<'_, f32, f32, f32>,
+fn gemm<W: Weight, const MR: usize, const NR: usize>(
+    tile: &Tile<'_, f32, W, f32>,
     clamp: F32Clamp,
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), LinalgError> {
-    tile.check(MR, NR, 1, out.len(), out_stride)?;
+    tile.check(NR, 1, out.len(), out_stride)?;
     let (ks, kc) = (tile.ks, tile.kc);
     let block_len = ks * kc * NR;
-    for block in 0..tile.n.div_ceil(NR) {
-        let weights = &tile.weights[block * block_len..(block + 1) * block_len];
-        let bias = &tile.bias[block * NR..(block + 1) * NR];
-        let mut acc = [[0f32; NR]; MR];
-        for row in &mut acc[..tile.m] {
-            row.copy_from_slice(bias);
-        }
-        for t in 0..ks {
-            let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
-            for (r, row) in acc[..tile.m].iter_mut().enumerate() {
-                let offset = tile.offsets[r * ks + t];
-                let a = if offset == PAD {
-                    &tile.zero[..kc]
-                } else {
-                    &tile.input[offset as usize..offset as usize + kc]
-                };
-                for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
-                    for (acc, &w) in row.iter_mut().zip(w) {
-                        *acc += x * w;
+    for row0 in (0..tile.m).step_by(MR) {
+        let m = MR.min(tile.m - row0);
+        for block in 0..tile.n.div_ceil(NR) {
+            let weights = &tile.weights[block * block_len..(block + 1) * block_len];
+            let bias = &tile.bias[block * NR..(block + 1) * NR];
+            // The sum starts at 0 and the bias comes last, as in TFLite's reference kernels.
+            let mut acc = [[0f32; NR]; MR];
+            for t in 0..ks {
+                let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
+                for (r, row) in acc[..m].iter_mut().enumerate() {
+                    let offset = tile.offsets[(row0 + r) * ks + t];
+                    let a = if offset == PAD {
+                        &tile.zero[..kc]
+                    } else {
+                        &tile.input[offset as usize..offset as usize + kc]
+                    };
+                    for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
+                        for (acc, &w) in row.iter_mut().zip(w) {
+                            *acc += x * w.value();
+                        }
                     }
                 }
             }
-        }
-        let first = block * NR;
-        let cols = NR.min(tile.n - first);
-        for (r, row) in acc[..tile.m].iter().enumerate() {
-            let start = r * out_stride + first;
-            for (o, &v) in out[start..start + cols].iter_mut().zip(row) {
-                *o = clamp.apply(v);
+            let first = block * NR;
+            let cols = NR.min(tile.n - first);
+            for (r, row) in acc[..m].iter().enumerate() {
+                let start = (row0 + r) * out_stride + first;
+                for ((o, &v), &b) in out[start..start + cols].iter_mut().zip(row).zip(bias) {
+                    *o = clamp.apply(v + b);
+                }
             }
         }
     }

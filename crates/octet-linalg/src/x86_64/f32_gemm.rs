@@ -10,60 +10,94 @@ use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
-/// Generates a safe entry point and its `#[target_feature]` body for one vector width.
+/// Generates a safe entry point, its row splitter and its `#[target_feature]` body for one
+/// vector width.
 macro_rules! f32_gemm_kernel {
     (
-        $entry:ident, $body:ident, $feature:literal, $isa:expr, $lanes:literal, $vec:ty,
-        $load:ident, $set1:ident, $fmadd:ident, $max:ident, $min:ident, $store:ident,
-        $store_partial:ident
+        $entry:ident, $rows:ident, $body:ident, $feature:literal, $lanes:literal, $vec:ty,
+        $w:ty, $wload:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $max:ident,
+        $min:ident, $store:ident, $store_partial:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
         fn $entry<const MR: usize, const NV: usize>(
-            tile: &Tile<'_, f32, f32, f32>,
+            tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
             out: &mut [f32],
             out_stride: usize,
         ) -> Result<(), LinalgError> {
-            tile.check(MR, NV * $lanes, 1, out.len(), out_stride)?;
+            tile.check(NV * $lanes, 1, out.len(), out_stride)?;
             // SAFETY: `check` proved that every row run (offset + kc) lies in `input`, the zero
             // row holds kc elements, the packed blocks and bias cover ceil(n / nr) blocks, and
             // m rows of n columns at out_stride fit in `out`; this kernel is only handed out
             // when the CPU supports its instruction set.
-            unsafe { $body::<MR, NV>(tile, clamp, out.as_mut_ptr(), out_stride) };
+            unsafe { $rows::<MR, NV>(tile, clamp, out.as_mut_ptr(), out_stride) };
             Ok(())
         }
 
+        /// Runs the tile's `m` rows `MR` at a time, the rest in calls of 4, 2 and 1 rows.
+        ///
+        /// # Safety
+        /// The tile must have passed the entry point's checks.
         #[target_feature(enable = $feature)]
-        unsafe fn $body<const MR: usize, const NV: usize>(
-            tile: &Tile<'_, f32, f32, f32>,
+        unsafe fn $rows<const MR: usize, const NV: usize>(
+            tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
             out: *mut f32,
             out_stride: usize,
         ) {
-            const { assert!(MR >= 1 && NV >= 1) };
+            // SAFETY: forwarded from the caller; every call covers rows below `m`.
+            unsafe {
+                let m = tile.m;
+                let mut row = 0;
+                while m - row >= MR {
+                    $body::<MR, NV>(tile, row, clamp, out, out_stride);
+                    row += MR;
+                }
+                while m - row >= 4 {
+                    $body::<4, NV>(tile, row, clamp, out, out_stride);
+                    row += 4;
+                }
+                if m - row >= 2 {
+                    $body::<2, NV>(tile, row, clamp, out, out_stride);
+                    row += 2;
+                }
+                if m - row >= 1 {
+                    $body::<1, NV>(tile, row, clamp, out, out_stride);
+                }
+            }
+        }
+
+        /// Rows `row0..row0 + R` of the tile, every column block.
+        ///
+        /// # Safety
+        /// The tile must have passed the entry point's checks, and `row0 + R <= tile.m`.
+        #[target_feature(enable = $feature)]
+        unsafe fn $body<const R: usize, const NV: usize>(
+            tile: &Tile<'_, f32, $w, f32>,
+            row0: usize,
+            clamp: F32Clamp,
+            out: *mut f32,
+            out_stride: usize,
+        ) {
+            const { assert!(R >= 1 && NV >= 1) };
             // SAFETY: the entry point checked the tile (see there): every pointer formed below
             // stays inside the slice it was derived from.
             unsafe {
                 let nr = NV * $lanes;
-                let (ks, kc, m, n) = (tile.ks, tile.kc, tile.m, tile.n);
+                let (ks, kc, n) = (tile.ks, tile.kc, tile.n);
                 let vmin = $set1(clamp.min);
                 let vmax = $set1(clamp.max);
                 let mut weights = tile.weights.as_ptr();
                 let mut first = 0;
                 while first < n {
                     let bias = tile.bias.as_ptr().add(first);
-                    let mut acc: [[$vec; NV]; MR] = [[$set1(0.0); NV]; MR];
-                    for v in 0..NV {
-                        let b = $load(bias.add(v * $lanes));
-                        for row in acc.iter_mut() {
-                            row[v] = b;
-                        }
-                    }
+                    // The sum starts at 0 and the bias comes last, as in TFLite's reference
+                    // kernels (`total + bias`): the same order of additions.
+                    let mut acc: [[$vec; NV]; R] = [[$set1(0.0); NV]; R];
                     for t in 0..ks {
-                        let mut a = [tile.zero.as_ptr(); MR];
+                        let mut a = [tile.zero.as_ptr(); R];
                         for (r, a) in a.iter_mut().enumerate() {
-                            // Rows beyond m repeat the last row; their results are not stored.
-                            let offset = *tile.offsets.get_unchecked(r.min(m - 1) * ks + t);
+                            let offset = *tile.offsets.get_unchecked((row0 + r) * ks + t);
                             if offset != PAD {
                                 *a = tile.input.as_ptr().add(offset as usize);
                             }
@@ -71,9 +105,9 @@ macro_rules! f32_gemm_kernel {
                         for k in 0..kc {
                             let mut w = [$set1(0.0); NV];
                             for (v, w) in w.iter_mut().enumerate() {
-                                *w = $load(weights.add(v * $lanes));
+                                *w = $wload(weights.add(v * $lanes));
                             }
-                            for r in 0..MR {
+                            for r in 0..R {
                                 let x = $set1(*a[r].add(k));
                                 for v in 0..NV {
                                     acc[r][v] = $fmadd(x, w[v], acc[r][v]);
@@ -82,21 +116,42 @@ macro_rules! f32_gemm_kernel {
                             weights = weights.add(nr);
                         }
                     }
+                    // min(max(x, lo), hi) with NaN passing through: max/min return their second
+                    // operand when either is NaN. Clamped in registers, then stored.
+                    // Constant indices throughout, so that `acc` stays in registers.
+                    for v in 0..NV {
+                        let b = $load(bias.add(v * $lanes));
+                        for r in 0..R {
+                            acc[r][v] = $min(vmax, $max(vmin, $add(acc[r][v], b)));
+                        }
+                    }
                     let cols = nr.min(n - first);
-                    for r in 0..m {
-                        let row = out.add(r * out_stride + first);
-                        for v in 0..NV {
-                            let start = v * $lanes;
-                            if start >= cols {
-                                break;
+                    if cols == nr {
+                        for r in 0..R {
+                            let row = out.add((row0 + r) * out_stride + first);
+                            for v in 0..NV {
+                                $store(row.add(v * $lanes), acc[r][v]);
                             }
-                            // min(max(x, lo), hi) with NaN passing through: max/min return their
-                            // second operand when either is NaN.
-                            let y = $min(vmax, $max(vmin, acc[r][v]));
-                            if cols - start >= $lanes {
-                                $store(row.add(start), y);
-                            } else {
-                                $store_partial(row.add(start), y, cols - start);
+                        }
+                    } else {
+                        let mut spilled = [[$set1(0.0); NV]; R];
+                        for r in 0..R {
+                            for v in 0..NV {
+                                spilled[r][v] = acc[r][v];
+                            }
+                        }
+                        for (r, acc) in spilled.iter().enumerate() {
+                            let row = out.add((row0 + r) * out_stride + first);
+                            for (v, &y) in acc.iter().enumerate() {
+                                let start = v * $lanes;
+                                if start >= cols {
+                                    break;
+                                }
+                                if cols - start >= $lanes {
+                                    $store(row.add(start), y);
+                                } else {
+                                    $store_partial(row.add(start), y, cols - start);
+                                }
                             }
                         }
                     }
@@ -105,6 +160,17 @@ macro_rules! f32_gemm_kernel {
             }
         }
     };
+}
+
+/// Loads 16 binary16 weights widened to `f32` (exactly).
+///
+/// # Safety
+/// 16 elements must be readable at `src`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn load_f16_512(src: *const u16) -> __m512 {
+    // SAFETY: the caller guarantees 32 readable bytes.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(src.cast())) }
 }
 
 /// Stores the first `count` (< 16) lanes.
@@ -130,14 +196,36 @@ unsafe fn store_partial_256(dst: *mut f32, v: __m256, count: usize) {
 
 f32_gemm_kernel!(
     entry_avx512,
+    rows_avx512,
     body_avx512,
     "avx512f",
-    Isa::Avx512,
     16,
     __m512,
+    f32,
+    _mm512_loadu_ps,
     _mm512_loadu_ps,
     _mm512_set1_ps,
     _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_min_ps,
+    _mm512_storeu_ps,
+    store_partial_512
+);
+
+f32_gemm_kernel!(
+    entry_avx512_f16,
+    rows_avx512_f16,
+    body_avx512_f16,
+    "avx512f",
+    16,
+    __m512,
+    u16,
+    load_f16_512,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
     _mm512_max_ps,
     _mm512_min_ps,
     _mm512_storeu_ps,
@@ -146,14 +234,17 @@ f32_gemm_kernel!(
 
 f32_gemm_kernel!(
     entry_avx2,
+    rows_avx2,
     body_avx2,
     "avx2,fma",
-    Isa::Avx2,
     8,
     __m256,
+    f32,
+    _mm256_loadu_ps,
     _mm256_loadu_ps,
     _mm256_set1_ps,
     _mm256_fmadd_ps,
+    _mm256_add_ps,
     _mm256_max_ps,
     _mm256_min_ps,
     _mm256_storeu_ps,
@@ -170,19 +261,24 @@ const fn info(isa: Isa, name: &'static str, mr: usize, nr: usize) -> UkernelInfo
     }
 }
 
+/// Tile shapes chosen with `benches/gemm_shapes.rs` (14x32 and 6x64 run AVX-512's two FMA
+/// ports near their peak; 12x16 serves 16 columns; AVX2's 6x16 and 6x8 likewise).
 pub(super) const UKERNELS: [F32GemmUkernel; 5] = [
     F32GemmUkernel::new(info(Isa::Avx2, "f32 6x16 avx2", 6, 16), entry_avx2::<6, 2>),
     F32GemmUkernel::new(info(Isa::Avx2, "f32 6x8 avx2", 6, 8), entry_avx2::<6, 1>),
-    F32GemmUkernel::new(
-        info(Isa::Avx512, "f32 8x32 avx512", 8, 32),
-        entry_avx512::<8, 2>,
+    F32GemmUkernel::with_f16(
+        info(Isa::Avx512, "f32 14x32 avx512", 14, 32),
+        entry_avx512::<14, 2>,
+        entry_avx512_f16::<14, 2>,
     ),
-    F32GemmUkernel::new(
-        info(Isa::Avx512, "f32 8x16 avx512", 8, 16),
-        entry_avx512::<8, 1>,
-    ),
-    F32GemmUkernel::new(
+    F32GemmUkernel::with_f16(
         info(Isa::Avx512, "f32 6x64 avx512", 6, 64),
         entry_avx512::<6, 4>,
+        entry_avx512_f16::<6, 4>,
+    ),
+    F32GemmUkernel::with_f16(
+        info(Isa::Avx512, "f32 12x16 avx512", 12, 16),
+        entry_avx512::<12, 1>,
+        entry_avx512_f16::<12, 1>,
     ),
 ];

@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod common;
 pub mod conv;
 pub mod fully_connected;
+mod gemm;
 mod hybrid_input;
 pub mod movement;
 pub mod pooling;

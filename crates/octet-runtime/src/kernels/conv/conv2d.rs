@@ -5,14 +5,26 @@
 
 use std::marker::PhantomData;
 
-use octet_core::{Conv2DOptions, DType};
+use octet_core::{Conv2DOptions, DType, TensorData};
+use octet_linalg::frame::gemm_q::{QType, QWeights};
 
 use super::{
     Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
-    QuantDot, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len, clamp_f32,
-    dims4, int8_weights, legacy_requantize, per_channel_requantize,
+    QuantDot, Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len,
+    clamp_f32, dims4, int8_weights, known_bias, known_i8, legacy_requantize,
+    per_channel_requantize,
 };
 use crate::kernels::common::activation_range_f32;
+use crate::kernels::gemm::{
+    FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec,
+};
+
+/// Float convolutions with fewer input channels than this read a padded copy of their input,
+/// each filter row as one tap ([`InputLayout::MergedRows`]): fewer, longer taps.
+const MERGE_BELOW_F32: usize = 16;
+
+/// The same for integer convolutions (whose input is copied anyway, converted).
+const MERGE_BELOW_Q: usize = 16;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -35,6 +47,21 @@ impl ConvShape {
     /// The first input channel output channel `oc` reads.
     fn group_start(&self, oc: usize) -> usize {
         (oc / self.filters_per_group) * self.filter_depth
+    }
+
+    /// The convolution as a (grouped) GEMM: one row per output pixel, one tap per filter
+    /// position.
+    fn gemm_shape(&self) -> GemmShape {
+        let w = &self.window;
+        GemmShape {
+            m: w.batches * w.out_h * w.out_w,
+            in_pixels: w.batches * w.in_h * w.in_w,
+            in_c: w.in_c,
+            groups: w.out_c / self.filters_per_group,
+            depth: self.filter_depth,
+            per_group: self.filters_per_group,
+            taps: w.filter_h * w.filter_w,
+        }
     }
 }
 
@@ -149,6 +176,9 @@ pub(super) fn build(
                 return Err(ctx.unsupported_types());
             }
             let (act_min, act_max) = activation_range_f32(o.activation);
+            if let Some(gemm) = float_gemm(ctx, &shape, (act_min, act_max))? {
+                return Ok(gemm);
+            }
             Ok(Box::new(FloatConv {
                 shape,
                 has_bias: bias.is_some(),
@@ -176,9 +206,22 @@ pub(super) fn build(
                 0,
                 FilterZeroPoints::MustBeZero,
             )?;
+            let weights = int8_weights(ctx, FILTER)?;
+            if let Some(values) = known_i8(ctx, &weights)? {
+                let operands = QuantOperands {
+                    input: QType::I8,
+                    input_offset,
+                    weights: QWeights::I8(&values),
+                    weight_offset: 0,
+                    requantize: &requantize,
+                };
+                if let Some(gemm) = quant_gemm::<i8>(ctx, &shape, &operands)? {
+                    return Ok(gemm);
+                }
+            }
             Ok(Box::new(QuantConv::<i8, i8, i32> {
                 shape,
-                weights: int8_weights(ctx, FILTER)?,
+                weights,
                 input_offset,
                 filter_offset: 0,
                 requantize,
@@ -217,6 +260,18 @@ pub(super) fn build(
                 None => declared == DType::Int32,
             };
             let has_bias = bias.is_some();
+            if narrow && let Some(values) = known_i8(ctx, &weights)? {
+                let operands = QuantOperands {
+                    input: QType::I16,
+                    input_offset,
+                    weights: QWeights::I8(&values),
+                    weight_offset: 0,
+                    requantize: &requantize,
+                };
+                if let Some(gemm) = quant_gemm::<i16>(ctx, &shape, &operands)? {
+                    return Ok(gemm);
+                }
+            }
             Ok(if narrow {
                 Box::new(QuantConv::<i16, i8, i32> {
                     shape,
@@ -246,6 +301,18 @@ pub(super) fn build(
             check_bias_zero_point(ctx, BIAS)?;
             let (requantize, input_offset, filter_offset) =
                 legacy_requantize(ctx, [INPUT, FILTER, BIAS], o.activation, out_c, "CONV_2D")?;
+            if let Some(TensorData::U8(values)) = ctx.constant(FILTER)? {
+                let operands = QuantOperands {
+                    input: QType::U8,
+                    input_offset,
+                    weights: QWeights::U8(&values),
+                    weight_offset: filter_offset,
+                    requantize: &requantize,
+                };
+                if let Some(gemm) = quant_gemm::<u8>(ctx, &shape, &operands)? {
+                    return Ok(gemm);
+                }
+            }
             Ok(Box::new(QuantConv::<u8, u8, i32> {
                 shape,
                 weights: Weights::Input(FILTER),
@@ -257,6 +324,122 @@ pub(super) fn build(
             }))
         }
         _ => Err(ctx.unsupported_types()),
+    }
+}
+
+/// Float CONV_2D with constant weights and bias on octet-linalg's GEMM; `None` when the weights
+/// or the bias are computed at run time (the scalar kernel runs those).
+fn float_gemm(
+    ctx: &OpContext<'_>,
+    shape: &ConvShape,
+    clamp: (f32, f32),
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(TensorData::F32(weights)) = ctx.constant(FILTER)? else {
+        return Ok(None);
+    };
+    let Some(bias) = known_bias(ctx, BIAS, |d| match d {
+        TensorData::F32(b) => Some(b),
+        _ => None,
+    })?
+    else {
+        return Ok(None);
+    };
+    let gemm_shape = shape.gemm_shape();
+    let merge = gemm_shape.groups == 1 && shape.window.in_c < MERGE_BELOW_F32;
+    let layout = InputLayout::of_window(shape.window.linalg(), merge);
+    let Ok(gemm) = FloatGemm::new(
+        ctx.isa(),
+        gemm_shape,
+        layout,
+        &weights,
+        bias.as_deref(),
+        clamp,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(FloatGemmConv { gemm })))
+}
+
+/// Float CONV_2D on a GEMM.
+struct FloatGemmConv {
+    gemm: FloatGemm,
+}
+
+impl Kernel for FloatGemmConv {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<f32>(0)?;
+        let input = parts.inputs.get::<f32>(INPUT)?;
+        self.gemm
+            .run(input, parts.output, parts.scratch, parts.threads)
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.gemm.scratch_bytes()
+    }
+}
+
+/// The operands of an integer CONV_2D as its builder has them.
+struct QuantOperands<'a> {
+    input: QType,
+    input_offset: i32,
+    weights: QWeights<'a>,
+    weight_offset: i32,
+    requantize: &'a Requantize,
+}
+
+/// Integer CONV_2D (input and output `X`, int32 bias) with known weights and bias on
+/// octet-linalg's quantized GEMM; `None` when the bias is computed at run time or no GEMM
+/// family fits the operands (the scalar kernel runs those).
+fn quant_gemm<X: QElem>(
+    ctx: &OpContext<'_>,
+    shape: &ConvShape,
+    operands: &QuantOperands<'_>,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(bias) = known_bias(ctx, BIAS, |d| match d {
+        TensorData::I32(b) => Some(b),
+        _ => None,
+    })?
+    else {
+        return Ok(None);
+    };
+    let spec = QuantGemmSpec {
+        input: operands.input,
+        input_offset: operands.input_offset,
+        weights: operands.weights.clone(),
+        weight_offset: operands.weight_offset,
+        bias: bias.as_deref(),
+        requantize: operands.requantize,
+        output: operands.input,
+    };
+    let gemm_shape = shape.gemm_shape();
+    let merge = gemm_shape.groups == 1 && shape.window.in_c < MERGE_BELOW_Q;
+    let layout = InputLayout::of_window(shape.window.linalg(), merge);
+    Ok(QuantGemm::new(ctx.isa(), gemm_shape, layout, &spec)
+        .ok()
+        .map(|gemm| {
+            Box::new(QuantGemmConv::<X> {
+                gemm,
+                types: PhantomData,
+            }) as Box<dyn Kernel>
+        }))
+}
+
+/// Integer CONV_2D on a quantized GEMM: input and output `X`.
+struct QuantGemmConv<X> {
+    gemm: QuantGemm,
+    types: PhantomData<fn() -> X>,
+}
+
+impl<X: QElem> Kernel for QuantGemmConv<X> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<X>(0)?;
+        let input = parts.inputs.get::<X>(INPUT)?;
+        self.gemm
+            .run::<X, X>(input, parts.output, parts.scratch, parts.threads)
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.gemm.scratch_bytes()
     }
 }
 

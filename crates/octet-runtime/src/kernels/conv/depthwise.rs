@@ -19,7 +19,7 @@ use octet_linalg::{LinalgError, Threads};
 
 use super::{
     Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
-    QuantDot, Requantize, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len,
+    QuantDot, Requantize, Scales, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len,
     clamp_f32, dims4, int8_weights, legacy_requantize, per_channel_requantize,
 };
 use crate::kernels::common::activation_range_f32;
@@ -356,14 +356,17 @@ fn linalg_q8(
             _ => return Ok(None),
         },
     };
-    if requantize.multipliers.iter().any(|m| m.multiplier < 0) {
+    let Scales::Fixed(multipliers) = &requantize.scales else {
+        return Ok(None);
+    };
+    if multipliers.iter().any(|m| m.multiplier < 0) {
         return Ok(None);
     }
     let params = Q8DwParams {
         signed,
         input_offset,
         weight_offset: filter_offset,
-        multipliers: &requantize.multipliers,
+        multipliers,
         output_zero_point: requantize.output_offset,
         min: requantize.act_min,
         max: requantize.act_max,

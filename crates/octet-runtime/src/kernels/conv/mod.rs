@@ -14,8 +14,16 @@
 //!   per batch, symmetrically for per-tensor CONV_2D weights and asymmetrically otherwise.
 //!
 //! Multipliers, activation ranges, unpacked int4 weights and scratch buffers are prepared when
-//! the kernel is built. Integer kernels compute the accumulator of an output element (or, for
-//! TRANSPOSE_CONV, the whole scatter into an accumulator buffer) separately from requantization.
+//! the kernel is built.
+//!
+//! CONV_2D and TRANSPOSE_CONV whose weights and bias are known at build time run on
+//! octet-linalg's GEMMs (`kernels::gemm`): the weights are packed once, every output
+//! pixel is a row reading its filter taps through an indirection buffer (or the input itself for
+//! pointwise convolutions, or a padded copy of it for few input channels), and the fused output
+//! stage requantizes exactly as the reference kernels do. The scalar kernels below remain for
+//! weights computed at run time, 64-bit accumulators and the hybrid flavour; they compute the
+//! accumulator of an output element (or, for TRANSPOSE_CONV, the whole scatter into an
+//! accumulator buffer) separately from requantization.
 
 mod conv2d;
 mod depthwise;
@@ -26,18 +34,17 @@ mod tests;
 
 use std::marker::PhantomData;
 
-use bytemuck::Pod;
-use octet_core::fixed_point::{
-    QuantizedMultiplier, multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_i64,
-    quantize_multiplier,
-};
+use octet_core::fixed_point::{QuantizedMultiplier, quantize_multiplier};
 use octet_core::{
     ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, Padding, TensorData,
     TransposeConvOptions,
 };
+use octet_linalg::frame::window::Window2d;
 
-use crate::io::Inputs;
 use crate::kernels::common::{activation_range_quantized, per_tensor_quant};
+use crate::kernels::gemm::{
+    Accumulator, QElem, Requantize, Scales, Weights, check_len, clamp_f32,
+};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// CONV_2D.
@@ -218,6 +225,25 @@ impl Window {
         self.batches * self.in_h * self.in_w * self.in_c
     }
 
+    /// The window as octet-linalg describes it (for indirection buffers).
+    fn linalg(&self) -> Window2d {
+        Window2d {
+            batches: self.batches,
+            in_h: self.in_h,
+            in_w: self.in_w,
+            out_h: self.out_h,
+            out_w: self.out_w,
+            filter_h: self.filter_h,
+            filter_w: self.filter_w,
+            stride_h: self.stride_h,
+            stride_w: self.stride_w,
+            dilation_h: self.dilation_h,
+            dilation_w: self.dilation_w,
+            pad_top: self.pad_h,
+            pad_left: self.pad_w,
+        }
+    }
+
     fn output_len(&self) -> usize {
         self.batches * self.out_h * self.out_w * self.out_c
     }
@@ -267,126 +293,8 @@ fn dims4(ctx: &OpContext<'_>, t: &TensorInfo, what: &str) -> Result<[usize; 4], 
 // ---------------------------------------------------------------------------------------------
 // Elements, accumulators, requantization.
 
-/// A quantized element type read as `i32` (activations and weights).
-trait QElem: Pod + Send {
-    fn to_i32(self) -> i32;
-    /// Converts a value already clamped to the type's range.
-    fn from_clamped(v: i32) -> Self;
-}
-
-impl QElem for i8 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_clamped(v: i32) -> Self {
-        v as i8
-    }
-}
-
-impl QElem for u8 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_clamped(v: i32) -> Self {
-        v as u8
-    }
-}
-
-impl QElem for i16 {
-    fn to_i32(self) -> i32 {
-        i32::from(self)
-    }
-    fn from_clamped(v: i32) -> Self {
-        v as i16
-    }
-}
-
-/// An integer accumulator: `int32_t` (8-bit kernels, and int16 kernels with an int32 bias) or
-/// `int64_t` (int16 kernels with an int64 bias). Arithmetic wraps where TFLite's would be
-/// undefined, so nothing panics.
-trait Accumulator: Copy + Default + Send {
-    /// The bias element type that goes with this accumulator.
-    type Bias: Pod + Send;
-    /// `self + a * b`.
-    fn mac(self, a: i32, b: i32) -> Self;
-    fn add_bias(self, bias: Self::Bias) -> Self;
-    /// TFLite's `MultiplyByQuantizedMultiplier` overload for this width.
-    fn scale(self, m: QuantizedMultiplier) -> i32;
-}
-
-impl Accumulator for i32 {
-    type Bias = i32;
-    fn mac(self, a: i32, b: i32) -> Self {
-        self.wrapping_add(a.wrapping_mul(b))
-    }
-    fn add_bias(self, bias: i32) -> Self {
-        self.wrapping_add(bias)
-    }
-    fn scale(self, m: QuantizedMultiplier) -> i32 {
-        multiply_by_quantized_multiplier(self, m)
-    }
-}
-
-impl Accumulator for i64 {
-    type Bias = i64;
-    fn mac(self, a: i32, b: i32) -> Self {
-        self.wrapping_add(i64::from(a) * i64::from(b))
-    }
-    fn add_bias(self, bias: i64) -> Self {
-        self.wrapping_add(bias)
-    }
-    fn scale(self, m: QuantizedMultiplier) -> i32 {
-        multiply_by_quantized_multiplier_i64(self, m)
-    }
-}
-
-/// How an accumulator becomes an output element: per-channel multipliers, the output zero
-/// point and the clamp of the fused activation.
-#[derive(Debug, Clone)]
-struct Requantize {
-    /// One multiplier per output channel (the same one repeated for per-tensor scales).
-    multipliers: Vec<QuantizedMultiplier>,
-    output_offset: i32,
-    act_min: i32,
-    act_max: i32,
-}
-
-impl Requantize {
-    /// Requantizes the accumulator (bias included) of output channel `c`; `c` must be a valid
-    /// channel (the multipliers are sized at build time).
-    fn apply<A: Accumulator>(&self, acc: A, c: usize) -> i32 {
-        acc.scale(self.multipliers[c])
-            .wrapping_add(self.output_offset)
-            .max(self.act_min)
-            .min(self.act_max)
-    }
-}
-
-/// `ActivationFunctionWithMinMax`: `std::min(std::max(x, lo), hi)`, NaN passing through as in
-/// C++.
-fn clamp_f32(x: f32, lo: f32, hi: f32) -> f32 {
-    let x = if x < lo { lo } else { x };
-    if hi < x { hi } else { x }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Weights.
-
-/// Where a kernel finds its weights: the operator's input (constant or computed), or a copy
-/// prepared at build time (int4 weights unpacked to one byte per element).
-enum Weights<W> {
-    Input(usize),
-    Owned(Vec<W>),
-}
-
-impl<W: Pod> Weights<W> {
-    fn get<'a>(&'a self, inputs: &'a Inputs<'_>) -> Result<&'a [W], RuntimeError> {
-        match self {
-            Weights::Input(i) => inputs.get::<W>(*i),
-            Weights::Owned(v) => Ok(v),
-        }
-    }
-}
 
 /// int8 weights from input `i`: read in place, or unpacked at build time from a constant int4
 /// tensor (TFLite unpacks int4 weights before running its int8 kernels).
@@ -400,6 +308,30 @@ fn int8_weights(ctx: &OpContext<'_>, i: usize) -> Result<Weights<i8>, RuntimeErr
         },
         other => Err(ctx.invalid(format!("weights are {other}, expected int8"))),
     }
+}
+
+/// The values of int8 weights when they are known at build time (constant or unpacked).
+fn known_i8(ctx: &OpContext<'_>, weights: &Weights<i8>) -> Result<Option<Vec<i8>>, RuntimeError> {
+    Ok(match weights {
+        Weights::Owned(v) => Some(v.clone()),
+        Weights::Input(i) => match ctx.constant(*i)? {
+            Some(TensorData::I8(v)) => Some(v),
+            _ => None,
+        },
+    })
+}
+
+/// The optional bias of a GEMM kernel: `Some(None)` when absent, `Some(Some(values))` when
+/// constant, `None` when computed at run time (the GEMM cannot pack it then).
+fn known_bias<T>(
+    ctx: &OpContext<'_>,
+    i: usize,
+    take: impl FnOnce(TensorData) -> Option<Vec<T>>,
+) -> Result<Option<Option<Vec<T>>>, RuntimeError> {
+    if ctx.optional_input(i).is_none() {
+        return Ok(Some(None));
+    }
+    Ok(ctx.constant(i)?.and_then(take).map(Some))
 }
 
 /// The optional bias: `Some(dtype)` when input `i` is present.
@@ -580,16 +512,6 @@ fn output_range(
         activation_range_quantized(activation, output.dtype, scale, zero_point)
             .ok_or_else(|| ctx.unsupported_types())?;
     Ok((scale, zero_point, act_min, act_max))
-}
-
-/// Checks that an input or output length matches what was validated at build time.
-fn check_len(what: &str, actual: usize, expected: usize) -> Result<(), RuntimeError> {
-    if actual != expected {
-        return Err(RuntimeError::eval(format!(
-            "{what} has {actual} elements, expected {expected}"
-        )));
-    }
-    Ok(())
 }
 
 /// Input, filter and bias positions of CONV_2D and DEPTHWISE_CONV_2D.
@@ -780,7 +702,7 @@ fn per_channel_requantize(
     let multipliers = per_channel_multipliers(ctx, input_scale, &fq, output_scale, out_c)?;
     Ok((
         Requantize {
-            multipliers,
+            scales: Scales::Fixed(multipliers),
             output_offset: output_zero_point,
             act_min,
             act_max,
@@ -809,7 +731,7 @@ fn legacy_requantize(
     let multiplier = legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(bias))?;
     Ok((
         Requantize {
-            multipliers: vec![multiplier; out_c],
+            scales: Scales::Fixed(vec![multiplier; out_c]),
             output_offset: output_zero_point,
             act_min,
             act_max,

@@ -3,13 +3,15 @@
 
 use octet_core::fixed_point::QuantizedMultiplier;
 use octet_core::{
-    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, Model, Op, Operator, Padding,
-    QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
+    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions, Model,
+    Op, Operator, Padding, QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
 };
+use octet_linalg::Isa;
 
-use super::{Requantize, out_size, padding_before, taps};
+use super::{out_size, padding_before, taps};
+use crate::kernels::gemm::{Requantize, Scales};
 use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
-use crate::{Interpreter, RuntimeError};
+use crate::{Interpreter, InterpreterOptions, RuntimeError};
 
 /// A tensor of the test model: a graph input (`data: None`) or a constant.
 struct T {
@@ -84,6 +86,17 @@ fn run(
     output: T,
     feeds: &[Vec<u8>],
 ) -> Result<Vec<u8>, RuntimeError> {
+    run_with(op, inputs, output, feeds, InterpreterOptions::default())
+}
+
+/// [`run`] with interpreter options (instruction set, threads).
+fn run_with(
+    op: Op,
+    inputs: Vec<Option<T>>,
+    output: T,
+    feeds: &[Vec<u8>],
+    options: InterpreterOptions,
+) -> Result<Vec<u8>, RuntimeError> {
     let mut model = Model {
         schema_version: 3,
         ..Model::default()
@@ -115,7 +128,7 @@ fn run(
     sg.outputs = vec![out];
     sg.operators.push(Operator::new(op, op_inputs, vec![out]));
     model.subgraphs.push(sg);
-    let mut interpreter = Interpreter::new(&model)?;
+    let mut interpreter = Interpreter::with_options(&model, options)?;
     for (i, feed) in feeds.iter().enumerate() {
         interpreter.set_input(i, feed)?;
     }
@@ -485,7 +498,7 @@ fn hybrid_conv_per_tensor_scales_the_int_accumulator() {
 #[test]
 fn requantize_clamps_to_the_activation_range() {
     let r = Requantize {
-        multipliers: vec![QuantizedMultiplier::new(1 << 30, 1)], // 0.5 * 2 = 1.0
+        scales: Scales::Fixed(vec![QuantizedMultiplier::new(1 << 30, 1)]), // 0.5 * 2 = 1.0
         output_offset: 5,
         act_min: -10,
         act_max: 10,
@@ -525,4 +538,475 @@ fn int8_conv_with_nonzero_filter_zero_point_is_refused() {
     )
     .unwrap_err();
     assert!(matches!(err, RuntimeError::InvalidOp { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GEMM kernels (weights known at build time) against the scalar kernels (the same weights
+// fed as inputs) on random shapes, every instruction set, one and two threads.
+
+/// A small xorshift generator for the randomized tests.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A value in `lo..=hi`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+    fn size(&mut self, lo: usize, hi: usize) -> usize {
+        self.range(lo as i64, hi as i64) as usize
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() % 20001) as f32 / 10000.0 - 1.0
+    }
+}
+
+/// The flavours of the randomized comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flavour {
+    Float,
+    Int8,
+    UInt8,
+    Int16,
+}
+
+/// A tensor spec and its bytes: the constant or fed form of one operand.
+struct Operand {
+    dtype: DType,
+    shape: Vec<i32>,
+    quant: Option<QuantParams>,
+    bytes: Vec<u8>,
+}
+
+impl Operand {
+    fn spec(&self, constant: bool) -> T {
+        T {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            quant: self.quant.clone(),
+            data: constant.then(|| self.bytes.clone()),
+        }
+    }
+}
+
+/// Random operands of `flavour`: the data input, the weights (`channels` output channels along
+/// axis 0, `per_channel_axis` for per-channel scales), the bias, and the output's dtype and
+/// quantization; `input_scale` sets the scale of the bias.
+fn operands(
+    rng: &mut XorShift,
+    flavour: Flavour,
+    input_shape: &[i32],
+    weights_shape: &[i32],
+    channels: usize,
+) -> (Operand, Operand, Operand, (DType, Option<QuantParams>)) {
+    let count = |shape: &[i32]| shape.iter().product::<i32>() as usize;
+    let (n_in, n_w) = (count(input_shape), count(weights_shape));
+    let weight_scales: Vec<f32> = (0..channels)
+        .map(|_| 0.01 + 0.04 * rng.unit().abs())
+        .collect();
+    let (input, weights, bias, output) = match flavour {
+        Flavour::Float => {
+            let f = |rng: &mut XorShift, n: usize| {
+                f32s(&(0..n).map(|_| rng.unit()).collect::<Vec<_>>())
+            };
+            (
+                (DType::Float32, None, f(rng, n_in)),
+                (DType::Float32, None, f(rng, n_w)),
+                (DType::Float32, None, f(rng, channels)),
+                (DType::Float32, None),
+            )
+        }
+        Flavour::Int8 | Flavour::Int16 => {
+            let int16 = flavour == Flavour::Int16;
+            let input_scale = if int16 { 0.0005 } else { 0.05 };
+            let zp = if int16 { 0 } else { rng.range(-128, 127) };
+            let input = if int16 {
+                i16s(
+                    &(0..n_in)
+                        .map(|_| rng.range(-32768, 32767) as i16)
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                i8s(&(0..n_in)
+                    .map(|_| rng.range(-128, 127) as i8)
+                    .collect::<Vec<_>>())
+            };
+            let weights = i8s(&(0..n_w)
+                .map(|_| rng.range(-127, 127) as i8)
+                .collect::<Vec<_>>());
+            let bias_scales: Vec<f32> = weight_scales.iter().map(|s| s * input_scale).collect();
+            let bias = i32s(
+                &(0..channels)
+                    .map(|_| rng.range(-5000, 5000) as i32)
+                    .collect::<Vec<_>>(),
+            );
+            let out_scale = if int16 {
+                0.002
+            } else {
+                0.05 + 0.5 * rng.unit().abs()
+            };
+            let out_zp = if int16 { 0 } else { rng.range(-128, 127) };
+            (
+                (
+                    if int16 { DType::Int16 } else { DType::Int8 },
+                    Some(QuantParams::per_tensor(input_scale, zp)),
+                    input,
+                ),
+                (
+                    DType::Int8,
+                    Some(QuantParams::per_axis(
+                        weight_scales.clone(),
+                        vec![0; channels],
+                        0,
+                    )),
+                    weights,
+                ),
+                (
+                    DType::Int32,
+                    Some(QuantParams::per_axis(bias_scales, vec![0; channels], 0)),
+                    bias,
+                ),
+                (
+                    if int16 { DType::Int16 } else { DType::Int8 },
+                    Some(QuantParams::per_tensor(out_scale, out_zp)),
+                ),
+            )
+        }
+        Flavour::UInt8 => {
+            let (input_scale, weight_scale) = (0.05f32, 0.02f32);
+            let input = (0..n_in).map(|_| rng.range(0, 255) as u8).collect();
+            let weights = (0..n_w).map(|_| rng.range(0, 255) as u8).collect();
+            let bias = i32s(
+                &(0..channels)
+                    .map(|_| rng.range(-5000, 5000) as i32)
+                    .collect::<Vec<_>>(),
+            );
+            (
+                (
+                    DType::UInt8,
+                    Some(QuantParams::per_tensor(input_scale, rng.range(0, 255))),
+                    input,
+                ),
+                (
+                    DType::UInt8,
+                    Some(QuantParams::per_tensor(weight_scale, rng.range(0, 255))),
+                    weights,
+                ),
+                (
+                    DType::Int32,
+                    Some(QuantParams::per_tensor(input_scale * weight_scale, 0)),
+                    bias,
+                ),
+                (
+                    DType::UInt8,
+                    Some(QuantParams::per_tensor(
+                        0.5 + rng.unit().abs(),
+                        rng.range(0, 255),
+                    )),
+                ),
+            )
+        }
+    };
+    let operand =
+        |(dtype, quant, bytes): (DType, Option<QuantParams>, Vec<u8>), shape: &[i32]| Operand {
+            dtype,
+            shape: shape.to_vec(),
+            quant,
+            bytes,
+        };
+    (
+        operand(input, input_shape),
+        operand(weights, weights_shape),
+        operand(bias, &[channels as i32]),
+        output,
+    )
+}
+
+/// Runs `op` with the weights and bias fed (the scalar kernels) and as constants (the GEMM
+/// kernels) on every instruction set with one and two threads, and compares.
+#[allow(clippy::too_many_arguments)]
+fn compare_gemm_with_scalar(
+    case: usize,
+    op: Op,
+    flavour: Flavour,
+    prefix: Vec<Option<Operand>>,
+    input: Operand,
+    weights: Operand,
+    bias: Operand,
+    output: (DType, Option<QuantParams>, Vec<i32>),
+    input_position: usize,
+) {
+    let out_spec = || T {
+        dtype: output.0,
+        shape: output.2.clone(),
+        quant: output.1.clone(),
+        data: None,
+    };
+    // Operand order: the prefix (constants), then input, weights, bias in their op positions.
+    let specs = |constant: bool| -> Vec<Option<T>> {
+        let mut specs: Vec<Option<T>> = prefix
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.spec(true)))
+            .collect();
+        let (a, b, c) = (
+            Some(input.spec(false)),
+            Some(weights.spec(constant)),
+            Some(bias.spec(constant)),
+        );
+        if input_position == 0 {
+            specs.extend([a, b, c]);
+        } else {
+            // TRANSPOSE_CONV: weights, input, bias.
+            specs.extend([b, a, c]);
+        }
+        specs
+    };
+    let fed: Vec<Vec<u8>> = if input_position == 0 {
+        vec![
+            input.bytes.clone(),
+            weights.bytes.clone(),
+            bias.bytes.clone(),
+        ]
+    } else {
+        vec![
+            weights.bytes.clone(),
+            input.bytes.clone(),
+            bias.bytes.clone(),
+        ]
+    };
+    let scalar = run(op.clone(), specs(false), out_spec(), &fed).unwrap();
+    for isa in Isa::supported() {
+        for threads in [1, 2] {
+            let options = InterpreterOptions {
+                threads,
+                isa: Some(isa),
+            };
+            let got = run_with(
+                op.clone(),
+                specs(true),
+                out_spec(),
+                std::slice::from_ref(&input.bytes),
+                options,
+            )
+            .unwrap();
+            let what = format!("case {case} {flavour:?} {isa} x{threads}: {op:?}");
+            if flavour == Flavour::Float {
+                let (got, want) = (to_f32(&got), to_f32(&scalar));
+                let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale,
+                        "{what}: element {i}: {g} vs {w}"
+                    );
+                }
+            } else if let Some(i) = got.iter().zip(&scalar).position(|(g, w)| g != w) {
+                panic!("{what}: byte {i}: {} vs {}", got[i], scalar[i]);
+            }
+        }
+    }
+}
+
+fn random_activation(rng: &mut XorShift) -> ActivationFunction {
+    [
+        ActivationFunction::None,
+        ActivationFunction::Relu,
+        ActivationFunction::Relu6,
+        ActivationFunction::ReluN1To1,
+    ][rng.size(0, 3)]
+}
+
+const FLAVOURS: [Flavour; 4] = [
+    Flavour::Float,
+    Flavour::Int8,
+    Flavour::UInt8,
+    Flavour::Int16,
+];
+
+#[test]
+fn gemm_conv_2d_matches_the_scalar_kernel() {
+    let mut rng = XorShift(0x5eed_c0de);
+    for case in 0..40 {
+        let flavour = FLAVOURS[case % 4];
+        let groups = if flavour == Flavour::UInt8 || case % 3 != 0 {
+            1
+        } else {
+            rng.size(2, 3)
+        };
+        let depth = rng.size(1, 12);
+        let in_c = groups * depth;
+        let out_c = groups * rng.size(1, 9);
+        let (batches, in_h, in_w) = (rng.size(1, 2), rng.size(1, 9), rng.size(1, 9));
+        let (fh, fw) = (rng.size(1, 4), rng.size(1, 4));
+        let padding = if rng.size(0, 1) == 0 {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
+        let (sh, sw) = (rng.size(1, 2) as i32, rng.size(1, 2) as i32);
+        let (dh, dw) = (rng.size(1, 2) as i32, rng.size(1, 2) as i32);
+        let out = |image: usize, filter: usize, stride: i32, dilation: i32| {
+            out_size(
+                padding,
+                image as i64,
+                filter as i64,
+                stride.into(),
+                dilation.into(),
+            )
+        };
+        let (Some(oh), Some(ow)) = (out(in_h, fh, sh, dh), out(in_w, fw, sw, dw)) else {
+            continue;
+        };
+        if oh == 0 || ow == 0 {
+            continue;
+        }
+        let shape = |v: &[usize]| v.iter().map(|&d| d as i32).collect::<Vec<_>>();
+        let (input, weights, bias, (odt, oq)) = operands(
+            &mut rng,
+            flavour,
+            &shape(&[batches, in_h, in_w, in_c]),
+            &shape(&[out_c, fh, fw, depth]),
+            out_c,
+        );
+        let op = Op::Conv2D(Conv2DOptions {
+            padding,
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            activation: random_activation(&mut rng),
+            quantized_bias_type: if flavour == Flavour::Int16 {
+                DType::Int32
+            } else {
+                DType::Float32
+            },
+        });
+        let out_shape = vec![batches as i32, oh as i32, ow as i32, out_c as i32];
+        compare_gemm_with_scalar(
+            case,
+            op,
+            flavour,
+            vec![],
+            input,
+            weights,
+            bias,
+            (odt, oq, out_shape),
+            0,
+        );
+    }
+}
+
+#[test]
+fn gemm_transpose_conv_matches_the_scalar_kernel() {
+    let mut rng = XorShift(0x7a5e);
+    for case in 0..24 {
+        let flavour = FLAVOURS[case % 4];
+        let (in_c, out_c) = (rng.size(1, 10), rng.size(1, 10));
+        let (batches, in_h, in_w) = (rng.size(1, 2), rng.size(1, 6), rng.size(1, 6));
+        let (fh, fw) = (rng.size(1, 4), rng.size(1, 4));
+        let (sh, sw) = (rng.size(1, 3), rng.size(1, 3));
+        let padding = if rng.size(0, 1) == 0 {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
+        let out = |image: usize, filter: usize, stride: usize| match padding {
+            Padding::Same => image * stride,
+            Padding::Valid => (image - 1) * stride + filter,
+        };
+        let (oh, ow) = (out(in_h, fh, sh), out(in_w, fw, sw));
+        let shape = |v: &[usize]| v.iter().map(|&d| d as i32).collect::<Vec<_>>();
+        let (input, weights, bias, (odt, oq)) = operands(
+            &mut rng,
+            flavour,
+            &shape(&[batches, in_h, in_w, in_c]),
+            &shape(&[out_c, fh, fw, in_c]),
+            out_c,
+        );
+        let out_shape = vec![batches as i32, oh as i32, ow as i32, out_c as i32];
+        let output_shape = Operand {
+            dtype: DType::Int32,
+            shape: vec![4],
+            quant: None,
+            bytes: i32s(&out_shape),
+        };
+        let op = Op::TransposeConv(TransposeConvOptions {
+            padding,
+            stride_h: sh as i32,
+            stride_w: sw as i32,
+            activation: random_activation(&mut rng),
+            quantized_bias_type: if flavour == Flavour::Int16 {
+                DType::Int32
+            } else {
+                DType::Float32
+            },
+        });
+        compare_gemm_with_scalar(
+            case,
+            op,
+            flavour,
+            vec![Some(output_shape)],
+            input,
+            weights,
+            bias,
+            (odt, oq, out_shape),
+            1,
+        );
+    }
+}
+
+#[test]
+fn gemm_fully_connected_matches_the_scalar_kernel() {
+    let mut rng = XorShift(0xfc);
+    for case in 0..24 {
+        let flavour = FLAVOURS[case % 4];
+        let (batches, depth, units) = (rng.size(1, 5), rng.size(1, 70), rng.size(1, 70));
+        let (input, weights, bias, (odt, oq)) = operands(
+            &mut rng,
+            flavour,
+            &[batches as i32, depth as i32],
+            &[units as i32, depth as i32],
+            units,
+        );
+        // Every other integer case with per-tensor weights (one scale, possibly a zero point).
+        let weights = match (&weights.quant, case % 8 < 4) {
+            (Some(q), true) if flavour != Flavour::Float && flavour != Flavour::UInt8 => Operand {
+                quant: Some(QuantParams::per_tensor(q.scale[0], 0)),
+                ..weights
+            },
+            _ => weights,
+        };
+        let bias = match (&weights.quant, &input.quant, &bias.quant) {
+            (Some(w), Some(i), Some(_)) if w.scale.len() == 1 => Operand {
+                quant: Some(QuantParams::per_tensor(w.scale[0] * i.scale[0], 0)),
+                ..bias
+            },
+            _ => bias,
+        };
+        let op = Op::FullyConnected(FullyConnectedOptions {
+            activation: random_activation(&mut rng),
+            quantized_bias_type: if flavour == Flavour::Int16 {
+                DType::Int32
+            } else {
+                DType::Float32
+            },
+            ..FullyConnectedOptions::default()
+        });
+        let out_shape = vec![batches as i32, units as i32];
+        compare_gemm_with_scalar(
+            case,
+            op,
+            flavour,
+            vec![],
+            input,
+            weights,
+            bias,
+            (odt, oq, out_shape),
+            0,
+        );
+    }
 }

@@ -7,15 +7,19 @@
 
 use std::marker::PhantomData;
 
-use octet_core::{DType, TransposeConvOptions};
+use octet_core::{DType, TensorData, TransposeConvOptions};
+use octet_linalg::frame::gemm_q::{QType, QWeights};
 
 use super::{
     Accumulator, FilterQuant, FilterZeroPoints, QElem, Requantize, Window, bias_dtype,
-    check_bias_zero_point, check_len, clamp_f32, dims4, legacy_requantize, out_size,
+    check_bias_zero_point, check_len, clamp_f32, dims4, known_bias, legacy_requantize, out_size,
     padding_before, per_channel_requantize, taps,
 };
 use crate::io::Inputs;
 use crate::kernels::common::activation_range_f32;
+use crate::kernels::gemm::{
+    FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec,
+};
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -32,6 +36,21 @@ struct TransposeShape {
 }
 
 impl TransposeShape {
+    /// The gather form of the transposed convolution as a GEMM: one row per output pixel, one
+    /// tap per filter position (most of them in the zero row when the stride exceeds 1).
+    fn gemm_shape(&self) -> GemmShape {
+        let w = &self.window;
+        GemmShape {
+            m: w.batches * w.out_h * w.out_w,
+            in_pixels: w.batches * w.in_h * w.in_w,
+            in_c: w.in_c,
+            groups: 1,
+            depth: w.in_c,
+            per_group: w.out_c,
+            taps: w.filter_h * w.filter_w,
+        }
+    }
+
     fn filter_len(&self) -> usize {
         let w = &self.window;
         w.out_c * w.filter_h * w.filter_w * w.in_c
@@ -184,6 +203,9 @@ pub(super) fn build(
                 return Err(ctx.unsupported_types());
             }
             let (act_min, act_max) = activation_range_f32(o.activation);
+            if let Some(kernel) = float_gemm(ctx, shape, (act_min, act_max))? {
+                return Ok(kernel);
+            }
             Ok(Box::new(FloatTranspose {
                 shape,
                 has_bias: bias.is_some(),
@@ -226,6 +248,15 @@ pub(super) fn build(
                 0,
                 FilterZeroPoints::Ignored,
             )?;
+            let operands = QuantOperands {
+                input: QType::I8,
+                input_offset,
+                weight_offset: 0,
+                requantize: &requantize,
+            };
+            if let Some(kernel) = quant_gemm::<i8>(ctx, shape, &operands)? {
+                return Ok(kernel);
+            }
             Ok(Box::new(QuantTranspose::<i8, i8, i32> {
                 shape,
                 input_offset,
@@ -267,6 +298,17 @@ pub(super) fn build(
                 None => declared == DType::Int32,
             };
             let has_bias = bias.is_some();
+            if narrow {
+                let operands = QuantOperands {
+                    input: QType::I16,
+                    input_offset: 0,
+                    weight_offset: 0,
+                    requantize: &requantize,
+                };
+                if let Some(kernel) = quant_gemm::<i16>(ctx, shape, &operands)? {
+                    return Ok(kernel);
+                }
+            }
             Ok(if narrow {
                 Box::new(QuantTranspose::<i16, i8, i32> {
                     shape,
@@ -300,6 +342,15 @@ pub(super) fn build(
                 out_c,
                 "TRANSPOSE_CONV",
             )?;
+            let operands = QuantOperands {
+                input: QType::U8,
+                input_offset,
+                weight_offset: filter_offset,
+                requantize: &requantize,
+            };
+            if let Some(kernel) = quant_gemm::<u8>(ctx, shape, &operands)? {
+                return Ok(kernel);
+            }
             Ok(Box::new(QuantTranspose::<u8, u8, i32> {
                 shape,
                 input_offset,
@@ -311,6 +362,127 @@ pub(super) fn build(
             }))
         }
         _ => Err(ctx.unsupported_types()),
+    }
+}
+
+/// Float TRANSPOSE_CONV with weights and bias known at build time, on a GEMM; `None`
+/// otherwise.
+fn float_gemm(
+    ctx: &OpContext<'_>,
+    shape: TransposeShape,
+    clamp: (f32, f32),
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let Some(TensorData::F32(weights)) = ctx.constant(FILTER)? else {
+        return Ok(None);
+    };
+    let Some(bias) = known_bias(ctx, BIAS, |d| match d {
+        TensorData::F32(b) => Some(b),
+        _ => None,
+    })?
+    else {
+        return Ok(None);
+    };
+    let layout = InputLayout::Transposed(shape.window.linalg());
+    let Ok(gemm) = FloatGemm::new(
+        ctx.isa(),
+        shape.gemm_shape(),
+        layout,
+        &weights,
+        bias.as_deref(),
+        clamp,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(FloatGemmTranspose { shape, gemm })))
+}
+
+/// Float TRANSPOSE_CONV on a GEMM.
+struct FloatGemmTranspose {
+    shape: TransposeShape,
+    gemm: FloatGemm,
+}
+
+impl Kernel for FloatGemmTranspose {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<f32>(0)?;
+        self.shape.check_output_shape(&parts.inputs)?;
+        let input = parts.inputs.get::<f32>(INPUT)?;
+        self.gemm
+            .run(input, parts.output, parts.scratch, parts.threads)
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.gemm.scratch_bytes()
+    }
+}
+
+/// The operands of an integer TRANSPOSE_CONV as its builder has them.
+struct QuantOperands<'a> {
+    input: QType,
+    input_offset: i32,
+    weight_offset: i32,
+    requantize: &'a Requantize,
+}
+
+/// Integer TRANSPOSE_CONV (input and output `X`, int32 bias) with weights and bias known at
+/// build time, on a quantized GEMM; `None` otherwise or when no GEMM family fits.
+fn quant_gemm<X: QElem>(
+    ctx: &OpContext<'_>,
+    shape: TransposeShape,
+    operands: &QuantOperands<'_>,
+) -> Result<Option<Box<dyn Kernel>>, RuntimeError> {
+    let values = ctx.constant(FILTER)?;
+    let weights = match &values {
+        Some(TensorData::I8(w)) => QWeights::I8(w),
+        Some(TensorData::U8(w)) => QWeights::U8(w),
+        _ => return Ok(None),
+    };
+    let Some(bias) = known_bias(ctx, BIAS, |d| match d {
+        TensorData::I32(b) => Some(b),
+        _ => None,
+    })?
+    else {
+        return Ok(None);
+    };
+    let spec = QuantGemmSpec {
+        input: operands.input,
+        input_offset: operands.input_offset,
+        weights,
+        weight_offset: operands.weight_offset,
+        bias: bias.as_deref(),
+        requantize: operands.requantize,
+        output: operands.input,
+    };
+    let layout = InputLayout::Transposed(shape.window.linalg());
+    Ok(QuantGemm::new(ctx.isa(), shape.gemm_shape(), layout, &spec)
+        .ok()
+        .map(|gemm| {
+            Box::new(QuantGemmTranspose::<X> {
+                shape,
+                gemm,
+                types: PhantomData,
+            }) as Box<dyn Kernel>
+        }))
+}
+
+/// Integer TRANSPOSE_CONV on a quantized GEMM: input and output `X`.
+struct QuantGemmTranspose<X> {
+    shape: TransposeShape,
+    gemm: QuantGemm,
+    types: PhantomData<fn() -> X>,
+}
+
+impl<X: QElem> Kernel for QuantGemmTranspose<X> {
+    fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
+        let parts = io.parts::<X>(0)?;
+        self.shape.check_output_shape(&parts.inputs)?;
+        let input = parts.inputs.get::<X>(INPUT)?;
+        self.gemm
+            .run::<X, X>(input, parts.output, parts.scratch, parts.threads)
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.gemm.scratch_bytes()
     }
 }
 
