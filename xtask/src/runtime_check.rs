@@ -24,6 +24,9 @@ struct OutputComparison {
     max_abs_diff: Option<f64>,
     #[serde(default)]
     rel_to_max: Option<f64>,
+    /// How far LiteRT's default kernels are from its reference kernels on this output.
+    #[serde(default)]
+    litert_default_abs_diff: Option<f64>,
     #[serde(default)]
     mismatches: Option<u64>,
     #[serde(default)]
@@ -159,7 +162,10 @@ pub fn check_model(
     for o in &comparison.outputs {
         let figure = match (o.max_abs_diff, o.rel_to_max, o.mismatches) {
             (Some(abs), Some(rel), _) => {
-                format!("max |diff| {abs:.3e} ({rel:.2e} of the largest value)")
+                let litert = o.litert_default_abs_diff.map_or(String::new(), |d| {
+                    format!("; LiteRT's default kernels: {d:.3e}")
+                });
+                format!("max |diff| {abs:.3e} ({rel:.2e} of the largest value){litert}")
             }
             (_, _, Some(m)) => format!("{m} element(s) differ"),
             _ => o.detail.clone().unwrap_or_default(),

@@ -5,6 +5,6 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod gemm_f32;
-pub mod pool;
 pub mod gemm_q;
+pub mod pool;
 pub mod window;

@@ -35,8 +35,12 @@ impl Weight for u16 {
     }
 }
 
-/// `out[r][c] = clamp(bias[c] + sum_t sum_k a(r, t)[k] * w[c][t][k])`, accumulating in the
-/// order bias, then taps, then `k`.
+/// `out[r][c] = clamp(sum_t sum_k a(r, t)[k] * w[c][t][k] + bias[c])`: the sum starts at 0,
+/// runs over taps then `k` with one fused multiply-add per term, and the bias comes last. Every
+/// SIMD kernel computes each output in exactly this order with the same fused operations, so all
+/// instruction sets give the same bits (and calibration, hence the quantizer's output, does not
+/// depend on the machine). TFLite's reference kernels round the product and the sum separately,
+/// so they differ in the last bits.
 fn gemm<W: Weight, const MR: usize, const NR: usize>(
     tile: &Tile<'_, f32, W, f32>,
     clamp: F32Clamp,
@@ -51,7 +55,6 @@ fn gemm<W: Weight, const MR: usize, const NR: usize>(
         for block in 0..tile.n.div_ceil(NR) {
             let weights = &tile.weights[block * block_len..(block + 1) * block_len];
             let bias = &tile.bias[block * NR..(block + 1) * NR];
-            // The sum starts at 0 and the bias comes last, as in TFLite's reference kernels.
             let mut acc = [[0f32; NR]; MR];
             for t in 0..ks {
                 let taps = &weights[t * kc * NR..(t + 1) * kc * NR];
@@ -64,7 +67,7 @@ fn gemm<W: Weight, const MR: usize, const NR: usize>(
                     };
                     for (&x, w) in a.iter().zip(taps.chunks_exact(NR)) {
                         for (acc, &w) in row.iter_mut().zip(w) {
-                            *acc += x * w.value();
+                            *acc = x.mul_add(w.value(), *acc);
                         }
                     }
                 }

@@ -5,5 +5,5 @@
 pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod gemm_f32;
-pub(crate) mod pool;
 pub(crate) mod gemm_q;
+pub(crate) mod pool;

@@ -19,8 +19,8 @@ use octet_linalg::frame::gemm_q::{
 use octet_linalg::frame::window::{Indirection, PAD, Window2d};
 use octet_linalg::{Isa, LinalgError, Threads};
 
-use crate::io::Inputs;
 use crate::RuntimeError;
+use crate::io::Inputs;
 
 // ---------------------------------------------------------------------------------------------
 // Elements, weights, clamps, requantization.
@@ -195,7 +195,6 @@ impl Accumulator for i64 {
         requantize_double(self as f64, scale)
     }
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // GEMM drivers.

@@ -15,9 +15,7 @@ use super::{
     per_channel_requantize,
 };
 use crate::kernels::common::activation_range_f32;
-use crate::kernels::gemm::{
-    FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec,
-};
+use crate::kernels::gemm::{FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec};
 
 /// Float convolutions with fewer input channels than this read a padded copy of their input,
 /// each filter row as one tap ([`InputLayout::MergedRows`]): fewer, longer taps.

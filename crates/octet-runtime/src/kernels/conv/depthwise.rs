@@ -19,8 +19,8 @@ use octet_linalg::{LinalgError, Threads};
 
 use super::{
     Accumulator, BIAS, DotWindow, FILTER, FilterQuant, FilterZeroPoints, FloatDot, INPUT, QElem,
-    QuantDot, Requantize, Scales, Spatial, Weights, Window, bias_dtype, check_bias_zero_point, check_len,
-    clamp_f32, dims4, int8_weights, legacy_requantize, per_channel_requantize,
+    QuantDot, Requantize, Scales, Spatial, Weights, Window, bias_dtype, check_bias_zero_point,
+    check_len, clamp_f32, dims4, int8_weights, legacy_requantize, per_channel_requantize,
 };
 use crate::kernels::common::activation_range_f32;
 use crate::kernels::hybrid_input::QuantizedInput;

@@ -42,9 +42,7 @@ use octet_core::{
 use octet_linalg::frame::window::Window2d;
 
 use crate::kernels::common::{activation_range_quantized, per_tensor_quant};
-use crate::kernels::gemm::{
-    Accumulator, QElem, Requantize, Scales, Weights, check_len, clamp_f32,
-};
+use crate::kernels::gemm::{Accumulator, QElem, Requantize, Scales, Weights, check_len, clamp_f32};
 use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// CONV_2D.

@@ -17,9 +17,7 @@ use super::{
 };
 use crate::io::Inputs;
 use crate::kernels::common::activation_range_f32;
-use crate::kernels::gemm::{
-    FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec,
-};
+use crate::kernels::gemm::{FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec};
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 

@@ -210,7 +210,8 @@ fn rhs_matrices<T: Copy>(
     d: &MatmulDims,
     take: impl FnOnce(TensorData) -> Option<Vec<T>>,
 ) -> Result<Option<Vec<T>>, RuntimeError> {
-    Ok(ctx.constant(1)?
+    Ok(ctx
+        .constant(1)?
         .and_then(take)
         .filter(|v| v.len() % d.rhs_len().max(1) == 0))
 }
