@@ -15,6 +15,8 @@ mod error;
 pub mod frame;
 mod generic;
 mod isa;
+#[allow(unsafe_code)]
+mod pool;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

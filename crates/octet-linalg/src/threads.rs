@@ -1,18 +1,29 @@
 //! Threads for the kernels: a pool created once per interpreter, and work split over disjoint
 //! chunks of an output.
 //!
-//! The pool is rayon's (its work stealing keeps both cores busy when chunks take unequal time,
-//! and its `join` allocates nothing). [`Threads::install`] runs a whole inference on the pool,
-//! so each operator's split costs a work-stealing handshake, not a thread wake-up from outside.
+//! Operators here take microseconds, so what matters is the cost of handing out a job: the pool
+//! ([`crate::pool`]) keeps its workers spinning between jobs for a moment, and splitting an
+//! output allocates nothing.
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use crate::LinalgError;
+use crate::pool::{MAX_TASKS, Pool};
+
+/// The most chunks one split makes (chunk lengths are raised to stay within it).
+pub const MAX_CHUNKS: usize = MAX_TASKS;
 
 /// How many threads the kernels may use, and the pool they run on.
-#[derive(Debug)]
 pub struct Threads {
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Pool>,
+}
+
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threads")
+            .field("count", &self.count())
+            .finish()
+    }
 }
 
 impl Default for Threads {
@@ -27,18 +38,14 @@ impl Threads {
         Threads { pool: None }
     }
 
-    /// `count` threads (1 means [`Threads::single`]).
+    /// `count` threads: the caller's and `count - 1` workers (1 means [`Threads::single`]).
     pub fn new(count: usize) -> Result<Self, LinalgError> {
         if count <= 1 {
             return Ok(Threads::single());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(count)
-            .thread_name(|i| format!("octet-worker-{i}"))
-            .build()
-            .map_err(|e| {
-                LinalgError::InvalidParameter(format!("cannot start {count} threads: {e}"))
-            })?;
+        let pool = Pool::new(count - 1).map_err(|e| {
+            LinalgError::InvalidParameter(format!("cannot start {count} threads: {e}"))
+        })?;
         Ok(Threads { pool: Some(pool) })
     }
 
@@ -49,51 +56,65 @@ impl Threads {
 
     /// Threads in use.
     pub fn count(&self) -> usize {
-        self.pool
-            .as_ref()
-            .map_or(1, rayon::ThreadPool::current_num_threads)
+        self.pool.as_ref().map_or(1, Pool::threads)
     }
 
-    /// Runs `f` on the pool (on the caller's thread when single), so that the splits inside it
-    /// are cheap.
-    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
-        }
+    /// Runs `f`. Kept for callers that group a whole inference; the pool needs no set-up.
+    pub fn install<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
     }
 
     /// Calls `f(index, chunk)` for each chunk of `chunk_len` elements of `data` (the last may be
-    /// shorter), in parallel when there is more than one thread; the first error wins.
+    /// shorter), in parallel when there is more than one thread. At most [`MAX_CHUNKS`] chunks
+    /// are made (longer chunks otherwise). The first error wins; a panic in `f` is re-raised.
     pub fn for_each_chunk<T: Send>(
         &self,
         data: &mut [T],
         chunk_len: usize,
-        f: impl Fn(usize, &mut [T]) -> Result<(), LinalgError> + Sync + Send,
+        f: impl Fn(usize, &mut [T]) -> Result<(), LinalgError> + Sync,
     ) -> Result<(), LinalgError> {
-        let chunk_len = chunk_len.max(1);
-        if self.pool.is_none() || data.len() <= chunk_len {
-            return data
-                .chunks_mut(chunk_len)
-                .enumerate()
-                .try_for_each(|(i, chunk)| f(i, chunk));
+        let chunk_len = chunk_len.max(1).max(data.len().div_ceil(MAX_CHUNKS));
+        let pool = match &self.pool {
+            Some(pool) if data.len() > chunk_len => pool,
+            _ => {
+                return data
+                    .chunks_mut(chunk_len)
+                    .enumerate()
+                    .try_for_each(|(i, chunk)| f(i, chunk));
+            }
+        };
+        let count = data.len().div_ceil(chunk_len);
+        let mut chunks = data.chunks_mut(chunk_len);
+        let slots: [Mutex<Option<&mut [T]>>; MAX_CHUNKS] =
+            std::array::from_fn(|_| Mutex::new(chunks.next()));
+        let error: Mutex<Option<LinalgError>> = Mutex::new(None);
+        pool.run(count, &|i| {
+            let chunk = slots
+                .get(i)
+                .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+            if let Some(chunk) = chunk
+                && let Err(e) = f(i, chunk)
+                && let Ok(mut first) = error.lock()
+            {
+                first.get_or_insert(e);
+            }
+        });
+        match error.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
         }
-        self.install(|| {
-            data.par_chunks_mut(chunk_len)
-                .enumerate()
-                .try_for_each(|(i, chunk)| f(i, chunk))
-        })
     }
 
-    /// How to cut `units` units of work (rows, blocks of columns) into chunks: about four per
-    /// thread, so that work stealing can even out uneven chunks, but never below `min_chunk`
-    /// units per chunk. Always 1 chunk when single-threaded.
+    /// How to cut `units` units of work (rows, blocks of columns) into chunks: one per thread,
+    /// so that chunk `t` runs on thread `t` and consecutive operators split alike keep their data
+    /// in the same core's cache, but never below `min_chunk` units per chunk. Always 1 chunk when
+    /// single-threaded.
     pub fn chunk_units(&self, units: usize, min_chunk: usize) -> usize {
         let threads = self.count();
         if threads <= 1 {
             return units.max(1);
         }
-        units.div_ceil(threads * 4).max(min_chunk).max(1)
+        units.div_ceil(threads).max(min_chunk).max(1)
     }
 }
 
@@ -106,15 +127,18 @@ mod tests {
         for threads in [1, 2, 3] {
             let pool = Threads::new(threads).unwrap();
             assert_eq!(pool.count(), threads);
+            for _ in 0..200 {
+                let mut data = vec![0u32; 1000];
+                pool.for_each_chunk(&mut data, 64, |i, chunk| {
+                    for (j, v) in chunk.iter_mut().enumerate() {
+                        *v += (i * 64 + j) as u32;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                assert!(data.iter().enumerate().all(|(i, &v)| v == i as u32));
+            }
             let mut data = vec![0u32; 1000];
-            pool.for_each_chunk(&mut data, 64, |i, chunk| {
-                for (j, v) in chunk.iter_mut().enumerate() {
-                    *v += (i * 64 + j) as u32;
-                }
-                Ok(())
-            })
-            .unwrap();
-            assert!(data.iter().enumerate().all(|(i, &v)| v == i as u32));
             let err = pool.for_each_chunk(&mut data, 10, |i, _| {
                 if i == 7 {
                     Err(LinalgError::mismatch("seven"))
@@ -124,5 +148,25 @@ mod tests {
             });
             assert!(err.is_err());
         }
+    }
+
+    #[test]
+    fn a_panicking_task_is_reraised_and_the_pool_survives() {
+        let pool = Threads::new(2).unwrap();
+        let mut data = vec![0u8; 100];
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.for_each_chunk(&mut data, 10, |i, _| {
+                assert_ne!(i, 3, "task three fails");
+                Ok(())
+            })
+        }));
+        assert!(caught.is_err());
+        let mut data = vec![1u8; 100];
+        pool.for_each_chunk(&mut data, 10, |_, c| {
+            c.iter_mut().for_each(|v| *v = 2);
+            Ok(())
+        })
+        .unwrap();
+        assert!(data.iter().all(|&v| v == 2));
     }
 }

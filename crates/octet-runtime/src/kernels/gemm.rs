@@ -206,7 +206,7 @@ fn eval_error(e: LinalgError) -> RuntimeError {
 
 /// Fewest multiply-adds worth handing to another thread: below this, waking a worker costs
 /// more than the work.
-const MIN_MACS_PER_CHUNK: usize = 1 << 20;
+const MIN_MACS_PER_CHUNK: usize = 1 << 16;
 
 /// The shape of a (possibly grouped) GEMM over an NHWC input or a batch of rows:
 /// `m` output rows, `groups` groups of `depth` input channels each producing `per_group`
