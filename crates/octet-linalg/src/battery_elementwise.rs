@@ -653,3 +653,33 @@ fn bilinear_rows_agree() {
     };
     assert!(k.row_f32(&row, &mut [0.0; 2]).is_err());
 }
+
+#[test]
+fn finite_range_kernels_agree() {
+    use crate::frame::elementwise::FiniteRange;
+    let mut rng = fastrand::Rng::with_seed(0xf1);
+    for case in 0..200 {
+        let len = rng.usize(0..300);
+        let mut values: Vec<f32> = (0..len).map(|_| rng.f32() * 200.0 - 100.0).collect();
+        for _ in 0..rng.usize(0..4) {
+            if len > 0 {
+                let i = rng.usize(0..len);
+                values[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][case % 3];
+            }
+        }
+        let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let expected = (!finite.is_empty()).then(|| {
+            (
+                finite.iter().copied().fold(f32::INFINITY, f32::min),
+                finite.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            )
+        });
+        for isa in crate::Isa::supported() {
+            assert_eq!(
+                FiniteRange::new(isa).run(&values),
+                expected,
+                "{isa}, case {case}"
+            );
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use octet_core::{DType, Model, TensorId};
+use octet_linalg::frame::elementwise::FiniteRange;
 use octet_runtime::{Interpreter, Observation};
 
 use crate::{Calibration, QuantError};
@@ -41,11 +42,22 @@ impl TensorRanges {
         self.ranges.is_empty()
     }
 
-    fn observe(&mut self, obs: Observation<'_>) {
+    fn observe(&mut self, obs: Observation<'_>, range: &FiniteRange) {
         if obs.info.dtype != DType::Float32 {
             return;
         }
-        if let Some((lo, hi)) = finite_range(obs.bytes) {
+        let found = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
+            Ok(values) if cfg!(target_endian = "little") => range.run(values),
+            _ => {
+                let values: Vec<f32> = obs
+                    .bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                range.run(&values)
+            }
+        };
+        if let Some((lo, hi)) = found {
             self.insert(obs.tensor, lo, hi);
         }
     }
@@ -56,26 +68,6 @@ impl TensorRanges {
             self.insert(tensor, lo, hi);
         }
     }
-}
-
-/// The smallest and largest finite values of little-endian float32 `bytes`, if any. Written
-/// with selects rather than `f32::min` so that it vectorises: this runs over every tensor of
-/// every calibration sample.
-fn finite_range(bytes: &[u8]) -> Option<(f32, f32)> {
-    let mut lo = f32::INFINITY;
-    let mut hi = f32::NEG_INFINITY;
-    let mut visit = |v: f32| {
-        let finite = v.is_finite();
-        lo = if finite && v < lo { v } else { lo };
-        hi = if finite && v > hi { v } else { hi };
-    };
-    match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-        Ok(values) if cfg!(target_endian = "little") => values.iter().for_each(|&v| visit(v)),
-        _ => bytes
-            .chunks_exact(4)
-            .for_each(|c| visit(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-    }
-    (lo <= hi).then_some((lo, hi))
 }
 
 /// Runs the float `model` (in octet-runtime) over every sample of `calibration` and returns the
@@ -146,6 +138,7 @@ fn calibrate_samples(
     }
     let mut interpreter = Interpreter::new(model)
         .map_err(|e| QuantError::Unsupported(format!("calibration: cannot run the model: {e}")))?;
+    let range = FiniteRange::new(interpreter.isa());
     for s in samples {
         let sample = &calibration.samples[s];
         if sample.len() != interpreter.num_inputs() {
@@ -170,7 +163,7 @@ fn calibrate_samples(
             })?;
         }
         interpreter
-            .invoke_observed(&mut |obs| ranges.observe(obs))
+            .invoke_observed(&mut |obs| ranges.observe(obs, &range))
             .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))?;
         done(s);
     }

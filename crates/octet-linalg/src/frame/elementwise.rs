@@ -616,6 +616,38 @@ impl F32Unary {
     }
 }
 
+/// The smallest and largest finite value of a float tensor (NaN and infinities skipped), what
+/// calibration records for every tensor of every sample.
+#[derive(Debug, Clone, Copy)]
+pub struct FiniteRange {
+    kernel: Selected<FiniteRangeFn>,
+}
+
+pub(crate) type FiniteRangeFn = fn(&[f32]) -> Option<(f32, f32)>;
+
+impl FiniteRange {
+    /// Picks the kernel for `isa`.
+    pub fn new(isa: Isa) -> Self {
+        let (avx2, avx512) = x86_variants!(
+            crate::x86_64::elementwise::finite_range_avx2 as FiniteRangeFn,
+            crate::x86_64::elementwise::finite_range_avx512 as FiniteRangeFn
+        );
+        FiniteRange {
+            kernel: select(
+                isa,
+                generic::elementwise::finite_range as FiniteRangeFn,
+                avx2,
+                avx512,
+            ),
+        }
+    }
+
+    /// `(min, max)` over the finite values of `x`, `None` when it has none.
+    pub fn run(&self, x: &[f32]) -> Option<(f32, f32)> {
+        (self.kernel.run)(x)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // QUANTIZE and DEQUANTIZE
 // ---------------------------------------------------------------------------------------------

@@ -504,3 +504,34 @@ pub(crate) fn bilinear_i8_body(row: &BilinearRow<'_, i8, i32>, out: &mut [i8]) {
         }
     }
 }
+
+/// Smallest and largest finite value of `x` (see [`FiniteRange`](crate::frame::elementwise::FiniteRange)).
+pub(crate) fn finite_range(x: &[f32]) -> Option<(f32, f32)> {
+    finite_range_body(x)
+}
+
+/// 16 independent minima and maxima kept with selects (no branches, no `f32::min`), so the
+/// compiler vectorises the loop.
+#[inline(always)]
+pub(crate) fn finite_range_body(x: &[f32]) -> Option<(f32, f32)> {
+    const LANES: usize = 16;
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunk) {
+            // Finite: the exponent is not all ones (NaN and the infinities are skipped).
+            let finite = v.to_bits() & 0x7f80_0000 != 0x7f80_0000;
+            *lo = if finite && v < *lo { v } else { *lo };
+            *hi = if finite && v > *hi { v } else { *hi };
+        }
+    }
+    for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunks.remainder()) {
+        let finite = v.to_bits() & 0x7f80_0000 != 0x7f80_0000;
+        *lo = if finite && v < *lo { v } else { *lo };
+        *hi = if finite && v > *hi { v } else { *hi };
+    }
+    let lo = lo.into_iter().fold(f32::INFINITY, f32::min);
+    let hi = hi.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    (lo <= hi).then_some((lo, hi))
+}

@@ -163,6 +163,26 @@ vectorised_kernels!(
     bilinear_i8_avx512
 );
 
+/// Finite range with AVX2 (the generic body compiled for it).
+pub(crate) fn finite_range_avx2(x: &[f32]) -> Option<(f32, f32)> {
+    #[target_feature(enable = "avx2,fma")]
+    fn run(x: &[f32]) -> Option<(f32, f32)> {
+        body::finite_range_body(x)
+    }
+    // SAFETY: handed out only when the CPU supports AVX2 and FMA; `run` is safe code.
+    unsafe { run(x) }
+}
+
+/// Finite range with AVX-512 (the generic body compiled for it).
+pub(crate) fn finite_range_avx512(x: &[f32]) -> Option<(f32, f32)> {
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")]
+    fn run(x: &[f32]) -> Option<(f32, f32)> {
+        body::finite_range_body(x)
+    }
+    // SAFETY: handed out only when the CPU supports AVX-512 F/BW/DQ/VL; `run` is safe code.
+    unsafe { run(x) }
+}
+
 /// 8-bit table lookup with AVX-512 VBMI (safe entry point: checks the lengths). Handed out
 /// only when [`Isa::has_vbmi`](crate::Isa::has_vbmi) is true.
 pub(crate) fn lut8_vbmi(table: &[u8; 256], x: &[u8], out: &mut [u8]) -> Result<(), LinalgError> {
