@@ -674,7 +674,7 @@ fn finite_range_kernels_agree() {
                 finite.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             )
         });
-        for isa in crate::Isa::supported() {
+        for isa in Isa::supported() {
             assert_eq!(
                 FiniteRange::new(isa).run(&values),
                 expected,
