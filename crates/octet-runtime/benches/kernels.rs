@@ -6,9 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use octet_core::builder::{ModelBuilder, TensorSpec};
 use octet_core::{
     ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions, Model,
-    Op, Operator, Padding, QuantParams, Shape, Subgraph, Tensor, TensorId,
+    Op, Padding,
 };
 use octet_runtime::Interpreter;
 
@@ -34,9 +35,9 @@ fn floats(len: usize, seed: u64) -> Vec<u8> {
 
 struct Spec {
     op: Op,
-    input: Vec<i32>,
-    weights: Vec<i32>,
-    output: Vec<i32>,
+    input: Vec<usize>,
+    weights: Vec<usize>,
+    output: Vec<usize>,
     /// Axis of per-channel weight scales.
     channel_axis: usize,
 }
@@ -44,74 +45,45 @@ struct Spec {
 /// A one-operator model: input, constant weights and bias, output; int8 uses per-channel
 /// weights and int32 bias as the TFLite int8 spec requires.
 fn single_op_model(spec: &Spec, dtype: DType) -> Model {
-    let mut model = Model {
-        schema_version: 3,
-        ..Model::default()
-    };
-    let elements = |s: &[i32]| s.iter().product::<i32>() as usize;
-    let channels = spec.weights[spec.channel_axis] as usize;
-    let out_channels = *spec.output.last().unwrap() as usize;
-    let mut sg = Subgraph::default();
-    let mut input = Tensor::new("input", dtype, Shape::new(spec.input.clone()));
-    let mut weights = Tensor::new("weights", dtype, Shape::new(spec.weights.clone()));
-    let mut bias = Tensor::new(
-        "bias",
-        if dtype == DType::Int8 {
-            DType::Int32
-        } else {
-            DType::Float32
-        },
-        Shape::new(vec![out_channels as i32]),
-    );
-    let mut output = Tensor::new("output", dtype, Shape::new(spec.output.clone()));
-    if dtype == DType::Int8 {
-        input.quant = Some(QuantParams::per_tensor(0.02, -3));
-        output.quant = Some(QuantParams::per_tensor(0.05, 5));
+    let elements = |s: &[usize]| s.iter().product::<usize>();
+    let channels = spec.weights[spec.channel_axis];
+    let out_channels = *spec.output.last().unwrap();
+    let mut input = TensorSpec::new(dtype, &spec.input);
+    let mut weights = TensorSpec::new(dtype, &spec.weights);
+    let mut output = TensorSpec::new(dtype, &spec.output);
+    let (bias, weight_bytes, bias_bytes) = if dtype == DType::Int8 {
+        input = input.per_tensor(0.02, -3);
+        output = output.per_tensor(0.05, 5);
         let scales: Vec<f32> = (0..channels).map(|c| 0.001 + c as f32 * 1e-5).collect();
-        weights.quant = Some(QuantParams::per_axis(
-            scales.clone(),
-            vec![0; channels],
-            spec.channel_axis as i32,
-        ));
-        bias.quant = Some(QuantParams::per_axis(
-            scales.iter().map(|s| s * 0.02).collect(),
-            vec![0; channels],
-            0,
-        ));
-        weights.buffer = model
-            .add_buffer(
-                pseudo_random_bytes(elements(&spec.weights), 1)
-                    .iter()
-                    .map(|b| if *b == 128 { 129 } else { *b })
-                    .collect(),
-            )
-            .unwrap();
-        bias.buffer = model
-            .add_buffer(
-                (0..out_channels)
-                    .flat_map(|c| (c as i32 * 17 - 100).to_le_bytes())
-                    .collect(),
-            )
-            .unwrap();
+        weights = weights.per_axis(scales.clone(), spec.channel_axis as i32);
+        let bias = TensorSpec::new(DType::Int32, &[out_channels])
+            .per_axis(scales.iter().map(|s| s * 0.02).collect(), 0);
+        let weight_bytes = pseudo_random_bytes(elements(&spec.weights), 1)
+            .iter()
+            .map(|b| if *b == 128 { 129 } else { *b })
+            .collect();
+        let bias_bytes = (0..out_channels)
+            .flat_map(|c| (c as i32 * 17 - 100).to_le_bytes())
+            .collect();
+        (bias, weight_bytes, bias_bytes)
     } else {
-        weights.buffer = model
-            .add_buffer(floats(elements(&spec.weights), 1))
-            .unwrap();
-        bias.buffer = model.add_buffer(floats(out_channels, 2)).unwrap();
-    }
-    let ids: Vec<TensorId> = [input, weights, bias, output]
-        .into_iter()
-        .map(|t| sg.add_tensor(t).unwrap())
-        .collect();
-    sg.inputs = vec![ids[0]];
-    sg.outputs = vec![ids[3]];
-    sg.operators.push(Operator::new(
+        let bias = TensorSpec::new(DType::Float32, &[out_channels]);
+        (
+            bias,
+            floats(elements(&spec.weights), 1),
+            floats(out_channels, 2),
+        )
+    };
+    ModelBuilder::one_op(
         spec.op.clone(),
-        vec![Some(ids[0]), Some(ids[1]), Some(ids[2])],
-        vec![ids[3]],
-    ));
-    model.subgraphs.push(sg);
-    model
+        vec![
+            Some((input, None)),
+            Some((weights, Some(weight_bytes))),
+            Some((bias, Some(bias_bytes))),
+        ],
+        vec![output],
+    )
+    .unwrap()
 }
 
 fn specs() -> Vec<(&'static str, Spec)> {
