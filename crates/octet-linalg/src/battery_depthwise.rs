@@ -301,6 +301,114 @@ fn q8_depthwise_kernels_agree_with_generic_and_reference() {
     }
 }
 
+/// Model-like quantization (outputs spread over the whole range, many values near rounding
+/// boundaries): every kernel against the generic one, on wide images (long runs) with the
+/// channel counts of real models.
+#[test]
+fn q8_depthwise_kernels_agree_on_model_like_scales() {
+    let kernels = Q8DwUkernel::all();
+    let mut rng = Rng::new(0x5ca1e);
+    let mut fast = 0;
+    for case in 0..120 {
+        let (f, stride) = match case % 4 {
+            0 | 1 => (3, 1),
+            2 => (5, 1),
+            _ => (3, 2),
+        };
+        let c = [8, 16, 24, 32, 64, 144, 3, 70][case % 8];
+        let size = rng.usize(5..=20);
+        let pad = f / 2;
+        let window = Window2d {
+            batches: 1,
+            in_h: size,
+            in_w: size + 3,
+            out_h: (size + 2 * pad - f) / stride + 1,
+            out_w: (size + 3 + 2 * pad - f) / stride + 1,
+            filter_h: f,
+            filter_w: f,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+        };
+        let ks = window.taps();
+        let signed = case % 5 != 4;
+        let zero_point: i32 = if signed {
+            rng.usize(0..=255) as i32 - 128
+        } else {
+            rng.usize(0..=255) as i32
+        };
+        let input: Vec<u8> = (0..window.input_pixels() * c)
+            .map(|_| rng.usize(0..=255) as u8)
+            .collect();
+        let weights: Vec<u8> = (0..ks * c)
+            .map(|_| (rng.usize(0..=254) as i32 - 127) as i8 as u8)
+            .collect();
+        let bias: Vec<i32> = (0..c)
+            .map(|_| rng.usize(0..=40_000) as i32 - 20_000)
+            .collect();
+        let multipliers: Vec<QuantizedMultiplier> = (0..c)
+            .map(|_| {
+                let real =
+                    (0.5 + rng.usize(0..=1000) as f64 / 1000.0) * 1e-3 * (case % 7 + 1) as f64;
+                octet_core::fixed_point::quantize_multiplier(real).unwrap()
+            })
+            .collect();
+        let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+        let output_zero_point = rng.usize(0..=255) as i32 + lo;
+        let (min, max) = if case % 3 == 0 {
+            (output_zero_point, hi)
+        } else {
+            (lo, hi)
+        };
+        let params = Q8DwParams {
+            signed,
+            input_offset: -zero_point,
+            weight_offset: 0,
+            multipliers: &multipliers,
+            output_zero_point,
+            min,
+            max,
+        };
+        let plan = DwPlan::new(&window, c).unwrap();
+        let generic = kernels[0];
+        let reference =
+            PackedQ8Depthwise::with_ukernel(generic, plan.clone(), &weights, Some(&bias), &params)
+                .unwrap();
+        let mut expected = vec![0u8; window.output_pixels() * c];
+        reference
+            .run(&input, 0..plan.rows(), &mut expected)
+            .unwrap();
+        for &kernel in &kernels[1..] {
+            let dw = PackedQ8Depthwise::with_ukernel(
+                kernel,
+                plan.clone(),
+                &weights,
+                Some(&bias),
+                &params,
+            )
+            .unwrap();
+            fast += usize::from(dw.fast_requant());
+            let mut out = vec![0xaa; expected.len()];
+            let split = plan.rows() / 2;
+            let (a, b) = out.split_at_mut(split * plan.row_len());
+            dw.run(&input, 0..split, a).unwrap();
+            dw.run(&input, split..plan.rows(), b).unwrap();
+            assert_eq!(
+                out,
+                expected,
+                "{}, case {case}: c {c}, {window:?}",
+                kernel.info().name
+            );
+        }
+    }
+    if crate::Isa::Avx512Vnni.is_supported() {
+        assert!(fast > 80, "the float requantization ran {fast} times");
+    }
+}
+
 #[test]
 fn plan_segments_cover_every_pixel_once() {
     let mut rng = Rng::new(5);

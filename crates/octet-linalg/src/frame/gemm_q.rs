@@ -274,25 +274,7 @@ impl OutputStage<'_> {
     }
 }
 
-/// TFLite's double-rounding `MultiplyByQuantizedMultiplier` written the way the SIMD kernels
-/// compute it: `x = acc << left` (wrapping; 0 for `left >= 32`), then the rounding doubling
-/// high product `(x * m + 2^30) >> 31` in 64 bits (exact for `m >= 0`, where the saturating
-/// case of `SaturatingRoundingDoublingHighMul` cannot occur), then `RoundingDivideByPOT` by
-/// `right` (ties away from zero).
-#[inline]
-pub fn requantize_fixed(acc: i32, multiplier: i32, left: i32, right: i32) -> i32 {
-    let x = if left >= 32 {
-        0
-    } else {
-        acc.wrapping_shl(left.max(0) as u32)
-    };
-    let high = ((i64::from(x) * i64::from(multiplier) + (1 << 30)) >> 31) as i32;
-    let right = right.clamp(0, 31);
-    let mask = ((1i64 << right) - 1) as i32;
-    let remainder = high & mask;
-    let threshold = (mask >> 1) + i32::from(high < 0);
-    (high >> right) + i32::from(remainder > threshold)
-}
+pub use crate::frame::requant::requantize_fixed;
 
 /// The per-column requantization of a packed GEMM, padded to whole blocks.
 #[derive(Debug, Clone)]

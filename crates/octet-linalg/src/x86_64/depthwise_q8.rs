@@ -9,8 +9,10 @@
 
 use std::arch::x86_64::*;
 
-use super::requant::{requant_avx2, requant_avx512};
-use crate::frame::depthwise::{DwTile, DwUkernelInfo, Q8DwUkernel, Q8OutputStage};
+use super::requant::{fast_requant_avx512, requant_avx2, requant_avx512};
+use crate::frame::depthwise::{
+    DOT4_MAX_TAPS, Dot4Pack, DwTile, DwUkernelInfo, Q8DwUkernel, Q8OutputStage,
+};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError, generic};
 
@@ -382,6 +384,178 @@ q8_dw_kernel!(
     stage_512
 );
 
+// ---------------------------------------------------------------------------------------------
+// AVX-512 VNNI: four taps per `vpdpbusd` over chunks of 64 elements (see `Dot4Pack`).
+
+/// Safe entry point of the 4-tap dot-product kernel: checks the segment and the packed
+/// operands, then runs the SIMD body.
+fn entry_dot4(
+    tile: &DwTile<'_, u8, i32, i32>,
+    pack: &Dot4Pack,
+    out: &mut [u8],
+) -> Result<(), LinalgError> {
+    pack.check(tile, out.len())?;
+    // SAFETY: `check` proved that every in-image tap of every pixel reads `channels` bytes
+    // inside `input`, that the taps fit the packed groups, that the packed operands cover the
+    // period, and that `out` holds `pixels * channels` bytes; the kernel is only handed out on
+    // CPUs with AVX-512 F/BW/DQ/VL and VNNI.
+    unsafe {
+        match (pack.signed, pack.fast.is_some()) {
+            (true, true) => dot4_body::<true, true>(tile, pack, out.as_mut_ptr()),
+            (true, false) => dot4_body::<true, false>(tile, pack, out.as_mut_ptr()),
+            (false, true) => dot4_body::<false, true>(tile, pack, out.as_mut_ptr()),
+            (false, false) => dot4_body::<false, false>(tile, pack, out.as_mut_ptr()),
+        }
+    }
+    Ok(())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn dot4_body<const S: bool, const FAST: bool>(
+    tile: &DwTile<'_, u8, i32, i32>,
+    pack: &Dot4Pack,
+    out: *mut u8,
+) {
+    // SAFETY: see the entry point: a tap pointer plus any offset below `pixels * channels`
+    // (run mode) or `p * step + channels` (pixel mode) stays inside `input`.
+    unsafe {
+        let mut ptrs = [std::ptr::null::<u8>(); DOT4_MAX_TAPS + 4];
+        for (t, &offset) in tile.taps.iter().enumerate() {
+            if offset != PAD {
+                ptrs[t] = tile.input.as_ptr().add(offset as usize);
+            }
+        }
+        let ptrs = &ptrs[..4 * pack.groups];
+        let c = tile.channels;
+        if tile.step == c {
+            dot4_run::<S, FAST>(pack, ptrs, 0, tile.pixels * c, out);
+        } else {
+            for p in 0..tile.pixels {
+                dot4_run::<S, FAST>(pack, ptrs, p * tile.step, c, out.add(p * c));
+            }
+        }
+    }
+}
+
+/// One run of `len` elements: tap `t` reads from `ptrs[t] + advance` (a null pointer: the
+/// padding value), element `i` of the run is channel `i % channels`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot4_run<const S: bool, const FAST: bool>(
+    pack: &Dot4Pack,
+    ptrs: &[*const u8],
+    advance: usize,
+    len: usize,
+    out: *mut u8,
+) {
+    // SAFETY: the loads read `count` bytes at `ptrs[t] + advance + i`, `i + count <= len`,
+    // inside the input (see the entry point); the packed operands hold `groups * period * 4`
+    // weights and `period` of everything else, and `block * 64 + 64 <= period`.
+    unsafe {
+        let blocks = pack.period / 64;
+        let zero = _mm512_set1_epi8(pack.zero as i8);
+        let flip = _mm512_set1_epi8(0x80u8 as i8);
+        let group_stride = pack.period * 4;
+        let zp = _mm512_set1_epi32(pack.zero_point);
+        let (lo32, hi32) = (_mm512_set1_epi32(pack.min), _mm512_set1_epi32(pack.max));
+        let (lo8, hi8) = (
+            _mm512_set1_epi8(pack.min as i8),
+            _mm512_set1_epi8(pack.max as i8),
+        );
+        let mut block = 0;
+        let mut i = 0;
+        while i < len {
+            let count = (len - i).min(64);
+            let mask: __mmask64 = if count == 64 {
+                u64::MAX
+            } else {
+                (1u64 << count) - 1
+            };
+            let lanes = block * 64;
+            let bias = pack.bias.as_ptr().add(lanes);
+            let mut acc = [
+                _mm512_loadu_si512(bias.cast()),
+                _mm512_loadu_si512(bias.add(16).cast()),
+                _mm512_loadu_si512(bias.add(32).cast()),
+                _mm512_loadu_si512(bias.add(48).cast()),
+            ];
+            let load = |t: usize| {
+                let p = ptrs[t];
+                if p.is_null() {
+                    zero
+                } else {
+                    let v = _mm512_maskz_loadu_epi8(mask, p.add(advance + i).cast());
+                    if S { _mm512_xor_si512(v, flip) } else { v }
+                }
+            };
+            let mut w = pack.weights.as_ptr().add(lanes * 4);
+            for g in 0..pack.groups {
+                let t = 4 * g;
+                let (t0, t1, t2, t3) = (load(t), load(t + 1), load(t + 2), load(t + 3));
+                let a = _mm512_unpacklo_epi8(t0, t1);
+                let b = _mm512_unpackhi_epi8(t0, t1);
+                let c = _mm512_unpacklo_epi8(t2, t3);
+                let d = _mm512_unpackhi_epi8(t2, t3);
+                let x = [
+                    _mm512_unpacklo_epi16(a, c),
+                    _mm512_unpackhi_epi16(a, c),
+                    _mm512_unpacklo_epi16(b, d),
+                    _mm512_unpackhi_epi16(b, d),
+                ];
+                for k in 0..4 {
+                    let wk = _mm512_loadu_si512(w.add(64 * k).cast());
+                    acc[k] = _mm512_dpbusd_epi32(acc[k], x[k], wk);
+                }
+                w = w.add(group_stride);
+            }
+            let mut q = [_mm512_setzero_si512(); 4];
+            let mut exact = !FAST;
+            if let (true, Some(fast)) = (FAST, pack.fast.as_ref()) {
+                let window = _mm512_set1_ps(fast.window);
+                let mut ambiguous: __mmask16 = 0;
+                for k in 0..4 {
+                    let o = lanes + 16 * k;
+                    q[k] = fast_requant_avx512(
+                        acc[k],
+                        _mm512_loadu_ps(fast.scale.as_ptr().add(o)),
+                        _mm512_loadu_ps(fast.offset.as_ptr().add(o)),
+                        _mm512_loadu_ps(fast.offset_neg.as_ptr().add(o)),
+                        _mm512_loadu_si512(fast.threshold.as_ptr().add(o).cast()),
+                        window,
+                        &mut ambiguous,
+                    );
+                }
+                exact = ambiguous != 0;
+            }
+            if exact {
+                for k in 0..4 {
+                    let o = lanes + 16 * k;
+                    let y = requant_avx512(
+                        acc[k],
+                        _mm512_loadu_si512(pack.multiplier.as_ptr().add(o).cast()),
+                        _mm512_loadu_si512(pack.left.as_ptr().add(o).cast()),
+                        _mm512_loadu_si512(pack.right.as_ptr().add(o).cast()),
+                    );
+                    q[k] = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(y, zp), lo32), hi32);
+                }
+            }
+            let w01 = _mm512_packs_epi32(q[0], q[1]);
+            let w23 = _mm512_packs_epi32(q[2], q[3]);
+            let bytes = if S {
+                _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(w01, w23), lo8), hi8)
+            } else {
+                _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(w01, w23), lo8), hi8)
+            };
+            _mm512_mask_storeu_epi8(out.add(i).cast(), mask, bytes);
+            i += 64;
+            block += 1;
+            if block == blocks {
+                block = 0;
+            }
+        }
+    }
+}
+
 const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernelInfo {
     DwUkernelInfo {
         isa,
@@ -391,7 +565,7 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
     }
 }
 
-pub(super) const UKERNELS: [Q8DwUkernel; 3] = [
+pub(super) const UKERNELS: [Q8DwUkernel; 4] = [
     Q8DwUkernel::new(info(Isa::Avx2, "q8 dw 8 avx2", 8, 0), entry_avx2::<8>),
     Q8DwUkernel::new(
         info(Isa::Avx512, "q8 dw 16 avx512", 16, 0),
@@ -400,5 +574,9 @@ pub(super) const UKERNELS: [Q8DwUkernel; 3] = [
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 avx512vnni", 16, 0),
         entry_vnni::<8>,
+    ),
+    Q8DwUkernel::new_dot4(
+        info(Isa::Avx512Vnni, "q8 dw dot4 avx512vnni", 64, 0),
+        entry_dot4,
     ),
 ];

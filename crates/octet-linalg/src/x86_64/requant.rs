@@ -80,6 +80,30 @@ pub(super) fn requant_avx512(
     _mm512_mask_add_epi32(quotient, round_up, quotient, one)
 }
 
+/// The checked float requantization of [`FastRequant`](crate::frame::requant::FastRequant) on
+/// 16 accumulators: the requantized value plus the zero point (before the clamp), with the
+/// lanes too close to a rounding boundary to be trusted added to `ambiguous` (their value is
+/// then meaningless; the caller recomputes them with [`requant_avx512`]).
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline]
+pub(super) fn fast_requant_avx512(
+    acc: __m512i,
+    scale: __m512,
+    offset: __m512,
+    offset_neg: __m512,
+    threshold: __m512i,
+    window: __m512,
+    ambiguous: &mut __mmask16,
+) -> __m512i {
+    let negative = _mm512_cmplt_epi32_mask(acc, threshold);
+    let c = _mm512_mask_blend_ps(negative, offset, offset_neg);
+    let f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, c);
+    // f - floor(f) (imm: no fraction bits kept, round down, precision exception suppressed).
+    let frac = _mm512_reduce_ps::<0b0000_1001>(f);
+    *ambiguous |= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(frac, window);
+    _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(f)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // test code
