@@ -168,6 +168,9 @@ impl FastRequant {
         let r = reach + 4.0;
         let c_max = f64::from(zero_point).abs() + 2.0;
         let e = r * (3.0 * U + 3.0 * U * U + U * U * U) + c_max * (2.0 * U + U * U);
+        if 2.0 * e > MAX_WINDOW {
+            return None;
+        }
         let w = (e + 2.0 * U) as f32;
         // Round up so that `w >= e + s` holds for the f32 value too.
         let w = f32::from_bits(w.to_bits() + 1);

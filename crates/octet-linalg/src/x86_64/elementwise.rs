@@ -16,6 +16,7 @@ use crate::frame::elementwise::{
 use crate::frame::requant::FastSum;
 use crate::frame::gemm_f32::F32Clamp;
 use crate::generic::elementwise as body;
+use super::requant::{Fixed256, Fixed512};
 
 /// Generates the safe entry points of every auto-vectorised family for one instruction set.
 macro_rules! vectorised_kernels {
@@ -241,51 +242,6 @@ unsafe fn lut8_vbmi_body(table: &[u8; 256], x: &[u8], out: &mut [u8]) {
 // AVX-512 8-bit ADD/SUB and PRELU, written with intrinsics
 // ---------------------------------------------------------------------------------------------
 
-/// A multiplier broadcast into the lanes of [`mbqm16`].
-#[derive(Clone, Copy)]
-struct MultVec {
-    multiplier: __m512i,
-    left: __m512i,
-    right: __m512i,
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-fn mult_vec(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec {
-    MultVec {
-        multiplier: _mm512_set1_epi32(m.multiplier),
-        left: _mm512_set1_epi32(m.shift.clamp(0, 31)),
-        right: _mm512_set1_epi32((-m.shift).clamp(0, 31)),
-    }
-}
-
-/// `MultiplyByQuantizedMultiplier` on 16 lanes, each with its own multiplier and shifts
-/// (multipliers non-negative, shifts in `0..=31`, as the frame validates; the saturating
-/// `MIN * MIN` case of the doubling high multiply cannot occur with a non-negative multiplier).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-fn mbqm16(x: __m512i, m: MultVec) -> __m512i {
-    let x = _mm512_sllv_epi32(x, m.left);
-    // (x * m + 2^30) >> 31 on the even and the odd lanes, as 64-bit products.
-    let nudge = _mm512_set1_epi64(1 << 30);
-    let even = _mm512_mul_epi32(x, m.multiplier);
-    let odd = _mm512_mul_epi32(
-        _mm512_srli_epi64(x, 32),
-        _mm512_srli_epi64(m.multiplier, 32),
-    );
-    let even = _mm512_srai_epi64(_mm512_add_epi64(even, nudge), 31);
-    let odd = _mm512_slli_epi64(_mm512_add_epi64(odd, nudge), 1);
-    let high = _mm512_mask_blend_epi32(0xAAAA, even, odd);
-    // Rounding divide by 2^right, ties away from zero.
-    let one = _mm512_set1_epi32(1);
-    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, m.right), one);
-    let remainder = _mm512_and_si512(high, mask);
-    let threshold = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(high, 31));
-    let quotient = _mm512_srav_epi32(high, m.right);
-    let round_up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-    _mm512_mask_add_epi32(quotient, round_up, quotient, one)
-}
-
 /// Loads `count` (at most 16) 8-bit values at `src` widened to `i32` lanes (sign- or
 /// zero-extended as `T` is signed or not).
 ///
@@ -388,7 +344,7 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
     out: &mut [T],
 ) {
     let params = &p.params;
-    let output = mult_vec(params.output_multiplier);
+    let output = Fixed512::splat(params.output_multiplier);
     let zo = _mm512_set1_epi32(params.output_offset);
     let lo = _mm512_set1_epi32(params.act_min);
     let hi = _mm512_set1_epi32(params.act_max);
@@ -407,7 +363,7 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
             while i < x.len() {
                 let count = (x.len() - i).min(16);
                 let a = lookup(xt, load_widen(x.as_ptr().add(i), count), byte);
-                let r = mbqm16(combine(op, a, b), output);
+                let r = output.apply(combine(op, a, b));
                 store_narrow(out.as_mut_ptr().add(i), count, r, zo, lo, hi);
                 i += 16;
             }
@@ -420,7 +376,7 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
                 let count = (period - c).min(16);
                 let a = lookup(xt, load_widen(x.as_ptr().add(row + c), count), byte);
                 let b = lookup(yt, load_widen(y.as_ptr().add(c), count), byte);
-                let r = mbqm16(combine(op, a, b), output);
+                let r = output.apply(combine(op, a, b));
                 store_narrow(out.as_mut_ptr().add(row + c), count, r, zo, lo, hi);
                 c += 16;
             }
@@ -596,7 +552,7 @@ unsafe fn quant_prelu8_fast<T: QuantElem>(
                 _mm512_loadu_si512(t.add(128).cast()),
                 _mm512_loadu_si512(t.add(192).cast()),
             ],
-            alpha_mult: mult_vec(p.alpha_multiplier),
+            alpha_mult: Fixed512::splat(p.alpha_multiplier),
             xo: _mm512_set1_epi32(p.input_offset),
             zo: _mm512_set1_epi32(p.output_offset),
             scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
@@ -669,8 +625,8 @@ pub(crate) fn quant_prelu_avx512<T: QuantElem>(
 /// The two branches' multipliers of PRELU.
 #[derive(Clone, Copy)]
 struct Prelu16 {
-    identity: MultVec,
-    alpha: MultVec,
+    identity: Fixed512,
+    alpha: Fixed512,
     zero: __m512i,
 }
 
@@ -681,20 +637,14 @@ impl Prelu16 {
     fn apply(self, v: __m512i, alpha: __m512i) -> __m512i {
         let negative = _mm512_cmplt_epi32_mask(v, self.zero);
         let acc = _mm512_mask_mullo_epi32(v, negative, v, alpha);
-        let pick = |a: __m512i, b: __m512i| _mm512_mask_blend_epi32(negative, a, b);
-        let m = MultVec {
-            multiplier: pick(self.identity.multiplier, self.alpha.multiplier),
-            left: pick(self.identity.left, self.alpha.left),
-            right: pick(self.identity.right, self.alpha.right),
-        };
-        mbqm16(acc, m)
+        self.identity.select(negative, self.alpha).apply(acc)
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
-    let identity = mult_vec(p.identity_multiplier);
-    let alpha_mult = mult_vec(p.alpha_multiplier);
+    let identity = Fixed512::splat(p.identity_multiplier);
+    let alpha_mult = Fixed512::splat(p.alpha_multiplier);
     let xo = _mm512_set1_epi32(p.input_offset);
     let zo = _mm512_set1_epi32(p.output_offset);
     let lo = _mm512_set1_epi32(p.min);
@@ -919,7 +869,7 @@ fn pack_bytes<T: QuantElem>(v: [__m512i; 4]) -> __m512i {
 #[derive(Clone, Copy)]
 struct PreluVbmi {
     table: [__m512i; 4],
-    alpha_mult: MultVec,
+    alpha_mult: Fixed512,
     xo: __m512i,
     zo: __m512i,
     scalar_alpha: __m512i,
@@ -997,7 +947,7 @@ impl PreluVbmi {
                     }
                 };
                 let product = _mm512_mullo_epi32(v, a);
-                *n = _mm512_add_epi32(mbqm16(product, self.alpha_mult), self.zo);
+                *n = _mm512_add_epi32(self.alpha_mult.apply(product), self.zo);
             }
             let negative = pack_bytes::<T>(negative);
             let result = _mm512_mask_blend_epi8(self.below::<T>(bytes), positive, negative);
@@ -1023,7 +973,7 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
                 _mm512_loadu_si512(t.add(128).cast()),
                 _mm512_loadu_si512(t.add(192).cast()),
             ],
-            alpha_mult: mult_vec(p.alpha_multiplier),
+            alpha_mult: Fixed512::splat(p.alpha_multiplier),
             xo: _mm512_set1_epi32(p.input_offset),
             zo: _mm512_set1_epi32(p.output_offset),
             scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
@@ -1077,49 +1027,6 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
 // AVX2 8-bit ADD/SUB with intrinsics (8 lanes, table lookups by `vpgatherdd`)
 // ---------------------------------------------------------------------------------------------
 
-/// A multiplier broadcast into the lanes of [`mbqm8`].
-#[derive(Clone, Copy)]
-struct MultVec8 {
-    multiplier: __m256i,
-    left: __m256i,
-    right: __m256i,
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mult_vec8(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec8 {
-    MultVec8 {
-        multiplier: _mm256_set1_epi32(m.multiplier),
-        left: _mm256_set1_epi32(m.shift.clamp(0, 31)),
-        right: _mm256_set1_epi32((-m.shift).clamp(0, 31)),
-    }
-}
-
-/// [`mbqm16`] on 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mbqm8(x: __m256i, m: MultVec8) -> __m256i {
-    let x = _mm256_sllv_epi32(x, m.left);
-    let nudge = _mm256_set1_epi64x(1 << 30);
-    let even = _mm256_mul_epi32(x, m.multiplier);
-    let odd = _mm256_mul_epi32(
-        _mm256_srli_epi64(x, 32),
-        _mm256_srli_epi64(m.multiplier, 32),
-    );
-    // AVX2 has no 64-bit arithmetic shift: the high dword of (p + nudge) << 1 is bits 31..62
-    // of p + nudge, which is (p + nudge) >> 31 as the result fits in 32 bits.
-    let even = _mm256_srli_epi64(_mm256_slli_epi64(_mm256_add_epi64(even, nudge), 1), 32);
-    let odd = _mm256_slli_epi64(_mm256_add_epi64(odd, nudge), 1);
-    let high = _mm256_blend_epi32::<0b1010_1010>(even, odd);
-    let one = _mm256_set1_epi32(1);
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, m.right), one);
-    let remainder = _mm256_and_si256(high, mask);
-    let threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(high, 31));
-    let quotient = _mm256_srav_epi32(high, m.right);
-    // cmpgt gives -1 where the quotient rounds up.
-    _mm256_sub_epi32(quotient, _mm256_cmpgt_epi32(remainder, threshold))
-}
-
 /// Quantized binary op on AVX2: 8-bit ADD/SUB with intrinsics; other cases run the
 /// auto-vectorised body.
 pub(crate) fn quant_binary_avx2<T: QuantElem>(
@@ -1169,7 +1076,7 @@ unsafe fn quant_binary8_avx2<T: QuantElem>(
 ) {
     use crate::frame::elementwise::QuantBinaryOp;
     let params = &p.params;
-    let output = mult_vec8(params.output_multiplier);
+    let output = Fixed256::splat(params.output_multiplier);
     let zo = _mm256_set1_epi32(params.output_offset);
     let lo = _mm256_set1_epi32(params.act_min);
     let hi = _mm256_set1_epi32(params.act_max);
@@ -1188,7 +1095,7 @@ unsafe fn quant_binary8_avx2<T: QuantElem>(
                 QuantBinaryOp::Sub => _mm256_sub_epi32(a, b),
                 _ => _mm256_sub_epi32(b, a),
             };
-            let r = _mm256_add_epi32(mbqm8(raw, output), zo);
+            let r = _mm256_add_epi32(output.apply(raw), zo);
             let r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
             let mut lanes = [0i32; 8];
             _mm256_storeu_si256(lanes.as_mut_ptr().cast(), r);

@@ -15,6 +15,7 @@ use crate::frame::gemm_q::{
     OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant, check_convert,
 };
 use crate::frame::window::PAD;
+use super::requant::{Fixed512, fast_requant_avx512};
 use crate::{Isa, LinalgError};
 
 /// Where a kernel stores its output: a raw pointer of the output's element type.
@@ -35,19 +36,24 @@ impl OutPtr {
     }
 }
 
+/// The checked float form's operands for 16 columns.
+#[derive(Clone, Copy)]
+struct Checked512 {
+    scale: __m512,
+    offset: __m512,
+    offset_neg: __m512,
+    threshold: __m512i,
+    window: __m512,
+}
+
 /// The output-stage parameters of one vector of 16 columns, loaded once per block (on the
 /// stack: the size difference of the variants costs nothing).
 #[derive(Clone, Copy)]
 #[allow(clippy::large_enum_variant)]
 enum Params512 {
     Fixed {
-        multiplier: __m512i,
-        multiplier_odd: __m512i,
-        left: __m512i,
-        right: __m512i,
-        mask: __m512i,
-        half: __m512i,
-        any_left: bool,
+        fixed: Fixed512,
+        checked: Option<Checked512>,
     },
     Double {
         low: __m512d,
@@ -64,29 +70,24 @@ impl Params512 {
     unsafe fn load(stage: &OutputStage<'_>, first: usize) -> Params512 {
         // SAFETY: the caller guarantees 16 elements from `first` in every slice.
         unsafe {
+            let ld = |v: &[i32]| _mm512_loadu_si512(v.as_ptr().add(first).cast());
             match stage.requant {
                 StageRequant::Fixed {
                     multiplier,
                     left,
                     right,
                     any_left,
-                } => {
-                    let multiplier = _mm512_loadu_si512(multiplier.as_ptr().add(first).cast());
-                    let right = _mm512_loadu_si512(right.as_ptr().add(first).cast());
-                    let mask = _mm512_sub_epi32(
-                        _mm512_sllv_epi32(_mm512_set1_epi32(1), right),
-                        _mm512_set1_epi32(1),
-                    );
-                    Params512::Fixed {
-                        multiplier,
-                        multiplier_odd: _mm512_srli_epi64::<32>(multiplier),
-                        left: _mm512_loadu_si512(left.as_ptr().add(first).cast()),
-                        right,
-                        mask,
-                        half: _mm512_srli_epi32::<1>(mask),
-                        any_left,
-                    }
-                }
+                    checked,
+                } => Params512::Fixed {
+                    fixed: Fixed512::new(ld(multiplier), ld(left), ld(right), any_left),
+                    checked: checked.map(|c| Checked512 {
+                        scale: _mm512_loadu_ps(c.scale.as_ptr().add(first)),
+                        offset: _mm512_loadu_ps(c.offset.as_ptr().add(first)),
+                        offset_neg: _mm512_loadu_ps(c.offset_neg.as_ptr().add(first)),
+                        threshold: ld(c.threshold),
+                        window: _mm512_set1_ps(c.window),
+                    }),
+                },
                 StageRequant::Double { scale } => Params512::Double {
                     low: _mm512_loadu_pd(scale.as_ptr().add(first)),
                     high: _mm512_loadu_pd(scale.as_ptr().add(first + 8)),
@@ -111,7 +112,7 @@ fn round_half_away_512(p: __m512d) -> __m512d {
 
 /// The output stage on 16 accumulators: requantize, add the zero point, clamp.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
 fn finish_512(
     acc: __m512i,
     p: &Params512,
@@ -120,39 +121,24 @@ fn finish_512(
     hi: __m512i,
 ) -> __m512i {
     let scaled = match *p {
-        Params512::Fixed {
-            multiplier,
-            multiplier_odd,
-            left,
-            right,
-            mask,
-            half,
-            any_left,
-        } => {
-            let x = if any_left {
-                _mm512_sllv_epi32(acc, left)
-            } else {
-                acc
-            };
-            // (x * m + 2^30) >> 31 per lane: even lanes in the low halves of 64-bit products,
-            // odd lanes in the high halves after the shift by 1.
-            let round = _mm512_set1_epi64(1 << 30);
-            let even = _mm512_add_epi64(_mm512_mul_epi32(x, multiplier), round);
-            let odd = _mm512_add_epi64(
-                _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), multiplier_odd),
-                round,
-            );
-            let high = _mm512_mask_blend_epi32(
-                0xAAAA,
-                _mm512_srli_epi64::<31>(even),
-                _mm512_slli_epi64::<1>(odd),
-            );
-            // Rounding divide by 2^right, ties away from zero.
-            let remainder = _mm512_and_si512(high, mask);
-            let threshold = _mm512_add_epi32(half, _mm512_srli_epi32::<31>(high));
-            let quotient = _mm512_srav_epi32(high, right);
-            let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-            _mm512_mask_add_epi32(quotient, up, quotient, _mm512_set1_epi32(1))
+        Params512::Fixed { fixed, checked } => {
+            if let Some(c) = checked {
+                let mut ambiguous = 0;
+                let q = fast_requant_avx512(
+                    acc,
+                    c.scale,
+                    c.offset,
+                    c.offset_neg,
+                    c.threshold,
+                    c.window,
+                    &mut ambiguous,
+                );
+                if ambiguous == 0 {
+                    // The float form includes the zero point.
+                    return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+                }
+            }
+            fixed.apply(acc)
         }
         Params512::Double { low, high } => {
             let lo_acc = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
@@ -371,7 +357,7 @@ q_gemm_512!(
     entry_vnni,
     rows_vnni,
     body_vnni,
-    "avx512f,avx512bw,avx512vnni",
+    "avx512f,avx512bw,avx512dq,avx512vnni",
     u8,
     i8,
     4,
@@ -382,7 +368,7 @@ q_gemm_512!(
     entry_madd,
     rows_madd,
     body_madd,
-    "avx512f,avx512bw",
+    "avx512f,avx512bw,avx512dq",
     i16,
     i16,
     2,
@@ -393,7 +379,7 @@ q_gemm_512!(
     entry_wssd,
     rows_wssd,
     body_wssd,
-    "avx512f,avx512bw,avx512vnni",
+    "avx512f,avx512bw,avx512dq,avx512vnni",
     i16,
     i16,
     2,
