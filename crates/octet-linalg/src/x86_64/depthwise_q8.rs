@@ -437,6 +437,35 @@ unsafe fn dot4_body<const S: bool, const FAST: bool>(
     }
 }
 
+/// The exact output stage of one chunk's four accumulators (before the packs): the integer
+/// requantization, the zero point and the clamp (the rare fallback of the checked float
+/// form).
+///
+/// # Safety
+/// `lanes + 64` must lie within the pack's period.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+unsafe fn dot4_exact(pack: &Dot4Pack, lanes: usize, acc: &[__m512i; 4]) -> [__m512i; 4] {
+    let zp = _mm512_set1_epi32(pack.zero_point);
+    let (lo, hi) = (_mm512_set1_epi32(pack.min), _mm512_set1_epi32(pack.max));
+    let mut q = [_mm512_setzero_si512(); 4];
+    // SAFETY: `lanes + 64 <= period` and every per-lane array holds `period` entries (checked
+    // by the entry point).
+    unsafe {
+        for k in 0..4 {
+            let o = lanes + 16 * k;
+            let y = requant_avx512(
+                acc[k],
+                _mm512_loadu_si512(pack.multiplier.as_ptr().add(o).cast()),
+                _mm512_loadu_si512(pack.left.as_ptr().add(o).cast()),
+                _mm512_loadu_si512(pack.right.as_ptr().add(o).cast()),
+            );
+            q[k] = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(y, zp), lo), hi);
+        }
+    }
+    q
+}
+
 /// One run of `len` elements: tap `t` reads from `ptrs[t] + advance` (a null pointer: the
 /// padding value), element `i` of the run is channel `i % channels`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
@@ -456,8 +485,6 @@ unsafe fn dot4_run<const S: bool, const FAST: bool>(
         let zero = _mm512_set1_epi8(pack.zero as i8);
         let flip = _mm512_set1_epi8(0x80u8 as i8);
         let group_stride = pack.period * 4;
-        let zp = _mm512_set1_epi32(pack.zero_point);
-        let (lo32, hi32) = (_mm512_set1_epi32(pack.min), _mm512_set1_epi32(pack.max));
         let (lo8, hi8) = (
             _mm512_set1_epi8(pack.min as i8),
             _mm512_set1_epi8(pack.max as i8),
@@ -528,16 +555,8 @@ unsafe fn dot4_run<const S: bool, const FAST: bool>(
                 exact = ambiguous != 0;
             }
             if exact {
-                for k in 0..4 {
-                    let o = lanes + 16 * k;
-                    let y = requant_avx512(
-                        acc[k],
-                        _mm512_loadu_si512(pack.multiplier.as_ptr().add(o).cast()),
-                        _mm512_loadu_si512(pack.left.as_ptr().add(o).cast()),
-                        _mm512_loadu_si512(pack.right.as_ptr().add(o).cast()),
-                    );
-                    q[k] = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(y, zp), lo32), hi32);
-                }
+                std::hint::cold_path();
+                q = dot4_exact(pack, lanes, &acc);
             }
             let w01 = _mm512_packs_epi32(q[0], q[1]);
             let w23 = _mm512_packs_epi32(q[2], q[3]);

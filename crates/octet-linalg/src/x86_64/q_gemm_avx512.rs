@@ -133,10 +133,14 @@ fn finish_512(
                     c.window,
                     &mut ambiguous,
                 );
-                if ambiguous == 0 {
+                let q = if ambiguous == 0 {
                     // The float form includes the zero point.
-                    return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
-                }
+                    q
+                } else {
+                    std::hint::cold_path();
+                    _mm512_add_epi32(fixed.apply(acc), zero_point)
+                };
+                return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
             }
             fixed.apply(acc)
         }
