@@ -40,19 +40,14 @@ pub(crate) fn max_pool8_avx512(
     if pixels.checked_mul(c).is_none_or(|n| n > out.len()) {
         return bad("output too short");
     }
-    let live: Vec<usize> = taps
-        .iter()
-        .filter(|&&t| t != PAD)
-        .map(|&t| t as usize)
-        .collect();
     // SAFETY: every in-image tap of every pixel reads `c` bytes inside `input` and `out` holds
     // `pixels * c` bytes (checked above); the frame hands this kernel out only on CPUs with
     // AVX-512 F and BW.
     unsafe {
         if signed {
-            body::<true>(input, &live, step, c, pixels, out, min, max);
+            body::<true>(input, taps, step, c, pixels, out, min, max);
         } else {
-            body::<false>(input, &live, step, c, pixels, out, min, max);
+            body::<false>(input, taps, step, c, pixels, out, min, max);
         }
     }
     Ok(())
@@ -62,7 +57,7 @@ pub(crate) fn max_pool8_avx512(
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn body<const S: bool>(
     input: &[u8],
-    live: &[usize],
+    taps: &[u32],
     step: usize,
     c: usize,
     pixels: usize,
@@ -88,7 +83,11 @@ unsafe fn body<const S: bool>(
                     (1u64 << count) - 1
                 };
                 let mut acc = lowest;
-                for &t in live {
+                for &t in taps {
+                    if t == PAD {
+                        continue;
+                    }
+                    let t = t as usize;
                     let v = _mm512_maskz_loadu_epi8(mask, src.add(t + p * step + ch).cast());
                     acc = if S {
                         _mm512_max_epi8(acc, v)
