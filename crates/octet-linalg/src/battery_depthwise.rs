@@ -542,11 +542,15 @@ fn pools_match_the_reference_formulas() {
         pool.run_int(&input, 0..split, a, min, max).unwrap();
         pool.run_int(&input, split..rows, b, min, max).unwrap();
         assert!(
-            out.iter().map(|&v| i32::from(v)).eq(expected.iter().copied()),
+            out.iter()
+                .map(|&v| i32::from(v))
+                .eq(expected.iter().copied()),
             "i8 case {case}"
         );
         let mut out = vec![0i8; n_out];
-        generic.run_int(&input, 0..rows, &mut out, min, max).unwrap();
+        generic
+            .run_int(&input, 0..rows, &mut out, min, max)
+            .unwrap();
         assert!(
             out.iter().map(|&v| i32::from(v)).eq(expected),
             "generic i8 case {case}"

@@ -198,7 +198,12 @@ fn quant_binary_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
             if kernel.widen_window() {
                 fast += 1;
                 kernel.run(&x, &y, &mut out).unwrap();
-                assert_eq!(out, expected, "{} fallback, case {case} {op:?}", kernel.isa());
+                assert_eq!(
+                    out,
+                    expected,
+                    "{} fallback, case {case} {op:?}",
+                    kernel.isa()
+                );
             }
         }
     }

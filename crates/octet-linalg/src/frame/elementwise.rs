@@ -283,7 +283,11 @@ impl<T: QuantElem> QuantBinary<T> {
     /// (tests of that path; results do not change).
     #[cfg(test)]
     pub(crate) fn widen_window(&mut self) -> bool {
-        self.prepared.fast.as_mut().map(|f| f.window = 0.75).is_some()
+        self.prepared
+            .fast
+            .as_mut()
+            .map(|f| f.window = 0.75)
+            .is_some()
     }
 
     /// `out[i] = op(x[i], y[i % y.len()])`.
@@ -480,7 +484,11 @@ impl<T: QuantElem> QuantPrelu<T> {
     /// Widens the checked float form's window (see [`QuantBinary::widen_window`]).
     #[cfg(test)]
     pub(crate) fn widen_window(&mut self) -> bool {
-        self.prepared.fast.as_mut().map(|f| f.window = 0.75).is_some()
+        self.prepared
+            .fast
+            .as_mut()
+            .map(|f| f.window = 0.75)
+            .is_some()
     }
 
     /// Applies PRELU to `x` (a multiple of the channel count) into `out`.

@@ -193,8 +193,7 @@ impl Pool2d {
         #[cfg(target_arch = "x86_64")]
         {
             let (input, out) = (T::bytes(input)?, T::bytes_mut(out)?);
-            if self.kind != PoolKind::Max || self.isa < Isa::Avx512 || !Isa::Avx512.is_supported()
-            {
+            if self.kind != PoolKind::Max || self.isa < Isa::Avx512 || !Isa::Avx512.is_supported() {
                 return None;
             }
             let base = rows.start * self.plan.window().out_w;

@@ -8,15 +8,15 @@
 
 use std::arch::x86_64::*;
 
+use super::requant::{Fixed256, Fixed512};
 use crate::LinalgError;
 use crate::frame::elementwise::{
     BilinearRow, F32BinaryOp, F32UnaryOp, FastPreluExpanded, QuantBinaryPrepared, QuantElem,
     QuantPreluParams, QuantPreluPrepared, check_cyclic, check_same,
 };
-use crate::frame::requant::FastSum;
 use crate::frame::gemm_f32::F32Clamp;
+use crate::frame::requant::FastSum;
 use crate::generic::elementwise as body;
-use super::requant::{Fixed256, Fixed512};
 
 /// Generates the safe entry points of every auto-vectorised family for one instruction set.
 macro_rules! vectorised_kernels {
@@ -427,7 +427,13 @@ unsafe fn load_f32x16<T: QuantElem>(src: *const T, mask: __mmask16, full: bool) 
 /// `ambiguous`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-fn checked_floor(f: __m512, window: __m512, valid: __mmask16, ambiguous: &mut u64, q: usize) -> __m512i {
+fn checked_floor(
+    f: __m512,
+    window: __m512,
+    valid: __mmask16,
+    ambiguous: &mut u64,
+    q: usize,
+) -> __m512i {
     let frac = _mm512_reduce_ps::<0b0000_1001>(f);
     let flags = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(valid, frac, window);
     *ambiguous |= u64::from(flags) << (16 * q);
@@ -469,38 +475,52 @@ unsafe fn quant_binary8_fast<T: QuantElem>(
     // SAFETY (whole body): every chunk covers `start..start + count` (count <= 64) inside `x`
     // and `out`, and inside `y` or one row of it (the period divides their common length).
     unsafe {
-        let chunk = |xs: *const T, ys: Option<*const T>, scalar: __m512, dst: *mut T, count: usize| {
-            let full = count == 64;
-            let mut ambiguous = 0u64;
-            let mut q = [_mm512_setzero_si512(); 4];
-            for (k, q) in q.iter_mut().enumerate() {
-                let lanes = count.saturating_sub(16 * k).min(16);
-                let valid = if lanes >= 16 { 0xffff } else { ((1u32 << lanes) - 1) as __mmask16 };
-                let xf = load_f32x16(xs.add(16 * k), valid, full);
-                let g = match ys {
-                    Some(ys) => _mm512_fmadd_ps(load_f32x16(ys.add(16 * k), valid, full), ky, offset),
-                    None => scalar,
-                };
-                *q = checked_floor(_mm512_fmadd_ps(xf, kx, g), window, valid, &mut ambiguous, k);
-            }
-            let bytes = narrow_clamp::<T>(q, lo, hi);
-            _mm512_mask_storeu_epi8(dst.cast(), mask64(count), bytes);
-            if ambiguous != 0 {
-                for e in 0..count {
-                    let b = match ys {
-                        Some(ys) => *ys.add(e),
-                        None => y[0],
+        let chunk =
+            |xs: *const T, ys: Option<*const T>, scalar: __m512, dst: *mut T, count: usize| {
+                let full = count == 64;
+                let mut ambiguous = 0u64;
+                let mut q = [_mm512_setzero_si512(); 4];
+                for (k, q) in q.iter_mut().enumerate() {
+                    let lanes = count.saturating_sub(16 * k).min(16);
+                    let valid = if lanes >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << lanes) - 1) as __mmask16
                     };
-                    *dst.add(e) = body::quant_binary8_one(p, *xs.add(e), b);
+                    let xf = load_f32x16(xs.add(16 * k), valid, full);
+                    let g = match ys {
+                        Some(ys) => {
+                            _mm512_fmadd_ps(load_f32x16(ys.add(16 * k), valid, full), ky, offset)
+                        }
+                        None => scalar,
+                    };
+                    *q =
+                        checked_floor(_mm512_fmadd_ps(xf, kx, g), window, valid, &mut ambiguous, k);
                 }
-            }
-        };
+                let bytes = narrow_clamp::<T>(q, lo, hi);
+                _mm512_mask_storeu_epi8(dst.cast(), mask64(count), bytes);
+                if ambiguous != 0 {
+                    for e in 0..count {
+                        let b = match ys {
+                            Some(ys) => *ys.add(e),
+                            None => y[0],
+                        };
+                        *dst.add(e) = body::quant_binary8_one(p, *xs.add(e), b);
+                    }
+                }
+            };
         if period == 1 {
             let scalar = _mm512_set1_ps((y[0].to_i32() as f32).mul_add(fast.ky, fast.offset));
             let mut i = 0;
             while i < x.len() {
                 let count = (x.len() - i).min(64);
-                chunk(x.as_ptr().add(i), None, scalar, out.as_mut_ptr().add(i), count);
+                chunk(
+                    x.as_ptr().add(i),
+                    None,
+                    scalar,
+                    out.as_mut_ptr().add(i),
+                    count,
+                );
                 i += 64;
             }
             return;

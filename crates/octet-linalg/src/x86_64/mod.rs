@@ -17,8 +17,8 @@ pub(crate) fn f32_gemm_ukernels() -> Vec<F32GemmUkernel> {
 
 mod depthwise_f32;
 mod depthwise_q8;
-mod requant;
 pub(crate) mod pool_q8;
+mod requant;
 
 /// The float depthwise kernels of this architecture.
 pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {

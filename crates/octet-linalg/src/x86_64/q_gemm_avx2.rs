@@ -5,12 +5,12 @@
 use std::arch::x86_64::*;
 
 use super::q_gemm_avx512::OutPtr;
+use super::requant::Fixed256;
 use crate::frame::gemm::{Tile, UkernelInfo};
 use crate::frame::gemm_q::{
     OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant, check_convert,
 };
 use crate::frame::window::PAD;
-use super::requant::Fixed256;
 use crate::{Isa, LinalgError};
 
 /// The output-stage parameters of one vector of 8 columns, loaded once per block (on the
@@ -19,10 +19,7 @@ use crate::{Isa, LinalgError};
 #[allow(clippy::large_enum_variant)]
 enum Params256 {
     Fixed(Fixed256),
-    Double {
-        low: __m256d,
-        high: __m256d,
-    },
+    Double { low: __m256d, high: __m256d },
 }
 
 impl Params256 {
@@ -43,12 +40,7 @@ impl Params256 {
                     ..
                 } => {
                     let ld = |v: &[i32]| _mm256_loadu_si256(v.as_ptr().add(first).cast());
-                    Params256::Fixed(Fixed256::new(
-                        ld(multiplier),
-                        ld(left),
-                        ld(right),
-                        any_left,
-                    ))
+                    Params256::Fixed(Fixed256::new(ld(multiplier), ld(left), ld(right), any_left))
                 }
                 StageRequant::Double { scale } => Params256::Double {
                     low: _mm256_loadu_pd(scale.as_ptr().add(first)),

@@ -10,12 +10,13 @@
 
 use std::arch::x86_64::*;
 
+use super::requant::{Fixed512, fast_requant_avx512};
 use crate::frame::gemm::{Tile, UkernelInfo};
 use crate::frame::gemm_q::{
-    OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant, check_convert,
+    CheckedStage, OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant,
+    check_convert,
 };
 use crate::frame::window::PAD;
-use super::requant::{Fixed512, fast_requant_avx512};
 use crate::{Isa, LinalgError};
 
 /// Where a kernel stores its output: a raw pointer of the output's element type.
@@ -183,6 +184,96 @@ unsafe fn store_512(out: OutPtr, index: usize, v: __m512i, count: usize) {
     }
 }
 
+/// The checked float output stage of `R` rows of `NV` vectors for 8-bit outputs: each row's
+/// vectors requantized by the float form (a row with an untrusted lane recomputed exactly),
+/// narrowed with saturating packs into bytes in column order, clamped and stored with one
+/// masked store of `cols` bytes.
+///
+/// # Safety
+/// `cols <= NV * 16` bytes must be writable at `out + (row0 + r) * out_stride + first` for
+/// every `r < R`, and the stage's per-column slices must hold `first + NV * 16` elements.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
+unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
+    acc: &[[__m512i; NV]; R],
+    stage: &OutputStage<'_>,
+    c: &CheckedStage<'_>,
+    first: usize,
+    cols: usize,
+    out: *mut u8,
+    row0: usize,
+    out_stride: usize,
+) {
+    // SAFETY: see above; loads of 16 parameters at `first + 16 v`, stores of `cols` bytes.
+    unsafe {
+        let window = _mm512_set1_ps(c.window);
+        let lo = _mm512_set1_epi8(stage.min as i8);
+        let hi = _mm512_set1_epi8(stage.max as i8);
+        let mask: __mmask64 = if cols >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << cols) - 1
+        };
+        for (r, acc) in acc.iter().enumerate() {
+            let mut ambiguous: __mmask16 = 0;
+            let mut q = [_mm512_setzero_si512(); 4];
+            for v in 0..NV {
+                let o = first + 16 * v;
+                q[v] = fast_requant_avx512(
+                    acc[v],
+                    _mm512_loadu_ps(c.scale.as_ptr().add(o)),
+                    _mm512_loadu_ps(c.offset.as_ptr().add(o)),
+                    _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
+                    _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
+                    window,
+                    &mut ambiguous,
+                );
+            }
+            if ambiguous != 0 {
+                std::hint::cold_path();
+                for v in 0..NV {
+                    let p = Params512::load(stage, first + 16 * v);
+                    if let Params512::Fixed { fixed, .. } = p {
+                        q[v] = _mm512_min_epi32(
+                            _mm512_max_epi32(
+                                _mm512_add_epi32(
+                                    fixed.apply(acc[v]),
+                                    _mm512_set1_epi32(stage.zero_point),
+                                ),
+                                _mm512_set1_epi32(stage.min),
+                            ),
+                            _mm512_set1_epi32(stage.max),
+                        );
+                    }
+                }
+            }
+            // Saturating packs interleave 128-bit lanes: dword 4 l + j of the packed vector
+            // holds columns 16 j + 4 l ..; gather them back into column order.
+            let words_lo = _mm512_packs_epi32(q[0], if NV > 1 { q[1] } else { q[0] });
+            let words_hi = if NV > 2 {
+                _mm512_packs_epi32(q[2], q[3])
+            } else {
+                words_lo
+            };
+            let bytes = if SIGNED {
+                _mm512_packs_epi16(words_lo, words_hi)
+            } else {
+                _mm512_packus_epi16(words_lo, words_hi)
+            };
+            let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            let bytes = _mm512_permutexvar_epi32(order, bytes);
+            let bytes = if SIGNED {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            } else {
+                _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
+            };
+            let dst = out.add((row0 + r) * out_stride + first);
+            _mm512_mask_storeu_epi8(dst.cast(), mask, bytes);
+        }
+    }
+}
+
 /// Generates a safe entry point, its row splitter and its `#[target_feature]` body for one
 /// family: `$dot(acc, a, w)` adds the products of a broadcast 4-byte group of A and a vector of
 /// packed weights to the accumulators.
@@ -301,31 +392,70 @@ macro_rules! q_gemm_512 {
                         }
                     }
                     let cols = nr.min(n - first);
-                    let mut params = [Params512::Double {
-                        low: _mm512_setzero_pd(),
-                        high: _mm512_setzero_pd(),
-                    }; NV];
-                    for (v, p) in params.iter_mut().enumerate() {
-                        *p = Params512::load(stage, first + v * 16);
-                    }
                     // The accumulators go to memory once here: indexing `acc` itself in the
-                    // loop below (not unrolled) would keep a memory copy of it updated in
-                    // the dot loop above.
+                    // loops below (not unrolled) would keep a memory copy of it updated in the
+                    // dot loop above.
                     let mut spilled = [[_mm512_setzero_si512(); NV]; R];
                     for (dst, acc) in spilled.iter_mut().zip(&acc) {
                         for (dst, &acc) in dst.iter_mut().zip(acc) {
                             _mm512_storeu_si512(dst, acc);
                         }
                     }
-                    for (r, acc) in spilled.iter().enumerate() {
-                        let row = (row0 + r) * out_stride + first;
-                        for v in 0..NV {
-                            let start = v * 16;
-                            if start >= cols {
-                                break;
+                    // Bytes clamp like the reference only when the clamp lies in the type
+                    // (the reference truncates values clamped beyond it).
+                    let in_type = |(tlo, thi): (i32, i32)| {
+                        tlo <= stage.min && stage.min <= thi && tlo <= stage.max && stage.max <= thi
+                    };
+                    let done = match (stage.requant, out) {
+                        (
+                            StageRequant::Fixed {
+                                checked: Some(c), ..
+                            },
+                            OutPtr::I8(p),
+                        ) if in_type((-128, 127)) => {
+                            checked_rows::<R, NV, true>(
+                                &spilled,
+                                stage,
+                                &c,
+                                first,
+                                cols,
+                                p.cast(),
+                                row0,
+                                out_stride,
+                            );
+                            true
+                        }
+                        (
+                            StageRequant::Fixed {
+                                checked: Some(c), ..
+                            },
+                            OutPtr::U8(p),
+                        ) if in_type((0, 255)) => {
+                            checked_rows::<R, NV, false>(
+                                &spilled, stage, &c, first, cols, p, row0, out_stride,
+                            );
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !done {
+                        let mut params = [Params512::Double {
+                            low: _mm512_setzero_pd(),
+                            high: _mm512_setzero_pd(),
+                        }; NV];
+                        for (v, p) in params.iter_mut().enumerate() {
+                            *p = Params512::load(stage, first + v * 16);
+                        }
+                        for (r, acc) in spilled.iter().enumerate() {
+                            let row = (row0 + r) * out_stride + first;
+                            for v in 0..NV {
+                                let start = v * 16;
+                                if start >= cols {
+                                    break;
+                                }
+                                let y = finish_512(acc[v], &params[v], zero_point, lo, hi);
+                                store_512(out, row + start, y, cols - start);
                             }
-                            let y = finish_512(acc[v], &params[v], zero_point, lo, hi);
-                            store_512(out, row + start, y, cols - start);
                         }
                     }
                     first += nr;

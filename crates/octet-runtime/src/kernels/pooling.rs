@@ -9,11 +9,11 @@ use std::ops::Range;
 
 use bytemuck::Pod;
 use octet_core::{ActivationFunction, DType, Padding, Pool2DOptions};
-use octet_linalg::{Isa, LinalgError};
 use octet_linalg::frame::depthwise::DwPlan;
 use octet_linalg::frame::gemm_f32::F32Clamp;
 use octet_linalg::frame::pool::{Pool2d, PoolKind};
 use octet_linalg::frame::window::Window2d;
+use octet_linalg::{Isa, LinalgError};
 
 use crate::kernels::common::{activation_range_f32, activation_range_quantized, dtype_range};
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
@@ -212,8 +212,8 @@ fn build(
     if geometry.out_h * geometry.out_w * batches * depth == 0 {
         return Ok(Box::new(EmptyPool));
     }
-    let pool =
-        linalg_pool(&geometry, kind, ctx.isa()).map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
+    let pool = linalg_pool(&geometry, kind, ctx.isa())
+        .map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
     Ok(Box::new(Pool2D { pool, flavour }))
 }
 
