@@ -402,6 +402,13 @@ fn q8_depthwise_kernels_agree_on_model_like_scales() {
                 "{}, case {case}: c {c}, {window:?}",
                 kernel.info().name
             );
+            #[cfg(target_arch = "x86_64")]
+            if dw.ukernel().name.contains("dot4") {
+                crate::x86_64::set_dot4_general(true);
+                dw.run(&input, 0..plan.rows(), &mut out).unwrap();
+                crate::x86_64::set_dot4_general(false);
+                assert_eq!(out, expected, "general path, case {case}: c {c}");
+            }
         }
     }
     if crate::Isa::Avx512Vnni.is_supported() {
@@ -579,6 +586,71 @@ fn pools_match_the_reference_formulas() {
         assert!(
             out.iter().map(|&v| i32::from(v)).eq(expected),
             "i16 case {case}"
+        );
+    }
+}
+
+/// A/B timing of the depthwise 4-tap paths in one process (`cargo test --release -- --ignored
+/// dw_timing --nocapture`).
+#[test]
+#[ignore]
+fn dw_timing() {
+    use std::time::Instant;
+    for (hw, c, f) in [(96, 16, 3), (32, 32, 3), (56, 144, 3), (96, 32, 5)] {
+        let window = Window2d {
+            batches: 1,
+            in_h: hw,
+            in_w: hw,
+            out_h: hw,
+            out_w: hw,
+            filter_h: f,
+            filter_w: f,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: f / 2,
+            pad_left: f / 2,
+        };
+        let plan = DwPlan::new(&window, c).unwrap();
+        let input: Vec<u8> = (0..window.input_pixels() * c)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let weights: Vec<u8> = (0..window.taps() * c)
+            .map(|i| (i * 13 % 200) as u8)
+            .collect();
+        let m = [octet_core::fixed_point::quantize_multiplier(0.003).unwrap()];
+        let params = Q8DwParams {
+            signed: true,
+            input_offset: 3,
+            weight_offset: 0,
+            multipliers: &m,
+            output_zero_point: -1,
+            min: -128,
+            max: 127,
+        };
+        let dw =
+            PackedQ8Depthwise::new(crate::Isa::detect(), plan.clone(), &weights, None, &params)
+                .unwrap();
+        let mut out = vec![0u8; plan.output_len()];
+        let mut best = [f64::MAX; 2];
+        for round in 0..40 {
+            let general = round % 2 == 1;
+            crate::x86_64::set_dot4_general(general);
+            let t = Instant::now();
+            for _ in 0..20 {
+                dw.run(&input, 0..plan.rows(), &mut out).unwrap();
+            }
+            let e = t.elapsed().as_secs_f64() / 20.0;
+            best[usize::from(general)] = best[usize::from(general)].min(e);
+        }
+        crate::x86_64::set_dot4_general(false);
+        let macs = (window.output_pixels() * c * window.taps()) as f64;
+        println!(
+            "{hw}x{hw}x{c} {f}x{f} {}: live {:.1} GMAC/s, general {:.1} GMAC/s",
+            dw.ukernel().name,
+            macs / best[0] / 1e9,
+            macs / best[1] / 1e9
         );
     }
 }

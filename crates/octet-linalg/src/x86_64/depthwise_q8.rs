@@ -16,6 +16,28 @@ use crate::frame::depthwise::{
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError, generic};
 
+/// Test switch: run every segment through the general 4-tap path.
+#[cfg(test)]
+static DOT4_GENERAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the 4-tap kernels run every segment through their general path (tests).
+#[cfg(test)]
+pub(crate) fn set_dot4_general(on: bool) {
+    DOT4_GENERAL.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the test switch forces the general path.
+fn dot4_general_only() -> bool {
+    #[cfg(test)]
+    {
+        DOT4_GENERAL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
 /// The most taps a kernel handles itself; larger filters go to the generic twin.
 const MAX_TAPS: usize = 64;
 
@@ -427,7 +449,19 @@ unsafe fn dot4_body<const S: bool, const FAST: bool>(
         }
         let ptrs = &ptrs[..4 * pack.groups];
         let c = tile.channels;
-        if tile.step == c {
+        let ks = tile.taps.len();
+        let live = tile.taps.iter().all(|&t| t != PAD) && !dot4_general_only();
+        if tile.step == c && live {
+            let len = tile.pixels * c;
+            match (ks / 4, ks % 4) {
+                (2, 1) => dot4_run_live::<S, FAST, 2, true>(pack, ptrs, 0, len, out),
+                (6, 1) => dot4_run_live::<S, FAST, 6, true>(pack, ptrs, 0, len, out),
+                (12, 1) => dot4_run_live::<S, FAST, 12, true>(pack, ptrs, 0, len, out),
+                (1, 0) => dot4_run_live::<S, FAST, 1, false>(pack, ptrs, 0, len, out),
+                (2, 0) => dot4_run_live::<S, FAST, 2, false>(pack, ptrs, 0, len, out),
+                _ => dot4_run::<S, FAST>(pack, ptrs, 0, len, out),
+            }
+        } else if tile.step == c {
             dot4_run::<S, FAST>(pack, ptrs, 0, tile.pixels * c, out);
         } else {
             for p in 0..tile.pixels {
@@ -466,6 +500,81 @@ unsafe fn dot4_exact(pack: &Dot4Pack, lanes: usize, acc: &[__m512i; 4]) -> [__m5
     q
 }
 
+/// The four accumulators of one group of four taps: the tap vectors' bytes interleaved so
+/// that each dword holds the four taps of one element (see `Dot4Pack`), multiplied with the
+/// group's packed weights at `w`.
+///
+/// # Safety
+/// `w` must point at 256 readable weights.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn dot4_group(acc: &mut [__m512i; 4], t: [__m512i; 4], w: *const i8) {
+    let a = _mm512_unpacklo_epi8(t[0], t[1]);
+    let b = _mm512_unpackhi_epi8(t[0], t[1]);
+    let c = _mm512_unpacklo_epi8(t[2], t[3]);
+    let d = _mm512_unpackhi_epi8(t[2], t[3]);
+    let x = [
+        _mm512_unpacklo_epi16(a, c),
+        _mm512_unpackhi_epi16(a, c),
+        _mm512_unpacklo_epi16(b, d),
+        _mm512_unpackhi_epi16(b, d),
+    ];
+    for k in 0..4 {
+        // SAFETY: the caller guarantees 256 weights at `w`.
+        let wk = unsafe { _mm512_loadu_si512(w.add(64 * k).cast()) };
+        acc[k] = _mm512_dpbusd_epi32(acc[k], x[k], wk);
+    }
+}
+
+/// The output stage of one chunk: requantizes the four accumulators of lanes `lanes..lanes +
+/// 64` of the period (float form, exact on untrusted lanes), narrows them to bytes in element
+/// order, clamps and stores the `mask`ed bytes at `dst`. A macro, not a function: the compiler
+/// does not inline a function this size into the chunk loops, and the call spills the
+/// accumulators. Expands to statements that need an `unsafe` context with `lanes + 64 <=
+/// period` and the masked bytes writable at `dst`.
+macro_rules! dot4_finish {
+    ($s:ident, $fast:ident, $pack:expr, $lanes:expr, $acc:expr, $mask:expr, $dst:expr) => {{
+        let pack: &Dot4Pack = $pack;
+        let lanes: usize = $lanes;
+        let acc: &[__m512i; 4] = $acc;
+        let mut q = [_mm512_setzero_si512(); 4];
+        let mut exact = !$fast;
+        if let (true, Some(fast)) = ($fast, pack.fast.as_ref()) {
+            let window = _mm512_set1_ps(fast.window);
+            let mut ambiguous: __mmask16 = 0;
+            for k in 0..4 {
+                let o = lanes + 16 * k;
+                q[k] = fast_requant_avx512(
+                    acc[k],
+                    _mm512_loadu_ps(fast.scale.as_ptr().add(o)),
+                    _mm512_loadu_ps(fast.offset.as_ptr().add(o)),
+                    _mm512_loadu_ps(fast.offset_neg.as_ptr().add(o)),
+                    _mm512_loadu_si512(fast.threshold.as_ptr().add(o).cast()),
+                    window,
+                    &mut ambiguous,
+                );
+            }
+            exact = ambiguous != 0;
+        }
+        if exact {
+            std::hint::cold_path();
+            q = dot4_exact(pack, lanes, acc);
+        }
+        let (lo8, hi8) = (
+            _mm512_set1_epi8(pack.min as i8),
+            _mm512_set1_epi8(pack.max as i8),
+        );
+        let w01 = _mm512_packs_epi32(q[0], q[1]);
+        let w23 = _mm512_packs_epi32(q[2], q[3]);
+        let bytes = if $s {
+            _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(w01, w23), lo8), hi8)
+        } else {
+            _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(w01, w23), lo8), hi8)
+        };
+        _mm512_mask_storeu_epi8($dst.cast(), $mask, bytes);
+    }};
+}
+
 /// One run of `len` elements: tap `t` reads from `ptrs[t] + advance` (a null pointer: the
 /// padding value), element `i` of the run is channel `i % channels`.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
@@ -485,10 +594,6 @@ unsafe fn dot4_run<const S: bool, const FAST: bool>(
         let zero = _mm512_set1_epi8(pack.zero as i8);
         let flip = _mm512_set1_epi8(0x80u8 as i8);
         let group_stride = pack.period * 4;
-        let (lo8, hi8) = (
-            _mm512_set1_epi8(pack.min as i8),
-            _mm512_set1_epi8(pack.max as i8),
-        );
         let mut block = 0;
         let mut i = 0;
         while i < len {
@@ -518,54 +623,96 @@ unsafe fn dot4_run<const S: bool, const FAST: bool>(
             let mut w = pack.weights.as_ptr().add(lanes * 4);
             for g in 0..pack.groups {
                 let t = 4 * g;
-                let (t0, t1, t2, t3) = (load(t), load(t + 1), load(t + 2), load(t + 3));
-                let a = _mm512_unpacklo_epi8(t0, t1);
-                let b = _mm512_unpackhi_epi8(t0, t1);
-                let c = _mm512_unpacklo_epi8(t2, t3);
-                let d = _mm512_unpackhi_epi8(t2, t3);
-                let x = [
-                    _mm512_unpacklo_epi16(a, c),
-                    _mm512_unpackhi_epi16(a, c),
-                    _mm512_unpacklo_epi16(b, d),
-                    _mm512_unpackhi_epi16(b, d),
-                ];
-                for k in 0..4 {
-                    let wk = _mm512_loadu_si512(w.add(64 * k).cast());
-                    acc[k] = _mm512_dpbusd_epi32(acc[k], x[k], wk);
-                }
+                dot4_group(
+                    &mut acc,
+                    [load(t), load(t + 1), load(t + 2), load(t + 3)],
+                    w,
+                );
                 w = w.add(group_stride);
             }
-            let mut q = [_mm512_setzero_si512(); 4];
-            let mut exact = !FAST;
-            if let (true, Some(fast)) = (FAST, pack.fast.as_ref()) {
-                let window = _mm512_set1_ps(fast.window);
-                let mut ambiguous: __mmask16 = 0;
-                for k in 0..4 {
-                    let o = lanes + 16 * k;
-                    q[k] = fast_requant_avx512(
-                        acc[k],
-                        _mm512_loadu_ps(fast.scale.as_ptr().add(o)),
-                        _mm512_loadu_ps(fast.offset.as_ptr().add(o)),
-                        _mm512_loadu_ps(fast.offset_neg.as_ptr().add(o)),
-                        _mm512_loadu_si512(fast.threshold.as_ptr().add(o).cast()),
-                        window,
-                        &mut ambiguous,
-                    );
-                }
-                exact = ambiguous != 0;
+            dot4_finish!(S, FAST, pack, lanes, &acc, mask, out.add(i));
+            i += 64;
+            block += 1;
+            if block == blocks {
+                block = 0;
             }
-            if exact {
-                std::hint::cold_path();
-                q = dot4_exact(pack, lanes, &acc);
-            }
-            let w01 = _mm512_packs_epi32(q[0], q[1]);
-            let w23 = _mm512_packs_epi32(q[2], q[3]);
-            let bytes = if S {
-                _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(w01, w23), lo8), hi8)
-            } else {
-                _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(w01, w23), lo8), hi8)
+        }
+    }
+}
+
+/// [`dot4_run`] for a run whose taps all lie in the image: `G` full groups of four taps and,
+/// when `SINGLE`, one more tap (`4 G`) alone in the last group, whose bytes are spread to the
+/// accumulators' dwords by one in-lane shuffle each (zero-extended: the other three taps of
+/// the group have zero weights) instead of the eight unpacks of a group.
+///
+/// # Safety
+/// As [`dot4_run`], with `4 G + SINGLE` non-null pointers and that many taps in the pack.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot4_run_live<const S: bool, const FAST: bool, const G: usize, const SINGLE: bool>(
+    pack: &Dot4Pack,
+    ptrs: &[*const u8],
+    advance: usize,
+    len: usize,
+    out: *mut u8,
+) {
+    // SAFETY: as in `dot4_run`; the single tap's operands hold `period` entries.
+    unsafe {
+        let mut base = [std::ptr::null::<u8>(); 64];
+        for (b, &p) in base.iter_mut().zip(ptrs).take(4 * G + usize::from(SINGLE)) {
+            *b = p.add(advance);
+        }
+        let blocks = pack.period / 64;
+        let flip = _mm512_set1_epi8(0x80u8 as i8);
+        let group_stride = pack.period * 4;
+        // Dword d of every 128-bit lane takes byte 4 k + d of the lane (accumulator k).
+        let spread = |k: i32| {
+            let b = |d: i32| (4 * k + d) | (-128 << 8);
+            _mm512_broadcast_i32x4(_mm_setr_epi32(b(0), b(1), b(2), b(3)))
+        };
+        let spreads = [spread(0), spread(1), spread(2), spread(3)];
+        let mut block = 0;
+        let mut i = 0;
+        while i < len {
+            let count = (len - i).min(64);
+            let full = count == 64;
+            let mask: __mmask64 = if full { u64::MAX } else { (1u64 << count) - 1 };
+            let lanes = block * 64;
+            let bias = pack.bias.as_ptr().add(lanes);
+            let mut acc = [
+                _mm512_loadu_si512(bias.cast()),
+                _mm512_loadu_si512(bias.add(16).cast()),
+                _mm512_loadu_si512(bias.add(32).cast()),
+                _mm512_loadu_si512(bias.add(48).cast()),
+            ];
+            let load = |t: usize| {
+                let p = base[t].add(i);
+                let v = if full {
+                    _mm512_loadu_si512(p.cast())
+                } else {
+                    _mm512_maskz_loadu_epi8(mask, p.cast())
+                };
+                if S { _mm512_xor_si512(v, flip) } else { v }
             };
-            _mm512_mask_storeu_epi8(out.add(i).cast(), mask, bytes);
+            let mut w = pack.weights.as_ptr().add(lanes * 4);
+            for g in 0..G {
+                let t = 4 * g;
+                dot4_group(
+                    &mut acc,
+                    [load(t), load(t + 1), load(t + 2), load(t + 3)],
+                    w,
+                );
+                w = w.add(group_stride);
+            }
+            if SINGLE {
+                let t = load(4 * G);
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_shuffle_epi8(t, spreads[k]);
+                    let wk = _mm512_loadu_si512(w.add(64 * k).cast());
+                    *acc = _mm512_dpbusd_epi32(*acc, x, wk);
+                }
+            }
+            dot4_finish!(S, FAST, pack, lanes, &acc, mask, out.add(i));
             i += 64;
             block += 1;
             if block == blocks {

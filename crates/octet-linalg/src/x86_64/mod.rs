@@ -19,6 +19,8 @@ mod depthwise_f32;
 mod depthwise_q8;
 pub(crate) mod pool_q8;
 mod requant;
+#[cfg(test)]
+pub(crate) use depthwise_q8::set_dot4_general;
 
 /// The float depthwise kernels of this architecture.
 pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {
