@@ -184,6 +184,27 @@ unsafe fn store_512(out: OutPtr, index: usize, v: __m512i, count: usize) {
     }
 }
 
+/// Test switch: store every row on its own.
+#[cfg(test)]
+static SINGLE_ROWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the checked stage store every row on its own (tests).
+#[cfg(test)]
+pub(crate) fn set_single_rows(on: bool) {
+    SINGLE_ROWS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn single_rows() -> bool {
+    #[cfg(test)]
+    {
+        SINGLE_ROWS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
 /// The checked float output stage of `R` rows of `NV` vectors for 8-bit outputs: each row's
 /// vectors requantized by the float form (a row with an untrusted lane recomputed exactly),
 /// narrowed with saturating packs into bytes in column order, clamped and stored with one
@@ -215,43 +236,56 @@ unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
         } else {
             (1u64 << cols) - 1
         };
-        for (r, acc) in acc.iter().enumerate() {
-            let mut ambiguous: __mmask16 = 0;
+        // Rows whose outputs are contiguous (the block is the whole, narrow, output row) are
+        // packed `4 / NV` at a time into one 64-byte vector.
+        let per = if NV < 4 && cols == NV * 16 && out_stride == cols && !single_rows() {
+            4 / NV
+        } else {
+            1
+        };
+        let mut r = 0;
+        while r < R {
+            let rows = per.min(R - r);
             let mut q = [_mm512_setzero_si512(); 4];
-            for v in 0..NV {
-                let o = first + 16 * v;
-                q[v] = fast_requant_avx512(
-                    acc[v],
-                    _mm512_loadu_ps(c.scale.as_ptr().add(o)),
-                    _mm512_loadu_ps(c.offset.as_ptr().add(o)),
-                    _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
-                    _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
-                    window,
-                    &mut ambiguous,
-                );
-            }
-            if ambiguous != 0 {
-                std::hint::cold_path();
+            for j in 0..rows {
+                let acc = &acc[r + j];
+                let mut ambiguous: __mmask16 = 0;
                 for v in 0..NV {
-                    let p = Params512::load(stage, first + 16 * v);
-                    if let Params512::Fixed { fixed, .. } = p {
-                        q[v] = _mm512_min_epi32(
-                            _mm512_max_epi32(
-                                _mm512_add_epi32(
-                                    fixed.apply(acc[v]),
-                                    _mm512_set1_epi32(stage.zero_point),
+                    let o = first + 16 * v;
+                    q[j * NV + v] = fast_requant_avx512(
+                        acc[v],
+                        _mm512_loadu_ps(c.scale.as_ptr().add(o)),
+                        _mm512_loadu_ps(c.offset.as_ptr().add(o)),
+                        _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
+                        _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
+                        window,
+                        &mut ambiguous,
+                    );
+                }
+                if ambiguous != 0 {
+                    std::hint::cold_path();
+                    for v in 0..NV {
+                        let p = Params512::load(stage, first + 16 * v);
+                        if let Params512::Fixed { fixed, .. } = p {
+                            q[j * NV + v] = _mm512_min_epi32(
+                                _mm512_max_epi32(
+                                    _mm512_add_epi32(
+                                        fixed.apply(acc[v]),
+                                        _mm512_set1_epi32(stage.zero_point),
+                                    ),
+                                    _mm512_set1_epi32(stage.min),
                                 ),
-                                _mm512_set1_epi32(stage.min),
-                            ),
-                            _mm512_set1_epi32(stage.max),
-                        );
+                                _mm512_set1_epi32(stage.max),
+                            );
+                        }
                     }
                 }
             }
             // Saturating packs interleave 128-bit lanes: dword 4 l + j of the packed vector
-            // holds columns 16 j + 4 l ..; gather them back into column order.
-            let words_lo = _mm512_packs_epi32(q[0], if NV > 1 { q[1] } else { q[0] });
-            let words_hi = if NV > 2 {
+            // holds elements 16 j + 4 l ..; gather them back into order.
+            let used = rows * NV;
+            let words_lo = _mm512_packs_epi32(q[0], if used > 1 { q[1] } else { q[0] });
+            let words_hi = if used > 2 {
                 _mm512_packs_epi32(q[2], q[3])
             } else {
                 words_lo
@@ -269,7 +303,17 @@ unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
                 _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
             };
             let dst = out.add((row0 + r) * out_stride + first);
+            let mask = if per > 1 {
+                if rows * cols >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << (rows * cols)) - 1
+                }
+            } else {
+                mask
+            };
             _mm512_mask_storeu_epi8(dst.cast(), mask, bytes);
+            r += rows;
         }
     }
 }
