@@ -46,7 +46,10 @@ fn window(hw: usize, size: usize, stride: usize) -> Window2d {
 }
 
 /// (name, image size, channels, filter, stride): face_landmark's and palm_detection's shapes.
-const SHAPES: [(&str, usize, usize, usize, usize); 4] = [
+const SHAPES: [(&str, usize, usize, usize, usize); 7] = [
+    ("96x96x32 5x5", 96, 32, 5, 1),
+    ("32x32x32 3x3", 32, 32, 3, 1),
+    ("56x56x144 3x3", 56, 144, 3, 1),
     ("96x96x16 3x3", 96, 16, 3, 1),
     ("48x48x32 3x3 s2", 96, 32, 3, 2),
     ("24x24x128 5x5", 24, 128, 5, 1),

@@ -82,7 +82,37 @@ impl Layer {
     }
 }
 
-const LAYERS: [Layer; 9] = [
+const LAYERS: [Layer; 12] = [
+    Layer {
+        name: "112x112x16->64 1x1",
+        h: 112,
+        w: 112,
+        cin: 16,
+        cout: 64,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
+    Layer {
+        name: "56x56x24->144 1x1",
+        h: 56,
+        w: 56,
+        cin: 24,
+        cout: 144,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
+    Layer {
+        name: "112x112x24->16 1x1",
+        h: 112,
+        w: 112,
+        cin: 24,
+        cout: 16,
+        size: 1,
+        stride: 1,
+        valid: false,
+    },
     Layer {
         name: "192x192x3->16 3x3 s2",
         h: 192,

@@ -301,6 +301,121 @@ fn q8_depthwise_kernels_agree_with_generic_and_reference() {
     }
 }
 
+/// Model-like quantization (outputs spread over the whole range, many values near rounding
+/// boundaries): every kernel against the generic one, on wide images (long runs) with the
+/// channel counts of real models.
+#[test]
+fn q8_depthwise_kernels_agree_on_model_like_scales() {
+    let kernels = Q8DwUkernel::all();
+    let mut rng = Rng::new(0x5ca1e);
+    let mut fast = 0;
+    for case in 0..120 {
+        let (f, stride) = match case % 4 {
+            0 | 1 => (3, 1),
+            2 => (5, 1),
+            _ => (3, 2),
+        };
+        let c = [8, 16, 24, 32, 64, 144, 3, 70][case % 8];
+        let size = rng.usize(5..=20);
+        let pad = f / 2;
+        let window = Window2d {
+            batches: 1,
+            in_h: size,
+            in_w: size + 3,
+            out_h: (size + 2 * pad - f) / stride + 1,
+            out_w: (size + 3 + 2 * pad - f) / stride + 1,
+            filter_h: f,
+            filter_w: f,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+        };
+        let ks = window.taps();
+        let signed = case % 5 != 4;
+        let zero_point: i32 = if signed {
+            rng.usize(0..=255) as i32 - 128
+        } else {
+            rng.usize(0..=255) as i32
+        };
+        let input: Vec<u8> = (0..window.input_pixels() * c)
+            .map(|_| rng.usize(0..=255) as u8)
+            .collect();
+        let weights: Vec<u8> = (0..ks * c)
+            .map(|_| (rng.usize(0..=254) as i32 - 127) as i8 as u8)
+            .collect();
+        let bias: Vec<i32> = (0..c)
+            .map(|_| rng.usize(0..=40_000) as i32 - 20_000)
+            .collect();
+        let multipliers: Vec<QuantizedMultiplier> = (0..c)
+            .map(|_| {
+                let real =
+                    (0.5 + rng.usize(0..=1000) as f64 / 1000.0) * 1e-3 * (case % 7 + 1) as f64;
+                octet_core::fixed_point::quantize_multiplier(real).unwrap()
+            })
+            .collect();
+        let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+        let output_zero_point = rng.usize(0..=255) as i32 + lo;
+        let (min, max) = if case % 3 == 0 {
+            (output_zero_point, hi)
+        } else {
+            (lo, hi)
+        };
+        let params = Q8DwParams {
+            signed,
+            input_offset: -zero_point,
+            weight_offset: 0,
+            multipliers: &multipliers,
+            output_zero_point,
+            min,
+            max,
+        };
+        let plan = DwPlan::new(&window, c).unwrap();
+        let generic = kernels[0];
+        let reference =
+            PackedQ8Depthwise::with_ukernel(generic, plan.clone(), &weights, Some(&bias), &params)
+                .unwrap();
+        let mut expected = vec![0u8; window.output_pixels() * c];
+        reference
+            .run(&input, 0..plan.rows(), &mut expected)
+            .unwrap();
+        for &kernel in &kernels[1..] {
+            let dw = PackedQ8Depthwise::with_ukernel(
+                kernel,
+                plan.clone(),
+                &weights,
+                Some(&bias),
+                &params,
+            )
+            .unwrap();
+            fast += usize::from(dw.fast_requant());
+            let mut out = vec![0xaa; expected.len()];
+            let split = plan.rows() / 2;
+            let (a, b) = out.split_at_mut(split * plan.row_len());
+            dw.run(&input, 0..split, a).unwrap();
+            dw.run(&input, split..plan.rows(), b).unwrap();
+            assert_eq!(
+                out,
+                expected,
+                "{}, case {case}: c {c}, {window:?}",
+                kernel.info().name
+            );
+            #[cfg(target_arch = "x86_64")]
+            if dw.ukernel().name.contains("dot4") {
+                crate::x86_64::set_dot4_general(true);
+                dw.run(&input, 0..plan.rows(), &mut out).unwrap();
+                crate::x86_64::set_dot4_general(false);
+                assert_eq!(out, expected, "general path, case {case}: c {c}");
+            }
+        }
+    }
+    if crate::Isa::Avx512Vnni.is_supported() {
+        assert!(fast > 80, "the float requantization ran {fast} times");
+    }
+}
+
 #[test]
 fn plan_segments_cover_every_pixel_once() {
     let mut rng = Rng::new(5);
@@ -388,6 +503,7 @@ fn pools_match_the_reference_formulas() {
         };
         let plan = DwPlan::new(&window, c).unwrap();
         let pool = Pool2d::new(plan.clone(), kind).unwrap();
+        let generic = Pool2d::with_isa(crate::Isa::Generic, plan.clone(), kind).unwrap();
         let rows = plan.rows();
         let split = rows / 2;
         let row_len = plan.row_len();
@@ -433,8 +549,18 @@ fn pools_match_the_reference_formulas() {
         pool.run_int(&input, 0..split, a, min, max).unwrap();
         pool.run_int(&input, split..rows, b, min, max).unwrap();
         assert!(
-            out.iter().map(|&v| i32::from(v)).eq(expected),
+            out.iter()
+                .map(|&v| i32::from(v))
+                .eq(expected.iter().copied()),
             "i8 case {case}"
+        );
+        let mut out = vec![0i8; n_out];
+        generic
+            .run_int(&input, 0..rows, &mut out, min, max)
+            .unwrap();
+        assert!(
+            out.iter().map(|&v| i32::from(v)).eq(expected),
+            "generic i8 case {case}"
         );
 
         let (min, max) = if case % 3 == 0 { (0, 255) } else { (3, 200) };
@@ -460,6 +586,71 @@ fn pools_match_the_reference_formulas() {
         assert!(
             out.iter().map(|&v| i32::from(v)).eq(expected),
             "i16 case {case}"
+        );
+    }
+}
+
+/// A/B timing of the depthwise 4-tap paths in one process (`cargo test --release -- --ignored
+/// dw_timing --nocapture`).
+#[test]
+#[ignore]
+fn dw_timing() {
+    use std::time::Instant;
+    for (hw, c, f) in [(96, 16, 3), (32, 32, 3), (56, 144, 3), (96, 32, 5)] {
+        let window = Window2d {
+            batches: 1,
+            in_h: hw,
+            in_w: hw,
+            out_h: hw,
+            out_w: hw,
+            filter_h: f,
+            filter_w: f,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: f / 2,
+            pad_left: f / 2,
+        };
+        let plan = DwPlan::new(&window, c).unwrap();
+        let input: Vec<u8> = (0..window.input_pixels() * c)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let weights: Vec<u8> = (0..window.taps() * c)
+            .map(|i| (i * 13 % 200) as u8)
+            .collect();
+        let m = [octet_core::fixed_point::quantize_multiplier(0.003).unwrap()];
+        let params = Q8DwParams {
+            signed: true,
+            input_offset: 3,
+            weight_offset: 0,
+            multipliers: &m,
+            output_zero_point: -1,
+            min: -128,
+            max: 127,
+        };
+        let dw =
+            PackedQ8Depthwise::new(crate::Isa::detect(), plan.clone(), &weights, None, &params)
+                .unwrap();
+        let mut out = vec![0u8; plan.output_len()];
+        let mut best = [f64::MAX; 2];
+        for round in 0..40 {
+            let general = round % 2 == 1;
+            crate::x86_64::set_dot4_general(general);
+            let t = Instant::now();
+            for _ in 0..20 {
+                dw.run(&input, 0..plan.rows(), &mut out).unwrap();
+            }
+            let e = t.elapsed().as_secs_f64() / 20.0;
+            best[usize::from(general)] = best[usize::from(general)].min(e);
+        }
+        crate::x86_64::set_dot4_general(false);
+        let macs = (window.output_pixels() * c * window.taps()) as f64;
+        println!(
+            "{hw}x{hw}x{c} {f}x{f} {}: live {:.1} GMAC/s, general {:.1} GMAC/s",
+            dw.ukernel().name,
+            macs / best[0] / 1e9,
+            macs / best[1] / 1e9
         );
     }
 }

@@ -171,6 +171,7 @@ fn quant_binary_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
         QuantBinaryOp::ReverseSub,
         QuantBinaryOp::Mul,
     ];
+    let mut fast = 0;
     for case in 0..300 {
         let op = ops[case % 4];
         let p = add_params::<T>(&mut rng, op);
@@ -190,11 +191,24 @@ fn quant_binary_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
             assert_eq!(e.to_i32(), want, "case {case} {op:?} element {i}");
         }
         for isa in Isa::supported() {
-            let kernel = QuantBinary::<T>::new(isa, p).unwrap();
+            let mut kernel = QuantBinary::<T>::new(isa, p).unwrap();
             let mut out = vec![T::from_i32(0); len];
             kernel.run(&x, &y, &mut out).unwrap();
             assert_eq!(out, expected, "{} case {case} {op:?}", kernel.isa());
+            if kernel.widen_window() {
+                fast += 1;
+                kernel.run(&x, &y, &mut out).unwrap();
+                assert_eq!(
+                    out,
+                    expected,
+                    "{} fallback, case {case} {op:?}",
+                    kernel.isa()
+                );
+            }
         }
+    }
+    if T::MAX - T::MIN == 255 {
+        assert!(fast > 100, "the float form ran {fast} times");
     }
 }
 
@@ -220,6 +234,7 @@ fn quant_binary_rejects_bad_operands() {
 
 fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
     let mut rng = Rng::new(seed);
+    let mut fast = 0;
     for case in 0..300 {
         let zp = |rng: &mut Rng| [T::MIN, T::MAX, i32_in(rng, T::MIN, T::MAX)][rng.usize(0..=2)];
         let channels = [1, rng.usize(1..=70), 16, 32][rng.usize(0..=3)];
@@ -254,10 +269,15 @@ fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
             assert_eq!(e.to_i32(), want, "case {case} element {i}");
         }
         for isa in Isa::supported() {
-            let kernel = QuantPrelu::<T>::new(isa, p.clone()).unwrap();
+            let mut kernel = QuantPrelu::<T>::new(isa, p.clone()).unwrap();
             let mut out = vec![T::from_i32(0); len];
             kernel.run(&x, &mut out).unwrap();
             assert_eq!(out, expected, "{} case {case}", kernel.isa());
+            if kernel.widen_window() {
+                fast += 1;
+                kernel.run(&x, &mut out).unwrap();
+                assert_eq!(out, expected, "{} fallback, case {case}", kernel.isa());
+            }
         }
         // The AVX-512 kernel that CPUs without VBMI run (this one may have VBMI).
         #[cfg(target_arch = "x86_64")]
@@ -268,6 +288,7 @@ fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
             assert_eq!(out, expected, "avx512 without vbmi, case {case}");
         }
     }
+    assert!(fast > 100, "the float form ran {fast} times");
 }
 
 #[test]

@@ -767,3 +767,185 @@ fn f32_gemm_with_binary16_weights_gives_the_same_bits() {
         }
     }
 }
+
+/// Model-like convolutions (small and large `k`, 8-bit outputs, realistic per-channel
+/// multipliers, so that outputs spread over the range and many accumulators sit near rounding
+/// boundaries): every kernel against the generic one of its family, whole-row outputs included
+/// (where the SIMD stage packs several rows into one store).
+#[test]
+fn q_gemm_kernels_agree_on_model_like_scales() {
+    let kernels = QGemmUkernel::all();
+    let mut rng = Rng::new(0x51ab);
+    for case in 0..80 {
+        let (cin, cout, size) = [
+            (16, 16, 1),
+            (16, 64, 1),
+            (24, 144, 1),
+            (24, 16, 1),
+            (3, 24, 3),
+            (32, 32, 1),
+            (64, 24, 1),
+            (16, 32, 3),
+        ][case % 8];
+        let hw = rng.usize(3..=12);
+        let window = Window2d {
+            batches: 1,
+            in_h: hw,
+            in_w: hw + 1,
+            out_h: hw,
+            out_w: hw + 1,
+            filter_h: size,
+            filter_w: size,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: size / 2,
+            pad_left: size / 2,
+        };
+        let taps = window.taps();
+        let signed_out = case % 3 != 2;
+        let input: Vec<i8> = (0..window.input_pixels() * cin)
+            .map(|_| rng.i32_in(-128, 127) as i8)
+            .collect();
+        let weights: Vec<i8> = (0..cout * taps * cin)
+            .map(|_| rng.i32_in(-127, 127) as i8)
+            .collect();
+        let bias: Vec<i32> = (0..cout).map(|_| rng.i32_in(-20_000, 20_000)).collect();
+        let spread = ((taps * cin) as f64).sqrt() * 5000.0;
+        let multipliers: Vec<QuantizedMultiplier> = (0..cout)
+            .map(|_| {
+                let real = (0.5 + rng.0.f64()) * 100.0 / spread;
+                octet_core::fixed_point::quantize_multiplier(real).unwrap()
+            })
+            .collect();
+        let (olo, ohi) = if signed_out { (-128, 127) } else { (0, 255) };
+        let zero_point = rng.i32_in(olo, ohi);
+        let clamp = if case % 2 == 0 {
+            (olo, ohi)
+        } else {
+            (zero_point, ohi)
+        };
+        let spec = QGemmSpec {
+            input: QType::I8,
+            input_offset: -rng.i32_in(-128, 127),
+            weights: QWeights::I8(&weights),
+            weight_offset: 0,
+            shape: [cout, taps, cin],
+            bias: Some(&bias),
+            requant: Requant::Fixed(&multipliers),
+            output: if signed_out { QType::I8 } else { QType::U8 },
+            output_zero_point: zero_point,
+            clamp,
+        };
+        let m = window.output_pixels();
+        let run = |kernel: QGemmUkernel| -> Option<Vec<u8>> {
+            let gemm = PackedQGemm::with_ukernel(kernel, &spec).ok()?;
+            let format = gemm.input_format();
+            let mut scratch = vec![0u8; format.scratch_bytes(window.input_pixels(), cin).unwrap()];
+            let converted = format.convert(QIn::I8(&input), cin, &mut scratch).unwrap();
+            let indirection = Indirection::new(&window, converted.pixel_stride()).unwrap();
+            let rows = if size == 1 {
+                RowOffsets::Dense {
+                    stride: converted.pixel_stride(),
+                }
+            } else {
+                RowOffsets::Indirect(&indirection)
+            };
+            let a = converted.source(0, rows).unwrap();
+            let mut out = vec![0u8; m * cout];
+            if signed_out {
+                let out8: &mut [i8] = bytemuck::cast_slice_mut(&mut out);
+                gemm.run(&a, 0..m, out8, cout).unwrap();
+            } else {
+                gemm.run(&a, 0..m, &mut out, cout).unwrap();
+            }
+            Some(out)
+        };
+        let generic: Vec<Option<Vec<u8>>> = [kernels[0], kernels[1]].map(run).into();
+        assert_eq!(generic[0], generic[1], "generic families, case {case}");
+        for &kernel in &kernels[2..] {
+            let twin = match kernel.family() {
+                QGemmFamily::Vnni => &generic[0],
+                QGemmFamily::Madd16 => &generic[1],
+            };
+            let (Some(out), Some(twin)) = (run(kernel), twin) else {
+                continue;
+            };
+            assert!(
+                out == *twin,
+                "{}, case {case}: {cin}->{cout} {size}x{size}",
+                kernel.info().name
+            );
+        }
+    }
+}
+
+/// A/B timing of GEMM output-stage variants in one process (`cargo test --release --
+/// --ignored gemm_timing --nocapture`).
+#[test]
+#[ignore]
+fn gemm_timing() {
+    use std::time::Instant;
+    for (hw, cin, cout) in [
+        (112, 16, 64),
+        (96, 16, 16),
+        (56, 24, 144),
+        (112, 24, 16),
+        (48, 32, 32),
+    ] {
+        let m = hw * hw;
+        let input: Vec<i8> = (0..m * cin).map(|i| (i * 7 % 251) as u8 as i8).collect();
+        let weights: Vec<i8> = (0..cout * cin)
+            .map(|i| (i * 13 % 200) as u8 as i8)
+            .collect();
+        let bias: Vec<i32> = (0..cout as i32).collect();
+        let mult = [octet_core::fixed_point::quantize_multiplier(0.002).unwrap()];
+        let spec = QGemmSpec {
+            input: QType::I8,
+            input_offset: 5,
+            weights: QWeights::I8(&weights),
+            weight_offset: 0,
+            shape: [cout, 1, cin],
+            bias: Some(&bias),
+            requant: Requant::Fixed(&mult),
+            output: QType::I8,
+            output_zero_point: -3,
+            clamp: (-128, 127),
+        };
+        let gemm = PackedQGemm::new(crate::Isa::detect(), &spec, m).unwrap();
+        let format = gemm.input_format();
+        let mut scratch = vec![0u8; format.scratch_bytes(m, cin).unwrap()];
+        let mut out = vec![0i8; m * cout];
+        let mut best = [f64::MAX; 2];
+        for round in 0..30 {
+            let variant = round % 2;
+            #[cfg(target_arch = "x86_64")]
+            crate::x86_64::set_single_rows(variant == 1);
+            let t = Instant::now();
+            for _ in 0..10 {
+                let converted = format.convert(QIn::I8(&input), cin, &mut scratch).unwrap();
+                let a = converted
+                    .source(
+                        0,
+                        RowOffsets::Dense {
+                            stride: converted.pixel_stride(),
+                        },
+                    )
+                    .unwrap();
+                gemm.run(&a, 0..m, &mut out, cout).unwrap();
+            }
+            best[variant] = best[variant].min(t.elapsed().as_secs_f64() / 10.0);
+        }
+        #[cfg(target_arch = "x86_64")]
+        crate::x86_64::set_single_rows(false);
+        let macs = (m * cin * cout) as f64;
+        println!(
+            "{hw}x{hw}x{cin}->{cout} {}: {:.1} GMAC/s ({:.1} us), single rows {:.1} GMAC/s",
+            gemm.ukernel().name,
+            macs / best[0] / 1e9,
+            best[0] * 1e6,
+            macs / best[1] / 1e9
+        );
+    }
+}

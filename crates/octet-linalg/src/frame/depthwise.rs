@@ -26,9 +26,10 @@
 
 use std::ops::Range;
 
-use octet_core::fixed_point::{QuantizedMultiplier, multiply_by_quantized_multiplier};
+use octet_core::fixed_point::QuantizedMultiplier;
 
 use crate::frame::gemm_f32::F32Clamp;
+use crate::frame::requant::{FastChannel, FastLane, FastRequant};
 use crate::frame::window::{PAD, Window2d};
 use crate::{Isa, LinalgError, generic};
 
@@ -538,68 +539,7 @@ fn padded_bias<S: Copy, B: Copy + Default>(
 // ---------------------------------------------------------------------------------------------
 // 8-bit integers.
 
-/// A per-channel requantization in the form the SIMD output stages apply it: TFLite's
-/// `MultiplyByQuantizedMultiplier` (double rounding) for a non-negative multiplier, as
-/// `rounding_divide_by_pot((x << left) * multiplier + 2^30 >> 31, right)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ChannelRequant {
-    /// The Q0.31 multiplier, non-negative.
-    pub multiplier: i32,
-    /// Left shift before the multiplication, 0..=32 (32 makes every value 0, as TFLite's
-    /// wrapping shift does).
-    pub left: i32,
-    /// Rounding right shift after it, 0..=31.
-    pub right: i32,
-}
-
-impl ChannelRequant {
-    /// Splits a TFLite multiplier; refuses negative multipliers (the SIMD stages compute the
-    /// high product as a floor shift, exact only for them) and right shifts beyond 31.
-    pub fn new(m: QuantizedMultiplier) -> Result<Self, LinalgError> {
-        if m.multiplier < 0 || m.shift < -31 {
-            return Err(LinalgError::InvalidParameter(format!(
-                "multiplier {} with shift {} (needs a non-negative multiplier, shift >= -31)",
-                m.multiplier, m.shift
-            )));
-        }
-        Ok(ChannelRequant {
-            multiplier: m.multiplier,
-            left: m.shift.clamp(0, 32),
-            right: (-m.shift).max(0),
-        })
-    }
-
-    /// Applies it to one accumulator: exactly [`multiply_by_quantized_multiplier`].
-    #[inline]
-    pub fn apply(self, x: i32) -> i32 {
-        let shifted = if self.left >= 32 {
-            0
-        } else {
-            x.wrapping_shl(self.left as u32)
-        };
-        let high = ((i64::from(shifted) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
-        let mask = (1i32 << self.right).wrapping_sub(1);
-        let remainder = high & mask;
-        let threshold = (mask >> 1) + i32::from(high < 0);
-        (high >> self.right) + i32::from(remainder > threshold)
-    }
-
-    /// The TFLite multiplier it was made from (for tests).
-    pub fn reference(self, x: i32) -> i32 {
-        let shift = if self.left > 0 {
-            self.left
-        } else {
-            -self.right
-        };
-        multiply_by_quantized_multiplier(
-            x,
-            QuantizedMultiplier {
-                multiplier: self.multiplier,
-                shift,
-            },
-        )
-    }
-}
+pub use crate::frame::requant::ChannelRequant;
 
 /// The output stage of an 8-bit kernel, per channel padded to whole blocks: `clamp(requant(acc)
 /// + zero_point, min, max)`, stored as `i8` (`signed`) or `u8`.
@@ -652,21 +592,50 @@ pub fn unpack_q8_weight(packed: i32) -> i32 {
 pub type Q8DwFn =
     fn(&DwTile<'_, u8, i32, i32>, &Q8OutputStage<'_>, &mut [u8]) -> Result<(), LinalgError>;
 
+/// The signature of a 4-tap dot-product depthwise kernel: one segment (the tile's `weights`
+/// and `bias` are unused, the packed operands are in the [`Dot4Pack`]).
+pub(crate) type Q8Dot4Fn =
+    fn(&DwTile<'_, u8, i32, i32>, &Dot4Pack, &mut [u8]) -> Result<(), LinalgError>;
+
+/// How an 8-bit kernel wants its operands.
+#[derive(Debug, Clone, Copy)]
+enum Q8DwRun {
+    /// Blocks of `cr` channels, [`pack_q8_weight`] weights, a [`Q8OutputStage`].
+    Blocked(Q8DwFn),
+    /// A [`Dot4Pack`]: four taps per `vpdpbusd`.
+    Dot4(Q8Dot4Fn),
+}
+
 /// An 8-bit depthwise micro-kernel.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8DwUkernel {
     info: DwUkernelInfo,
-    run: Q8DwFn,
+    run: Q8DwRun,
 }
 
 impl Q8DwUkernel {
     pub(crate) const fn new(info: DwUkernelInfo, run: Q8DwFn) -> Self {
-        Q8DwUkernel { info, run }
+        Q8DwUkernel {
+            info,
+            run: Q8DwRun::Blocked(run),
+        }
+    }
+
+    pub(crate) const fn new_dot4(info: DwUkernelInfo, run: Q8Dot4Fn) -> Self {
+        Q8DwUkernel {
+            info,
+            run: Q8DwRun::Dot4(run),
+        }
     }
 
     /// Its instruction set, block and specialisation.
     pub fn info(&self) -> DwUkernelInfo {
         self.info
+    }
+
+    /// Whether it is a 4-tap dot-product kernel (int8 weights only; see [`Dot4Pack`]).
+    pub fn is_dot4(&self) -> bool {
+        matches!(self.run, Q8DwRun::Dot4(_))
     }
 
     /// Every 8-bit depthwise kernel this CPU can run, generic ones first.
@@ -678,10 +647,266 @@ impl Q8DwUkernel {
         all
     }
 
-    /// The kernel to use on `isa` for `taps` taps and `channels` channels.
+    /// The channel-blocked kernel to use on `isa` for `taps` taps and `channels` channels.
     pub fn select(isa: Isa, taps: usize, channels: usize) -> Q8DwUkernel {
-        select(Q8DwUkernel::all(), |k| k.info, isa, taps, channels)
+        let blocked = Q8DwUkernel::all()
+            .into_iter()
+            .filter(|k| !k.is_dot4())
+            .collect();
+        select(blocked, |k| k.info, isa, taps, channels)
             .unwrap_or(generic::depthwise::Q8_UKERNELS[0])
+    }
+
+    /// The kernel for a plan: a 4-tap dot-product kernel when `isa` has one and the plan suits
+    /// it (consecutive output pixels read consecutive input pixels, or enough channels to fill
+    /// its 64 lanes), else [`Q8DwUkernel::select`]'s.
+    pub fn select_for(isa: Isa, plan: &DwPlan) -> Q8DwUkernel {
+        let c = plan.channels();
+        let runs = plan.step() == c;
+        let dot4 = Q8DwUkernel::all()
+            .into_iter()
+            .filter(|k| k.is_dot4() && k.info.isa <= isa)
+            .max_by_key(|k| k.info.isa);
+        match dot4 {
+            Some(k) if plan.taps() <= DOT4_MAX_TAPS && (runs || c >= 48) => k,
+            _ => Q8DwUkernel::select(isa, plan.taps(), c),
+        }
+    }
+}
+
+/// The most taps the 4-tap dot-product kernels handle.
+pub(crate) const DOT4_MAX_TAPS: usize = 64;
+
+/// The operands of a 4-tap dot-product kernel (`vpdpbusd`: u8 inputs times i8 weights, four
+/// taps summed per int32 lane).
+///
+/// Output elements are processed in chunks of 64 consecutive elements of a segment: when
+/// consecutive pixels are one pixel apart in the input (`step == channels`), a segment's
+/// elements form one run and every tap reads one run of the input; otherwise each pixel's
+/// channels are a run of their own. Element `i` of a run is channel `i % channels`, so the
+/// per-channel operands are laid out over `period = lcm(channels, 64)` elements and chunk `i /
+/// 64` uses block `(i % period) / 64`.
+///
+/// A kernel loads the 64 input bytes of each of four taps and interleaves them with byte and
+/// word unpacks: accumulator `k` (of 4) then holds, in dword `4 l + d`, the element `16 l + 4 k
+/// + d` of the chunk, and the weights, bias and requantization parameters are stored in that
+/// order ("accumulator order"); the saturating packs that narrow the four accumulators to
+/// bytes restore the element order. int8 inputs are read as `x ^ 0x80` (`x + 128`, unsigned),
+/// which the packed bias compensates exactly (modulo 2^32, as the reference's accumulator),
+/// together with the input offset; a padding tap reads the input zero point, whose term that
+/// compensation cancels.
+#[derive(Debug, Clone)]
+pub struct Dot4Pack {
+    /// `lcm(channels, 64)`.
+    pub(crate) period: usize,
+    /// Groups of four taps (`ceil(taps / 4)`); missing taps have zero weights.
+    pub(crate) groups: usize,
+    /// `[group][period / 64][4 accumulators][64]` int8 weights.
+    pub(crate) weights: Vec<i8>,
+    /// `[period]` biases in accumulator order, offsets folded in.
+    pub(crate) bias: Vec<i32>,
+    /// Exact requantization in accumulator order.
+    pub(crate) multiplier: Vec<i32>,
+    /// Left shifts.
+    pub(crate) left: Vec<i32>,
+    /// Right shifts.
+    pub(crate) right: Vec<i32>,
+    /// The checked float requantization in accumulator order, when it applies.
+    pub(crate) fast: Option<Dot4Fast>,
+    /// The byte a padding tap contributes (after the flip).
+    pub(crate) zero: u8,
+    /// Inputs and outputs are int8 (inputs flipped by `^ 0x80`); else uint8.
+    pub(crate) signed: bool,
+    /// The output zero point.
+    pub(crate) zero_point: i32,
+    /// Lower clamp.
+    pub(crate) min: i32,
+    /// Upper clamp.
+    pub(crate) max: i32,
+}
+
+/// [`FastRequant`](crate::frame::requant::FastRequant) in accumulator order.
+#[derive(Debug, Clone)]
+pub(crate) struct Dot4Fast {
+    pub(crate) scale: Vec<f32>,
+    pub(crate) offset: Vec<f32>,
+    pub(crate) offset_neg: Vec<f32>,
+    pub(crate) threshold: Vec<i32>,
+    pub(crate) window: f32,
+}
+
+/// The element of a 64-element chunk held by lane `lane` (0..64) of the accumulators taken in
+/// order (accumulator `lane / 16`, dword `lane % 16`).
+pub(crate) fn dot4_element(lane: usize) -> usize {
+    let (k, dword) = (lane / 16, lane % 16);
+    16 * (dword / 4) + 4 * k + dword % 4
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl Dot4Pack {
+    /// Packs `weights` (`[taps][channels]`, already offset, each within `i8`), the bias and the
+    /// requantization; `None` when a weight does not fit `i8`.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ks: usize,
+        c: usize,
+        weights: &[i32],
+        bias: &[i32],
+        requant: &[ChannelRequant],
+        multipliers: &[QuantizedMultiplier],
+        params: &Q8DwParams<'_>,
+    ) -> Result<Option<Self>, LinalgError> {
+        if weights.iter().any(|&w| !(-128..=127).contains(&w)) || ks > DOT4_MAX_TAPS {
+            return Ok(None);
+        }
+        let period = c / gcd(c, 64) * 64;
+        let groups = ks.div_ceil(4);
+        let blocks = period / 64;
+        let len = groups
+            .checked_mul(period)
+            .and_then(|v| v.checked_mul(4))
+            .ok_or_else(|| LinalgError::too_large("packed depthwise weights"))?;
+        let mut packed = vec![0i8; len];
+        for g in 0..groups {
+            for j in 0..blocks {
+                for lane in 0..64 {
+                    let ch = (64 * j + dot4_element(lane)) % c;
+                    for b in 0..4 {
+                        let t = 4 * g + b;
+                        if t < ks {
+                            let (k, dword) = (lane / 16, lane % 16);
+                            packed[((g * blocks + j) * 4 + k) * 64 + 4 * dword + b] =
+                                weights[t * c + ch] as i8;
+                        }
+                    }
+                }
+            }
+        }
+        // acc = sum w (x' ) with x' = x + 128 (int8) or x (uint8); the reference is
+        // sum w (x + input_offset) + bias.
+        let flip = if params.signed { 128 } else { 0 };
+        let per_lane = |f: &dyn Fn(usize) -> i32| -> Vec<i32> {
+            (0..period)
+                .map(|i| f((64 * (i / 64) + dot4_element(i % 64)) % c))
+                .collect()
+        };
+        let folded: Vec<i32> = (0..c)
+            .map(|ch| {
+                let sum = (0..ks).fold(0i32, |s, t| s.wrapping_add(weights[t * c + ch]));
+                bias[ch].wrapping_add(sum.wrapping_mul(params.input_offset - flip))
+            })
+            .collect();
+        let bias_lanes = per_lane(&|ch| folded[ch]);
+        let fast_channels: Vec<FastChannel> = (0..c)
+            .map(|ch| {
+                let reach: u64 = (0..ks)
+                    .map(|t| u64::from(weights[t * c + ch].unsigned_abs()) * 255)
+                    .sum();
+                FastChannel {
+                    multiplier: multipliers[ch],
+                    acc_bound: reach + u64::from(bias[ch].unsigned_abs()),
+                }
+            })
+            .collect();
+        let fast = FastRequant::new(
+            &fast_channels,
+            params.output_zero_point,
+            params.min,
+            params.max,
+        )
+        .map(|f| {
+            let lanes = |g: &dyn Fn(&FastLane) -> f32| -> Vec<f32> {
+                (0..period)
+                    .map(|i| g(&f.lanes[(64 * (i / 64) + dot4_element(i % 64)) % c]))
+                    .collect()
+            };
+            Dot4Fast {
+                scale: lanes(&|l| l.scale),
+                offset: lanes(&|l| l.offset),
+                offset_neg: lanes(&|l| l.offset_neg),
+                threshold: per_lane(&|ch| f.lanes[ch].threshold),
+                window: f.window,
+            }
+        });
+        let zero_input = (-params.input_offset) as u8;
+        Ok(Some(Dot4Pack {
+            period,
+            groups,
+            weights: packed,
+            bias: bias_lanes,
+            multiplier: per_lane(&|ch| requant[ch].multiplier),
+            left: per_lane(&|ch| requant[ch].left),
+            right: per_lane(&|ch| requant[ch].right),
+            fast,
+            zero: if params.signed {
+                zero_input ^ 0x80
+            } else {
+                zero_input
+            },
+            signed: params.signed,
+            zero_point: params.output_zero_point,
+            min: params.min,
+            max: params.max,
+        }))
+    }
+
+    /// Checks what a kernel relies on for a segment of `tile` (taps inside the input, at most
+    /// `4 * groups` of them, `out` holding the segment) and for the packed operands.
+    pub(crate) fn check(
+        &self,
+        tile: &DwTile<'_, u8, i32, i32>,
+        out_len: usize,
+    ) -> Result<(), LinalgError> {
+        let bad = |what: &str| {
+            Err(LinalgError::mismatch(format!(
+                "depthwise dot4 tile: {what}"
+            )))
+        };
+        let c = tile.channels;
+        if tile.pixels == 0 || c == 0 || tile.taps.is_empty() {
+            return bad("empty tile");
+        }
+        if tile.taps.len() > 4 * self.groups || tile.taps.len() > DOT4_MAX_TAPS {
+            return bad("too many taps");
+        }
+        if self.period == 0 || !self.period.is_multiple_of(64) || !self.period.is_multiple_of(c) {
+            return bad("period");
+        }
+        let Some(last) = (tile.pixels - 1).checked_mul(tile.step) else {
+            return bad("pixel step overflows");
+        };
+        for &t in tile.taps {
+            if t != PAD
+                && (t as usize)
+                    .checked_add(last)
+                    .and_then(|v| v.checked_add(c))
+                    .is_none_or(|end| end > tile.input.len())
+            {
+                return bad("a tap runs past the input");
+            }
+        }
+        let p = self.period;
+        if self.weights.len() < self.groups * p * 4
+            || self.bias.len() < p
+            || self.multiplier.len() < p
+            || self.left.len() < p
+            || self.right.len() < p
+            || self.fast.as_ref().is_some_and(|f| {
+                f.scale.len() < p
+                    || f.offset.len() < p
+                    || f.offset_neg.len() < p
+                    || f.threshold.len() < p
+            })
+        {
+            return bad("packed operands too short");
+        }
+        if tile.pixels.checked_mul(c).is_none_or(|n| n > out_len) {
+            return bad("output too short");
+        }
+        Ok(())
     }
 }
 
@@ -710,16 +935,29 @@ pub struct Q8DwParams<'a> {
 pub struct PackedQ8Depthwise {
     ukernel: Q8DwUkernel,
     plan: DwPlan,
-    weights: Vec<i32>,
-    bias: Vec<i32>,
-    zero: Vec<u8>,
-    multiplier: Vec<i32>,
-    left: Vec<i32>,
-    right: Vec<i32>,
-    zero_point: i32,
-    min: i32,
-    max: i32,
-    signed: bool,
+    packed: Q8Packed,
+}
+
+/// The operands in the chosen kernel's layout.
+#[derive(Debug, Clone)]
+enum Q8Packed {
+    Blocked {
+        run: Q8DwFn,
+        weights: Vec<i32>,
+        bias: Vec<i32>,
+        zero: Vec<u8>,
+        multiplier: Vec<i32>,
+        left: Vec<i32>,
+        right: Vec<i32>,
+        zero_point: i32,
+        min: i32,
+        max: i32,
+        signed: bool,
+    },
+    Dot4 {
+        run: Q8Dot4Fn,
+        pack: Dot4Pack,
+    },
 }
 
 impl PackedQ8Depthwise {
@@ -732,11 +970,13 @@ impl PackedQ8Depthwise {
         bias: Option<&[i32]>,
         params: &Q8DwParams<'_>,
     ) -> Result<Self, LinalgError> {
-        let ukernel = Q8DwUkernel::select(isa, plan.taps(), plan.channels());
+        let ukernel = Q8DwUkernel::select_for(isa, &plan);
         PackedQ8Depthwise::with_ukernel(ukernel, plan, weights, bias, params)
     }
 
-    /// As [`PackedQ8Depthwise::new`] with a given kernel.
+    /// As [`PackedQ8Depthwise::new`] with a given kernel. A 4-tap dot-product kernel whose
+    /// weights do not fit `i8` (legacy uint8 weights with a zero point) is replaced by the
+    /// channel-blocked kernel of its instruction set.
     pub fn with_ukernel(
         ukernel: Q8DwUkernel,
         plan: DwPlan,
@@ -744,7 +984,7 @@ impl PackedQ8Depthwise {
         bias: Option<&[i32]>,
         params: &Q8DwParams<'_>,
     ) -> Result<Self, LinalgError> {
-        let (c, ks, cr) = (plan.channels(), plan.taps(), ukernel.info.cr);
+        let (c, ks) = (plan.channels(), plan.taps());
         if ukernel.info.taps != 0 && ukernel.info.taps != ks {
             return Err(LinalgError::mismatch(
                 "kernel specialised for another tap count",
@@ -769,16 +1009,24 @@ impl PackedQ8Depthwise {
                 "weight offset beyond 256".into(),
             ));
         }
+        if ks.checked_mul(c) != Some(weights.len()) {
+            return Err(LinalgError::mismatch(format!(
+                "{} depthwise weights for {ks} taps x {c} channels",
+                weights.len()
+            )));
+        }
         let signed = params.signed;
-        let weight = |w: u8| -> i32 {
-            let v = if signed {
-                i32::from(w as i8)
-            } else {
-                i32::from(w)
-            };
-            v + params.weight_offset
-        };
-        let packed = pack_taps(weights, ks, c, cr, |w| pack_q8_weight(weight(w)))?;
+        let offset_weights: Vec<i32> = weights
+            .iter()
+            .map(|&w| {
+                let v = if signed {
+                    i32::from(w as i8)
+                } else {
+                    i32::from(w)
+                };
+                v + params.weight_offset
+            })
+            .collect();
         let multipliers = match params.multipliers.len() {
             1 => vec![params.multipliers[0]; c],
             n if n == c => params.multipliers.to_vec(),
@@ -788,15 +1036,42 @@ impl PackedQ8Depthwise {
                 )));
             }
         };
-        let mut bias = padded_bias(bias, c, cr, |b| b)?;
-        for (ch, b) in bias.iter_mut().enumerate().take(c) {
-            let sum = (0..ks).fold(0i32, |s, t| s.wrapping_add(weight(weights[t * c + ch])));
-            *b = b.wrapping_add(sum.wrapping_mul(params.input_offset));
-        }
         let requant = multipliers
             .iter()
             .map(|&m| ChannelRequant::new(m))
             .collect::<Result<Vec<_>, _>>()?;
+        let raw_bias = padded_bias(bias, c, 1, |b| b)?;
+        let mut ukernel = ukernel;
+        if let Q8DwRun::Dot4(run) = ukernel.run {
+            match Dot4Pack::new(
+                ks,
+                c,
+                &offset_weights,
+                &raw_bias,
+                &requant,
+                &multipliers,
+                params,
+            )? {
+                Some(pack) => {
+                    return Ok(PackedQ8Depthwise {
+                        ukernel,
+                        plan,
+                        packed: Q8Packed::Dot4 { run, pack },
+                    });
+                }
+                None => ukernel = Q8DwUkernel::select(ukernel.info.isa, ks, c),
+            }
+        }
+        let Q8DwRun::Blocked(run) = ukernel.run else {
+            return Err(LinalgError::mismatch("no channel-blocked kernel"));
+        };
+        let cr = ukernel.info.cr;
+        let packed = pack_taps(&offset_weights, ks, c, cr, pack_q8_weight)?;
+        let mut bias = padded_bias(bias, c, cr, |b| b)?;
+        for (ch, b) in bias.iter_mut().enumerate().take(c) {
+            let sum = (0..ks).fold(0i32, |s, t| s.wrapping_add(offset_weights[t * c + ch]));
+            *b = b.wrapping_add(sum.wrapping_mul(params.input_offset));
+        }
         let per_channel = |f: fn(&ChannelRequant) -> i32| {
             let mut v: Vec<i32> = requant.iter().map(f).collect();
             v.resize(c.next_multiple_of(cr), 0);
@@ -804,17 +1079,20 @@ impl PackedQ8Depthwise {
         };
         Ok(PackedQ8Depthwise {
             ukernel,
-            zero: vec![zero_input as u8; c],
             plan,
-            weights: packed,
-            bias,
-            multiplier: per_channel(|r| r.multiplier),
-            left: per_channel(|r| r.left),
-            right: per_channel(|r| r.right),
-            zero_point: params.output_zero_point,
-            min: params.min,
-            max: params.max,
-            signed,
+            packed: Q8Packed::Blocked {
+                run,
+                zero: vec![zero_input as u8; c],
+                weights: packed,
+                bias,
+                multiplier: per_channel(|r| r.multiplier),
+                left: per_channel(|r| r.left),
+                right: per_channel(|r| r.right),
+                zero_point: params.output_zero_point,
+                min: params.min,
+                max: params.max,
+                signed,
+            },
         })
     }
 
@@ -828,36 +1106,68 @@ impl PackedQ8Depthwise {
         self.ukernel.info
     }
 
+    /// Whether its output stage uses the checked float requantization
+    /// ([`FastRequant`]) rather than only the integer one.
+    pub fn fast_requant(&self) -> bool {
+        matches!(&self.packed, Q8Packed::Dot4 { pack, .. } if pack.fast.is_some())
+    }
+
     /// Computes output rows `rows` into `out` (exactly those rows); bytes are `i8` or `u8` as
     /// prepared.
     pub fn run(&self, input: &[u8], rows: Range<usize>, out: &mut [u8]) -> Result<(), LinalgError> {
         let base = self.plan.check_run(input.len(), &rows, out.len())?;
         let c = self.plan.channels;
-        let stage = Q8OutputStage {
-            multiplier: &self.multiplier,
-            left: &self.left,
-            right: &self.right,
-            zero_point: self.zero_point,
-            min: self.min,
-            max: self.max,
-            signed: self.signed,
+        let no_zero: &[u8] = &[];
+        let (zero, weights, bias): (&[u8], &[i32], &[i32]) = match &self.packed {
+            Q8Packed::Blocked {
+                zero,
+                weights,
+                bias,
+                ..
+            } => (zero, weights, bias),
+            Q8Packed::Dot4 { .. } => (no_zero, &[], &[]),
+        };
+        let stage = match &self.packed {
+            Q8Packed::Blocked {
+                multiplier,
+                left,
+                right,
+                zero_point,
+                min,
+                max,
+                signed,
+                ..
+            } => Some(Q8OutputStage {
+                multiplier,
+                left,
+                right,
+                zero_point: *zero_point,
+                min: *min,
+                max: *max,
+                signed: *signed,
+            }),
+            Q8Packed::Dot4 { .. } => None,
         };
         for (segment, taps) in self.plan.segments(rows)? {
             let start = (segment.first - base) * c;
             let tile = DwTile {
                 input,
-                zero: &self.zero,
+                zero,
                 taps,
                 step: self.plan.step,
                 pixels: segment.count,
                 channels: c,
-                weights: &self.weights,
-                bias: &self.bias,
+                weights,
+                bias,
             };
             let out = out
                 .get_mut(start..start + segment.count * c)
                 .ok_or_else(|| LinalgError::mismatch("output too short"))?;
-            (self.ukernel.run)(&tile, &stage, out)?;
+            match (&self.packed, &stage) {
+                (Q8Packed::Blocked { run, .. }, Some(stage)) => run(&tile, stage, out)?,
+                (Q8Packed::Dot4 { run, pack }, _) => run(&tile, pack, out)?,
+                _ => return Err(LinalgError::mismatch("depthwise output stage")),
+            }
         }
         Ok(())
     }

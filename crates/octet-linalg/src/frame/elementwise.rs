@@ -28,6 +28,7 @@
 use octet_core::fixed_point::QuantizedMultiplier;
 
 use crate::frame::gemm_f32::F32Clamp;
+use crate::frame::requant::{FastPrelu, FastSum};
 use crate::{Isa, LinalgError, generic};
 
 /// A kernel function together with the instruction set it was compiled for.
@@ -203,13 +204,15 @@ pub struct QuantBinaryParams {
 
 /// What a quantized binary kernel runs with: the parameters and, for 8-bit ADD and SUB, each
 /// input's rescaling tabulated over its 256 values (index: the value's byte).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct QuantBinaryPrepared {
     pub(crate) params: QuantBinaryParams,
     /// `rescale_x` of every byte, or empty.
     pub(crate) x_table: Vec<i32>,
     /// `rescale_y` of every byte, or empty.
     pub(crate) y_table: Vec<i32>,
+    /// The checked float form of 8-bit ADD/SUB, when it applies.
+    pub(crate) fast: Option<FastSum>,
 }
 
 /// The signature of a quantized binary kernel.
@@ -254,11 +257,13 @@ impl<T: QuantElem> QuantBinary<T> {
         } else {
             (Vec::new(), Vec::new())
         };
+        let fast = fast_sum::<T>(&params, &x_table, &y_table);
         Ok(QuantBinary {
             prepared: QuantBinaryPrepared {
                 params,
                 x_table,
                 y_table,
+                fast,
             },
             kernel,
         })
@@ -274,11 +279,61 @@ impl<T: QuantElem> QuantBinary<T> {
         &self.prepared.params
     }
 
+    /// Widens the checked float form's window so that most lanes take the exact fallback
+    /// (tests of that path; results do not change).
+    #[cfg(test)]
+    pub(crate) fn widen_window(&mut self) -> bool {
+        self.prepared
+            .fast
+            .as_mut()
+            .map(|f| f.window = 0.75)
+            .is_some()
+    }
+
     /// `out[i] = op(x[i], y[i % y.len()])`.
     pub fn run(&self, x: &[T], y: &[T], out: &mut [T]) -> Result<(), LinalgError> {
         check_cyclic(x.len(), y.len(), out.len())?;
         (self.kernel.run)(&self.prepared, x, y, out)
     }
+}
+
+/// The checked float form of an 8-bit ADD/SUB from its rescaling tables (signs folded in as
+/// the op combines them).
+fn fast_sum<T: QuantElem>(
+    params: &QuantBinaryParams,
+    x_table: &[i32],
+    y_table: &[i32],
+) -> Option<FastSum> {
+    if x_table.len() != 256 || y_table.len() != 256 {
+        return None;
+    }
+    let (sx, sy) = match params.op {
+        QuantBinaryOp::Add => (1, 1),
+        QuantBinaryOp::Sub => (1, -1),
+        QuantBinaryOp::ReverseSub => (-1, 1),
+        QuantBinaryOp::Mul => return None,
+    };
+    let points = |table: &[i32], sign: i32| -> Option<Vec<(i32, i32)>> {
+        (T::MIN..=T::MAX)
+            .map(|v| Some((v, table[(v & 0xff) as usize].checked_mul(sign)?)))
+            .collect()
+    };
+    FastSum::new(
+        &points(x_table, sx)?,
+        &points(y_table, sy)?,
+        params.output_multiplier,
+        params.output_offset,
+    )
+}
+
+/// The elements of a run over which per-channel operands repeat in whole 64-element chunks:
+/// `lcm(channels, 64)`.
+pub(crate) fn chunk_period(channels: usize) -> usize {
+    let (mut a, mut b) = (channels, 64);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    channels / a * 64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +365,7 @@ pub struct QuantPreluParams {
 /// What a quantized PRELU kernel runs with: the parameters and, for 8-bit types, the
 /// non-negative branch tabulated over the input's 256 bytes (entries for negative inputs are
 /// unused).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct QuantPreluPrepared {
     pub(crate) params: QuantPreluParams,
     pub(crate) positive: [u8; 256],
@@ -318,6 +373,17 @@ pub(crate) struct QuantPreluPrepared {
     /// that a kernel can walk the data in blocks of 64 whatever the channel count (empty
     /// otherwise).
     pub(crate) expanded_alpha: Vec<i32>,
+    /// The checked float form of the negative branch (8-bit types), when it applies.
+    pub(crate) fast: Option<FastPreluExpanded>,
+}
+
+/// [`FastPrelu`] with its per-channel operands repeated over [`chunk_period`] elements, so
+/// that a kernel walks the data in chunks of 64 whatever the channel count.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FastPreluExpanded {
+    pub(crate) scale: Vec<f32>,
+    pub(crate) offset: Vec<f32>,
+    pub(crate) window: f32,
 }
 
 impl QuantPreluPrepared {
@@ -333,10 +399,30 @@ impl QuantPreluPrepared {
         } else {
             Vec::new()
         };
+        let fast = if T::MAX - T::MIN == 255 {
+            FastPrelu::new(
+                &params.alpha,
+                params.input_offset,
+                T::MIN,
+                params.alpha_multiplier,
+                params.output_offset,
+            )
+        } else {
+            None
+        };
+        let fast = fast.map(|f| {
+            let period = chunk_period(channels);
+            FastPreluExpanded {
+                scale: (0..period).map(|i| f.scale[i % channels]).collect(),
+                offset: (0..period).map(|i| f.offset[i % channels]).collect(),
+                window: f.window,
+            }
+        });
         QuantPreluPrepared {
             params,
             positive,
             expanded_alpha,
+            fast,
         }
     }
 }
@@ -393,6 +479,16 @@ impl<T: QuantElem> QuantPrelu<T> {
     /// Number of channels (the alpha period).
     pub fn channels(&self) -> usize {
         self.prepared.params.alpha.len()
+    }
+
+    /// Widens the checked float form's window (see [`QuantBinary::widen_window`]).
+    #[cfg(test)]
+    pub(crate) fn widen_window(&mut self) -> bool {
+        self.prepared
+            .fast
+            .as_mut()
+            .map(|f| f.window = 0.75)
+            .is_some()
     }
 
     /// Applies PRELU to `x` (a multiple of the channel count) into `out`.

@@ -210,12 +210,32 @@ pub enum StageRequant<'a> {
         right: &'a [i32],
         /// True when some left shift is non-zero (kernels skip the shift otherwise).
         any_left: bool,
+        /// The checked float form of the same requantization (see
+        /// [`FastRequant`](crate::frame::requant::FastRequant)), which kernels may use instead,
+        /// falling back to the integer form on untrusted lanes.
+        checked: Option<CheckedStage<'a>>,
     },
     /// Double-precision scales.
     Double {
         /// One scale per column.
         scale: &'a [f64],
     },
+}
+
+/// The per-column operands of the checked float requantization, including the output zero
+/// point (see [`FastRequant`](crate::frame::requant::FastRequant)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckedStage<'a> {
+    /// `k` per column.
+    pub scale: &'a [f32],
+    /// The offset when the high product is non-negative.
+    pub offset: &'a [f32],
+    /// The offset when it is negative.
+    pub offset_neg: &'a [f32],
+    /// The high product is negative below this accumulator.
+    pub threshold: &'a [i32],
+    /// Lanes whose fraction is below this are recomputed exactly.
+    pub window: f32,
 }
 
 /// The fused output stage of a quantized micro-kernel: requantize, add the zero point, clamp.
@@ -241,8 +261,19 @@ impl OutputStage<'_> {
                 multiplier,
                 left,
                 right,
+                checked,
                 ..
-            } => multiplier.len() >= columns && left.len() >= columns && right.len() >= columns,
+            } => {
+                multiplier.len() >= columns
+                    && left.len() >= columns
+                    && right.len() >= columns
+                    && checked.is_none_or(|c| {
+                        c.scale.len() >= columns
+                            && c.offset.len() >= columns
+                            && c.offset_neg.len() >= columns
+                            && c.threshold.len() >= columns
+                    })
+            }
             StageRequant::Double { scale } => scale.len() >= columns,
         };
         if ok {
@@ -274,25 +305,8 @@ impl OutputStage<'_> {
     }
 }
 
-/// TFLite's double-rounding `MultiplyByQuantizedMultiplier` written the way the SIMD kernels
-/// compute it: `x = acc << left` (wrapping; 0 for `left >= 32`), then the rounding doubling
-/// high product `(x * m + 2^30) >> 31` in 64 bits (exact for `m >= 0`, where the saturating
-/// case of `SaturatingRoundingDoublingHighMul` cannot occur), then `RoundingDivideByPOT` by
-/// `right` (ties away from zero).
-#[inline]
-pub fn requantize_fixed(acc: i32, multiplier: i32, left: i32, right: i32) -> i32 {
-    let x = if left >= 32 {
-        0
-    } else {
-        acc.wrapping_shl(left.max(0) as u32)
-    };
-    let high = ((i64::from(x) * i64::from(multiplier) + (1 << 30)) >> 31) as i32;
-    let right = right.clamp(0, 31);
-    let mask = ((1i64 << right) - 1) as i32;
-    let remainder = high & mask;
-    let threshold = (mask >> 1) + i32::from(high < 0);
-    (high >> right) + i32::from(remainder > threshold)
-}
+pub use crate::frame::requant::requantize_fixed;
+use crate::frame::requant::{FastChannel, FastLane, FastRequant};
 
 /// The per-column requantization of a packed GEMM, padded to whole blocks.
 #[derive(Debug, Clone)]
@@ -302,12 +316,31 @@ enum PackedRequant {
         left: Vec<i32>,
         right: Vec<i32>,
         any_left: bool,
+        checked: Option<CheckedArrays>,
     },
     Double(Vec<f64>),
 }
 
+/// The arrays behind a [`CheckedStage`], padded to whole blocks.
+#[derive(Debug, Clone)]
+struct CheckedArrays {
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    offset_neg: Vec<f32>,
+    threshold: Vec<i32>,
+    window: f32,
+}
+
 impl PackedRequant {
-    fn new(requant: Requant<'_>, n: usize, nr: usize) -> Result<Self, LinalgError> {
+    /// `acc_bound(c)` bounds the magnitude of column `c`'s accumulators; `output` is the zero
+    /// point and clamp range (for the checked float form, used for 8-bit outputs).
+    fn new(
+        requant: Requant<'_>,
+        n: usize,
+        nr: usize,
+        acc_bound: impl Fn(usize) -> u64,
+        output: Option<(i32, i32, i32)>,
+    ) -> Result<Self, LinalgError> {
         let per_column = |len: usize| -> Result<(), LinalgError> {
             if len == 1 || len == n {
                 Ok(())
@@ -336,11 +369,35 @@ impl PackedRequant {
                     right.push((-q.shift).max(0));
                 }
                 let any_left = left.iter().any(|&l| l != 0);
+                let checked = output.and_then(|(zero_point, lo, hi)| {
+                    let channels: Vec<FastChannel> = (0..n)
+                        .map(|c| FastChannel {
+                            multiplier: m[expand(m.len(), c)],
+                            acc_bound: acc_bound(c),
+                        })
+                        .collect();
+                    let fast = FastRequant::new(&channels, zero_point, lo, hi)?;
+                    let lane = |f: fn(&FastLane) -> f32| {
+                        pad_columns(&fast.lanes.iter().map(f).collect::<Vec<_>>(), nr, 0.0)
+                    };
+                    Some(CheckedArrays {
+                        scale: lane(|l| l.scale),
+                        offset: lane(|l| l.offset),
+                        offset_neg: lane(|l| l.offset_neg),
+                        threshold: pad_columns(
+                            &fast.lanes.iter().map(|l| l.threshold).collect::<Vec<_>>(),
+                            nr,
+                            0,
+                        ),
+                        window: fast.window,
+                    })
+                });
                 PackedRequant::Fixed {
                     multiplier: pad_columns(&multiplier, nr, 0),
                     left: pad_columns(&left, nr, 0),
                     right: pad_columns(&right, nr, 0),
                     any_left,
+                    checked,
                 }
             }
             Requant::Double(s) => {
@@ -358,11 +415,19 @@ impl PackedRequant {
                 left,
                 right,
                 any_left,
+                checked,
             } => StageRequant::Fixed {
                 multiplier: &multiplier[columns.clone()],
                 left: &left[columns.clone()],
-                right: &right[columns],
+                right: &right[columns.clone()],
                 any_left: *any_left,
+                checked: checked.as_ref().map(|c| CheckedStage {
+                    scale: &c.scale[columns.clone()],
+                    offset: &c.offset[columns.clone()],
+                    offset_neg: &c.offset_neg[columns.clone()],
+                    threshold: &c.threshold[columns],
+                    window: c.window,
+                }),
             },
             PackedRequant::Double(scale) => StageRequant::Double {
                 scale: &scale[columns],
@@ -999,6 +1064,16 @@ impl PackedQGemm {
             None => vec![0; n],
         };
         let bias_given = bias.clone();
+        // The largest |(x + input_offset) * (w + weight_offset)| for any values of the types
+        // (weights may be repacked at run time), and the products per accumulator.
+        let widest = |(lo, hi): (i32, i32), offset: i32| {
+            (i64::from(lo) + i64::from(offset))
+                .unsigned_abs()
+                .max((i64::from(hi) + i64::from(offset)).unsigned_abs())
+        };
+        let magnitude = widest(spec.input.range(), spec.input_offset)
+            .saturating_mul(widest(spec.weights.qtype().range(), spec.weight_offset));
+        let products = (ks as u64).saturating_mul(kc as u64);
         let (weights, zero) = match family {
             QGemmFamily::Vnni => {
                 fold_weight_sums(&mut bias, spec.input_offset, |c| {
@@ -1045,7 +1120,20 @@ impl PackedQGemm {
             weights,
             bias_given,
             bias: pad_columns(&bias, nr, 0),
-            requant: PackedRequant::new(spec.requant, n, nr)?,
+            requant: PackedRequant::new(
+                spec.requant,
+                n,
+                nr,
+                |c| {
+                    let bias = spec.bias.map_or(0, |b| u64::from(b[c].unsigned_abs()));
+                    bias.saturating_add(products.saturating_mul(magnitude))
+                },
+                (spec.output != QType::I16).then_some((
+                    spec.output_zero_point,
+                    spec.clamp.0,
+                    spec.clamp.1,
+                )),
+            )?,
             output: spec.output,
             zero_point: spec.output_zero_point,
             min: spec.clamp.0,

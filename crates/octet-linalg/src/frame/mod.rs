@@ -7,4 +7,5 @@ pub mod gemm;
 pub mod gemm_f32;
 pub mod gemm_q;
 pub mod pool;
+pub mod requant;
 pub mod window;

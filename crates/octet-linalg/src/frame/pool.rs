@@ -19,7 +19,7 @@ use std::ops::Range;
 use crate::frame::depthwise::DwPlan;
 use crate::frame::gemm_f32::F32Clamp;
 use crate::frame::window::PAD;
-use crate::{LinalgError, generic};
+use crate::{Isa, LinalgError, generic};
 
 /// Which reduction a pool applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,10 @@ pub trait PoolElem: Copy + Send + Sync + 'static {
     fn to_i32(self) -> i32;
     /// The element of a value within the type's range.
     fn from_i32(v: i32) -> Self;
+    /// The elements as bytes, for 8-bit types.
+    fn bytes(x: &[Self]) -> Option<&[u8]>;
+    /// The elements as mutable bytes, for 8-bit types.
+    fn bytes_mut(x: &mut [Self]) -> Option<&mut [u8]>;
 }
 
 impl PoolElem for i8 {
@@ -50,6 +54,12 @@ impl PoolElem for i8 {
     }
     fn from_i32(v: i32) -> Self {
         v as i8
+    }
+    fn bytes(x: &[Self]) -> Option<&[u8]> {
+        Some(bytemuck::cast_slice(x))
+    }
+    fn bytes_mut(x: &mut [Self]) -> Option<&mut [u8]> {
+        Some(bytemuck::cast_slice_mut(x))
     }
 }
 
@@ -62,6 +72,12 @@ impl PoolElem for u8 {
     fn from_i32(v: i32) -> Self {
         v as u8
     }
+    fn bytes(x: &[Self]) -> Option<&[u8]> {
+        Some(x)
+    }
+    fn bytes_mut(x: &mut [Self]) -> Option<&mut [u8]> {
+        Some(x)
+    }
 }
 
 impl PoolElem for i16 {
@@ -73,6 +89,12 @@ impl PoolElem for i16 {
     fn from_i32(v: i32) -> Self {
         v as i16
     }
+    fn bytes(_: &[Self]) -> Option<&[u8]> {
+        None
+    }
+    fn bytes_mut(_: &mut [Self]) -> Option<&mut [u8]> {
+        None
+    }
 }
 
 /// A prepared pool: the window plan and the reduction.
@@ -80,12 +102,18 @@ impl PoolElem for i16 {
 pub struct Pool2d {
     plan: DwPlan,
     kind: PoolKind,
+    isa: Isa,
 }
 
 impl Pool2d {
     /// A pool of `kind` over `plan`. An average pool refuses windows that lie entirely in the
     /// padding (TFLite fails on them at run time: the count would be 0).
     pub fn new(plan: DwPlan, kind: PoolKind) -> Result<Self, LinalgError> {
+        Pool2d::with_isa(Isa::detect(), plan, kind)
+    }
+
+    /// [`Pool2d::new`] with kernels of at most `isa`.
+    pub fn with_isa(isa: Isa, plan: DwPlan, kind: PoolKind) -> Result<Self, LinalgError> {
         if kind == PoolKind::Average {
             let empty = plan
                 .segments(0..plan.rows())?
@@ -99,7 +127,7 @@ impl Pool2d {
         if plan.taps() > i32::MAX as usize {
             return Err(LinalgError::too_large("pool window"));
         }
-        Ok(Pool2d { plan, kind })
+        Ok(Pool2d { plan, kind, isa })
     }
 
     /// The plan.
@@ -141,12 +169,59 @@ impl Pool2d {
     ) -> Result<(), LinalgError> {
         let base = self.check(input.len(), &rows, out.len())?;
         let c = self.plan.channels();
+        if let Some(bytes) = self.byte_max(input, rows.clone(), out, min, max) {
+            return bytes;
+        }
         for (segment, taps) in self.plan.segments(rows)? {
             let start = (segment.first - base) * c;
             let out = &mut out[start..start + segment.count * c];
             generic::pool::int_segment(self.kind, input, taps, self.plan.step(), c, out, min, max);
         }
         Ok(())
+    }
+
+    /// An 8-bit max pool on the AVX-512 byte kernel, when this CPU has it and `isa` allows it
+    /// (`None`: use the generic path). The caller checked the sizes.
+    fn byte_max<T: PoolElem>(
+        &self,
+        input: &[T],
+        rows: Range<usize>,
+        out: &mut [T],
+        min: i32,
+        max: i32,
+    ) -> Option<Result<(), LinalgError>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (input, out) = (T::bytes(input)?, T::bytes_mut(out)?);
+            if self.kind != PoolKind::Max || self.isa < Isa::Avx512 || !Isa::Avx512.is_supported() {
+                return None;
+            }
+            let base = rows.start * self.plan.window().out_w;
+            let c = self.plan.channels();
+            let run = || -> Result<(), LinalgError> {
+                for (segment, taps) in self.plan.segments(rows)? {
+                    let start = (segment.first - base) * c;
+                    let out = &mut out[start..start + segment.count * c];
+                    crate::x86_64::pool_q8::max_pool8_avx512(
+                        input,
+                        taps,
+                        self.plan.step(),
+                        c,
+                        segment.count,
+                        out,
+                        (min, max),
+                        T::LOWEST < 0,
+                    )?;
+                }
+                Ok(())
+            };
+            Some(run())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (input, rows, out, min, max);
+            None
+        }
     }
 
     /// Checks sizes; returns the pixel `out` starts at. Every tap of every pixel then lies in

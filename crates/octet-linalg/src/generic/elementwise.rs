@@ -186,6 +186,39 @@ pub(crate) fn quant_binary_body<T: QuantElem>(
     }
 }
 
+/// One element of an 8-bit ADD or SUB through the rescaling tables (the fallback of the
+/// checked float kernels).
+#[inline]
+pub(crate) fn quant_binary8_one<T: QuantElem>(prepared: &QuantBinaryPrepared, a: T, b: T) -> T {
+    let p = &prepared.params;
+    let (xt, yt) = (&prepared.x_table, &prepared.y_table);
+    let ra = xt[(a.to_i32() & 0xff) as usize];
+    let rb = yt[(b.to_i32() & 0xff) as usize];
+    let raw = match p.op {
+        QuantBinaryOp::Add => ra.wrapping_add(rb),
+        QuantBinaryOp::Sub => ra.wrapping_sub(rb),
+        QuantBinaryOp::ReverseSub | QuantBinaryOp::Mul => rb.wrapping_sub(ra),
+    };
+    T::from_i32(
+        Mult::new(p.output_multiplier)
+            .apply(raw)
+            .wrapping_add(p.output_offset)
+            .clamp(p.act_min, p.act_max),
+    )
+}
+
+/// One element of PRELU with its alpha (the fallback of the checked float kernels).
+#[inline]
+pub(crate) fn quant_prelu_one<T: QuantElem>(p: &QuantPreluParams, q: T, a: i32) -> T {
+    let v = q.to_i32().wrapping_add(p.input_offset);
+    let r = if v >= 0 {
+        Mult::new(p.identity_multiplier).apply(v)
+    } else {
+        Mult::new(p.alpha_multiplier).apply(v.wrapping_mul(a))
+    };
+    T::from_i32(r.wrapping_add(p.output_offset).clamp(p.min, p.max))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Quantized PRELU
 // ---------------------------------------------------------------------------------------------

@@ -9,10 +9,34 @@
 
 use std::arch::x86_64::*;
 
-use super::requant::{requant_avx2, requant_avx512};
-use crate::frame::depthwise::{DwTile, DwUkernelInfo, Q8DwUkernel, Q8OutputStage};
+use super::requant::{fast_requant_avx512, requant_avx2, requant_avx512};
+use crate::frame::depthwise::{
+    DOT4_MAX_TAPS, Dot4Pack, DwTile, DwUkernelInfo, Q8DwUkernel, Q8OutputStage,
+};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError, generic};
+
+/// Test switch: run every segment through the general 4-tap path.
+#[cfg(test)]
+static DOT4_GENERAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the 4-tap kernels run every segment through their general path (tests).
+#[cfg(test)]
+pub(crate) fn set_dot4_general(on: bool) {
+    DOT4_GENERAL.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the test switch forces the general path.
+fn dot4_general_only() -> bool {
+    #[cfg(test)]
+    {
+        DOT4_GENERAL.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
 
 /// The most taps a kernel handles itself; larger filters go to the generic twin.
 const MAX_TAPS: usize = 64;
@@ -382,6 +406,322 @@ q8_dw_kernel!(
     stage_512
 );
 
+// ---------------------------------------------------------------------------------------------
+// AVX-512 VNNI: four taps per `vpdpbusd` over chunks of 64 elements (see `Dot4Pack`).
+
+/// Safe entry point of the 4-tap dot-product kernel: checks the segment and the packed
+/// operands, then runs the SIMD body.
+fn entry_dot4(
+    tile: &DwTile<'_, u8, i32, i32>,
+    pack: &Dot4Pack,
+    out: &mut [u8],
+) -> Result<(), LinalgError> {
+    pack.check(tile, out.len())?;
+    // SAFETY: `check` proved that every in-image tap of every pixel reads `channels` bytes
+    // inside `input`, that the taps fit the packed groups, that the packed operands cover the
+    // period, and that `out` holds `pixels * channels` bytes; the kernel is only handed out on
+    // CPUs with AVX-512 F/BW/DQ/VL and VNNI.
+    unsafe {
+        match (pack.signed, pack.fast.is_some()) {
+            (true, true) => dot4_body::<true, true>(tile, pack, out.as_mut_ptr()),
+            (true, false) => dot4_body::<true, false>(tile, pack, out.as_mut_ptr()),
+            (false, true) => dot4_body::<false, true>(tile, pack, out.as_mut_ptr()),
+            (false, false) => dot4_body::<false, false>(tile, pack, out.as_mut_ptr()),
+        }
+    }
+    Ok(())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn dot4_body<const S: bool, const FAST: bool>(
+    tile: &DwTile<'_, u8, i32, i32>,
+    pack: &Dot4Pack,
+    out: *mut u8,
+) {
+    // SAFETY: see the entry point: a tap pointer plus any offset below `pixels * channels`
+    // (run mode) or `p * step + channels` (pixel mode) stays inside `input`.
+    unsafe {
+        let mut ptrs = [std::ptr::null::<u8>(); DOT4_MAX_TAPS + 4];
+        for (t, &offset) in tile.taps.iter().enumerate() {
+            if offset != PAD {
+                ptrs[t] = tile.input.as_ptr().add(offset as usize);
+            }
+        }
+        let ptrs = &ptrs[..4 * pack.groups];
+        let c = tile.channels;
+        let ks = tile.taps.len();
+        let live = tile.taps.iter().all(|&t| t != PAD) && !dot4_general_only();
+        if tile.step == c && live {
+            let len = tile.pixels * c;
+            match (ks / 4, ks % 4) {
+                (2, 1) => dot4_run_live::<S, FAST, 2, true>(pack, ptrs, 0, len, out),
+                (6, 1) => dot4_run_live::<S, FAST, 6, true>(pack, ptrs, 0, len, out),
+                (12, 1) => dot4_run_live::<S, FAST, 12, true>(pack, ptrs, 0, len, out),
+                (1, 0) => dot4_run_live::<S, FAST, 1, false>(pack, ptrs, 0, len, out),
+                (2, 0) => dot4_run_live::<S, FAST, 2, false>(pack, ptrs, 0, len, out),
+                _ => dot4_run::<S, FAST>(pack, ptrs, 0, len, out),
+            }
+        } else if tile.step == c {
+            dot4_run::<S, FAST>(pack, ptrs, 0, tile.pixels * c, out);
+        } else {
+            for p in 0..tile.pixels {
+                dot4_run::<S, FAST>(pack, ptrs, p * tile.step, c, out.add(p * c));
+            }
+        }
+    }
+}
+
+/// The exact output stage of one chunk's four accumulators (before the packs): the integer
+/// requantization, the zero point and the clamp (the rare fallback of the checked float
+/// form).
+///
+/// # Safety
+/// `lanes + 64` must lie within the pack's period.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+#[inline]
+unsafe fn dot4_exact(pack: &Dot4Pack, lanes: usize, acc: &[__m512i; 4]) -> [__m512i; 4] {
+    let zp = _mm512_set1_epi32(pack.zero_point);
+    let (lo, hi) = (_mm512_set1_epi32(pack.min), _mm512_set1_epi32(pack.max));
+    let mut q = [_mm512_setzero_si512(); 4];
+    // SAFETY: `lanes + 64 <= period` and every per-lane array holds `period` entries (checked
+    // by the entry point).
+    unsafe {
+        for k in 0..4 {
+            let o = lanes + 16 * k;
+            let y = requant_avx512(
+                acc[k],
+                _mm512_loadu_si512(pack.multiplier.as_ptr().add(o).cast()),
+                _mm512_loadu_si512(pack.left.as_ptr().add(o).cast()),
+                _mm512_loadu_si512(pack.right.as_ptr().add(o).cast()),
+            );
+            q[k] = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(y, zp), lo), hi);
+        }
+    }
+    q
+}
+
+/// The four accumulators of one group of four taps: the tap vectors' bytes interleaved so
+/// that each dword holds the four taps of one element (see `Dot4Pack`), multiplied with the
+/// group's packed weights at `w`.
+///
+/// # Safety
+/// `w` must point at 256 readable weights.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn dot4_group(acc: &mut [__m512i; 4], t: [__m512i; 4], w: *const i8) {
+    let a = _mm512_unpacklo_epi8(t[0], t[1]);
+    let b = _mm512_unpackhi_epi8(t[0], t[1]);
+    let c = _mm512_unpacklo_epi8(t[2], t[3]);
+    let d = _mm512_unpackhi_epi8(t[2], t[3]);
+    let x = [
+        _mm512_unpacklo_epi16(a, c),
+        _mm512_unpackhi_epi16(a, c),
+        _mm512_unpacklo_epi16(b, d),
+        _mm512_unpackhi_epi16(b, d),
+    ];
+    for k in 0..4 {
+        // SAFETY: the caller guarantees 256 weights at `w`.
+        let wk = unsafe { _mm512_loadu_si512(w.add(64 * k).cast()) };
+        acc[k] = _mm512_dpbusd_epi32(acc[k], x[k], wk);
+    }
+}
+
+/// The output stage of one chunk: requantizes the four accumulators of lanes `lanes..lanes +
+/// 64` of the period (float form, exact on untrusted lanes), narrows them to bytes in element
+/// order, clamps and stores the `mask`ed bytes at `dst`. A macro, not a function: the compiler
+/// does not inline a function this size into the chunk loops, and the call spills the
+/// accumulators. Expands to statements that need an `unsafe` context with `lanes + 64 <=
+/// period` and the masked bytes writable at `dst`.
+macro_rules! dot4_finish {
+    ($s:ident, $fast:ident, $pack:expr, $lanes:expr, $acc:expr, $mask:expr, $dst:expr) => {{
+        let pack: &Dot4Pack = $pack;
+        let lanes: usize = $lanes;
+        let acc: &[__m512i; 4] = $acc;
+        let mut q = [_mm512_setzero_si512(); 4];
+        let mut exact = !$fast;
+        if let (true, Some(fast)) = ($fast, pack.fast.as_ref()) {
+            let window = _mm512_set1_ps(fast.window);
+            let mut ambiguous: __mmask16 = 0;
+            for k in 0..4 {
+                let o = lanes + 16 * k;
+                q[k] = fast_requant_avx512(
+                    acc[k],
+                    _mm512_loadu_ps(fast.scale.as_ptr().add(o)),
+                    _mm512_loadu_ps(fast.offset.as_ptr().add(o)),
+                    _mm512_loadu_ps(fast.offset_neg.as_ptr().add(o)),
+                    _mm512_loadu_si512(fast.threshold.as_ptr().add(o).cast()),
+                    window,
+                    &mut ambiguous,
+                );
+            }
+            exact = ambiguous != 0;
+        }
+        if exact {
+            std::hint::cold_path();
+            q = dot4_exact(pack, lanes, acc);
+        }
+        let (lo8, hi8) = (
+            _mm512_set1_epi8(pack.min as i8),
+            _mm512_set1_epi8(pack.max as i8),
+        );
+        let w01 = _mm512_packs_epi32(q[0], q[1]);
+        let w23 = _mm512_packs_epi32(q[2], q[3]);
+        let bytes = if $s {
+            _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(w01, w23), lo8), hi8)
+        } else {
+            _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(w01, w23), lo8), hi8)
+        };
+        _mm512_mask_storeu_epi8($dst.cast(), $mask, bytes);
+    }};
+}
+
+/// One run of `len` elements: tap `t` reads from `ptrs[t] + advance` (a null pointer: the
+/// padding value), element `i` of the run is channel `i % channels`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot4_run<const S: bool, const FAST: bool>(
+    pack: &Dot4Pack,
+    ptrs: &[*const u8],
+    advance: usize,
+    len: usize,
+    out: *mut u8,
+) {
+    // SAFETY: the loads read `count` bytes at `ptrs[t] + advance + i`, `i + count <= len`,
+    // inside the input (see the entry point); the packed operands hold `groups * period * 4`
+    // weights and `period` of everything else, and `block * 64 + 64 <= period`.
+    unsafe {
+        let blocks = pack.period / 64;
+        let zero = _mm512_set1_epi8(pack.zero as i8);
+        let flip = _mm512_set1_epi8(0x80u8 as i8);
+        let group_stride = pack.period * 4;
+        let mut block = 0;
+        let mut i = 0;
+        while i < len {
+            let count = (len - i).min(64);
+            let mask: __mmask64 = if count == 64 {
+                u64::MAX
+            } else {
+                (1u64 << count) - 1
+            };
+            let lanes = block * 64;
+            let bias = pack.bias.as_ptr().add(lanes);
+            let mut acc = [
+                _mm512_loadu_si512(bias.cast()),
+                _mm512_loadu_si512(bias.add(16).cast()),
+                _mm512_loadu_si512(bias.add(32).cast()),
+                _mm512_loadu_si512(bias.add(48).cast()),
+            ];
+            let load = |t: usize| {
+                let p = ptrs[t];
+                if p.is_null() {
+                    zero
+                } else {
+                    let v = _mm512_maskz_loadu_epi8(mask, p.add(advance + i).cast());
+                    if S { _mm512_xor_si512(v, flip) } else { v }
+                }
+            };
+            let mut w = pack.weights.as_ptr().add(lanes * 4);
+            for g in 0..pack.groups {
+                let t = 4 * g;
+                dot4_group(
+                    &mut acc,
+                    [load(t), load(t + 1), load(t + 2), load(t + 3)],
+                    w,
+                );
+                w = w.add(group_stride);
+            }
+            dot4_finish!(S, FAST, pack, lanes, &acc, mask, out.add(i));
+            i += 64;
+            block += 1;
+            if block == blocks {
+                block = 0;
+            }
+        }
+    }
+}
+
+/// [`dot4_run`] for a run whose taps all lie in the image: `G` full groups of four taps and,
+/// when `SINGLE`, one more tap (`4 G`) alone in the last group, whose bytes are spread to the
+/// accumulators' dwords by one in-lane shuffle each (zero-extended: the other three taps of
+/// the group have zero weights) instead of the eight unpacks of a group.
+///
+/// # Safety
+/// As [`dot4_run`], with `4 G + SINGLE` non-null pointers and that many taps in the pack.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot4_run_live<const S: bool, const FAST: bool, const G: usize, const SINGLE: bool>(
+    pack: &Dot4Pack,
+    ptrs: &[*const u8],
+    advance: usize,
+    len: usize,
+    out: *mut u8,
+) {
+    // SAFETY: as in `dot4_run`; the single tap's operands hold `period` entries.
+    unsafe {
+        let mut base = [std::ptr::null::<u8>(); 64];
+        for (b, &p) in base.iter_mut().zip(ptrs).take(4 * G + usize::from(SINGLE)) {
+            *b = p.add(advance);
+        }
+        let blocks = pack.period / 64;
+        let flip = _mm512_set1_epi8(0x80u8 as i8);
+        let group_stride = pack.period * 4;
+        // Dword d of every 128-bit lane takes byte 4 k + d of the lane (accumulator k).
+        let spread = |k: i32| {
+            let b = |d: i32| (4 * k + d) | (-128 << 8);
+            _mm512_broadcast_i32x4(_mm_setr_epi32(b(0), b(1), b(2), b(3)))
+        };
+        let spreads = [spread(0), spread(1), spread(2), spread(3)];
+        let mut block = 0;
+        let mut i = 0;
+        while i < len {
+            let count = (len - i).min(64);
+            let full = count == 64;
+            let mask: __mmask64 = if full { u64::MAX } else { (1u64 << count) - 1 };
+            let lanes = block * 64;
+            let bias = pack.bias.as_ptr().add(lanes);
+            let mut acc = [
+                _mm512_loadu_si512(bias.cast()),
+                _mm512_loadu_si512(bias.add(16).cast()),
+                _mm512_loadu_si512(bias.add(32).cast()),
+                _mm512_loadu_si512(bias.add(48).cast()),
+            ];
+            let load = |t: usize| {
+                let p = base[t].add(i);
+                let v = if full {
+                    _mm512_loadu_si512(p.cast())
+                } else {
+                    _mm512_maskz_loadu_epi8(mask, p.cast())
+                };
+                if S { _mm512_xor_si512(v, flip) } else { v }
+            };
+            let mut w = pack.weights.as_ptr().add(lanes * 4);
+            for g in 0..G {
+                let t = 4 * g;
+                dot4_group(
+                    &mut acc,
+                    [load(t), load(t + 1), load(t + 2), load(t + 3)],
+                    w,
+                );
+                w = w.add(group_stride);
+            }
+            if SINGLE {
+                let t = load(4 * G);
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_shuffle_epi8(t, spreads[k]);
+                    let wk = _mm512_loadu_si512(w.add(64 * k).cast());
+                    *acc = _mm512_dpbusd_epi32(*acc, x, wk);
+                }
+            }
+            dot4_finish!(S, FAST, pack, lanes, &acc, mask, out.add(i));
+            i += 64;
+            block += 1;
+            if block == blocks {
+                block = 0;
+            }
+        }
+    }
+}
+
 const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernelInfo {
     DwUkernelInfo {
         isa,
@@ -391,7 +731,7 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
     }
 }
 
-pub(super) const UKERNELS: [Q8DwUkernel; 3] = [
+pub(super) const UKERNELS: [Q8DwUkernel; 4] = [
     Q8DwUkernel::new(info(Isa::Avx2, "q8 dw 8 avx2", 8, 0), entry_avx2::<8>),
     Q8DwUkernel::new(
         info(Isa::Avx512, "q8 dw 16 avx512", 16, 0),
@@ -400,5 +740,9 @@ pub(super) const UKERNELS: [Q8DwUkernel; 3] = [
     Q8DwUkernel::new(
         info(Isa::Avx512Vnni, "q8 dw 16 avx512vnni", 16, 0),
         entry_vnni::<8>,
+    ),
+    Q8DwUkernel::new_dot4(
+        info(Isa::Avx512Vnni, "q8 dw dot4 avx512vnni", 64, 0),
+        entry_dot4,
     ),
 ];

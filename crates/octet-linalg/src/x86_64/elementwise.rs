@@ -8,12 +8,14 @@
 
 use std::arch::x86_64::*;
 
+use super::requant::{Fixed256, Fixed512};
 use crate::LinalgError;
 use crate::frame::elementwise::{
-    BilinearRow, F32BinaryOp, F32UnaryOp, QuantBinaryPrepared, QuantElem, QuantPreluParams,
-    QuantPreluPrepared, check_cyclic, check_same,
+    BilinearRow, F32BinaryOp, F32UnaryOp, FastPreluExpanded, QuantBinaryPrepared, QuantElem,
+    QuantPreluParams, QuantPreluPrepared, check_cyclic, check_same,
 };
 use crate::frame::gemm_f32::F32Clamp;
+use crate::frame::requant::FastSum;
 use crate::generic::elementwise as body;
 
 /// Generates the safe entry points of every auto-vectorised family for one instruction set.
@@ -240,51 +242,6 @@ unsafe fn lut8_vbmi_body(table: &[u8; 256], x: &[u8], out: &mut [u8]) {
 // AVX-512 8-bit ADD/SUB and PRELU, written with intrinsics
 // ---------------------------------------------------------------------------------------------
 
-/// A multiplier broadcast into the lanes of [`mbqm16`].
-#[derive(Clone, Copy)]
-struct MultVec {
-    multiplier: __m512i,
-    left: __m512i,
-    right: __m512i,
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-fn mult_vec(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec {
-    MultVec {
-        multiplier: _mm512_set1_epi32(m.multiplier),
-        left: _mm512_set1_epi32(m.shift.clamp(0, 31)),
-        right: _mm512_set1_epi32((-m.shift).clamp(0, 31)),
-    }
-}
-
-/// `MultiplyByQuantizedMultiplier` on 16 lanes, each with its own multiplier and shifts
-/// (multipliers non-negative, shifts in `0..=31`, as the frame validates; the saturating
-/// `MIN * MIN` case of the doubling high multiply cannot occur with a non-negative multiplier).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-fn mbqm16(x: __m512i, m: MultVec) -> __m512i {
-    let x = _mm512_sllv_epi32(x, m.left);
-    // (x * m + 2^30) >> 31 on the even and the odd lanes, as 64-bit products.
-    let nudge = _mm512_set1_epi64(1 << 30);
-    let even = _mm512_mul_epi32(x, m.multiplier);
-    let odd = _mm512_mul_epi32(
-        _mm512_srli_epi64(x, 32),
-        _mm512_srli_epi64(m.multiplier, 32),
-    );
-    let even = _mm512_srai_epi64(_mm512_add_epi64(even, nudge), 31);
-    let odd = _mm512_slli_epi64(_mm512_add_epi64(odd, nudge), 1);
-    let high = _mm512_mask_blend_epi32(0xAAAA, even, odd);
-    // Rounding divide by 2^right, ties away from zero.
-    let one = _mm512_set1_epi32(1);
-    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, m.right), one);
-    let remainder = _mm512_and_si512(high, mask);
-    let threshold = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(high, 31));
-    let quotient = _mm512_srav_epi32(high, m.right);
-    let round_up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-    _mm512_mask_add_epi32(quotient, round_up, quotient, one)
-}
-
 /// Loads `count` (at most 16) 8-bit values at `src` widened to `i32` lanes (sign- or
 /// zero-extended as `T` is signed or not).
 ///
@@ -344,6 +301,11 @@ pub(crate) fn quant_binary_avx512<T: QuantElem>(
     if T::MAX - T::MIN != 255 || p.x_table.len() != 256 || p.y_table.len() != 256 {
         return quant_binary_avx512_auto(p, x, y, out);
     }
+    if let Some(fast) = &p.fast {
+        // SAFETY: as below; the float form needs nothing else.
+        unsafe { quant_binary8_fast(p, fast, x, y, out) };
+        return Ok(());
+    }
     // SAFETY: the operands were checked (`y` tiles `x`, `out` as long as `x`), both tables hold
     // 256 entries and `T` is an 8-bit type; the frame hands this kernel out only on CPUs with
     // AVX-512 F, BW, DQ and VL.
@@ -382,7 +344,7 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
     out: &mut [T],
 ) {
     let params = &p.params;
-    let output = mult_vec(params.output_multiplier);
+    let output = Fixed512::splat(params.output_multiplier);
     let zo = _mm512_set1_epi32(params.output_offset);
     let lo = _mm512_set1_epi32(params.act_min);
     let hi = _mm512_set1_epi32(params.act_max);
@@ -401,7 +363,7 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
             while i < x.len() {
                 let count = (x.len() - i).min(16);
                 let a = lookup(xt, load_widen(x.as_ptr().add(i), count), byte);
-                let r = mbqm16(combine(op, a, b), output);
+                let r = output.apply(combine(op, a, b));
                 store_narrow(out.as_mut_ptr().add(i), count, r, zo, lo, hi);
                 i += 16;
             }
@@ -414,11 +376,250 @@ unsafe fn quant_binary8_avx512<T: QuantElem>(
                 let count = (period - c).min(16);
                 let a = lookup(xt, load_widen(x.as_ptr().add(row + c), count), byte);
                 let b = lookup(yt, load_widen(y.as_ptr().add(c), count), byte);
-                let r = mbqm16(combine(op, a, b), output);
+                let r = output.apply(combine(op, a, b));
                 store_narrow(out.as_mut_ptr().add(row + c), count, r, zo, lo, hi);
                 c += 16;
             }
             row += period;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked float forms of 8-bit ADD/SUB and PRELU (see `frame::requant`)
+// ---------------------------------------------------------------------------------------------
+
+/// The mask of the first `count` (at most 64) lanes of 64.
+#[inline]
+fn mask64(count: usize) -> __mmask64 {
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    }
+}
+
+/// 16 bytes at `src` (masked to `mask`) widened to floats, sign- or zero-extended as `T`.
+///
+/// # Safety
+/// The bytes selected by `mask` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn load_f32x16<T: QuantElem>(src: *const T, mask: __mmask16, full: bool) -> __m512 {
+    // SAFETY: a full load reads 16 bytes (the caller's `mask` is then all ones), a masked one
+    // only the selected bytes.
+    let bytes = unsafe {
+        if full {
+            _mm_loadu_si128(src.cast())
+        } else {
+            _mm_maskz_loadu_epi8(mask, src.cast())
+        }
+    };
+    let v = if T::MIN < 0 {
+        _mm512_cvtepi8_epi32(bytes)
+    } else {
+        _mm512_cvtepu8_epi32(bytes)
+    };
+    _mm512_cvtepi32_ps(v)
+}
+
+/// `floor(f)` with the lanes whose fraction is below `window` (among `valid`) added to
+/// `ambiguous`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn checked_floor(
+    f: __m512,
+    window: __m512,
+    valid: __mmask16,
+    ambiguous: &mut u64,
+    q: usize,
+) -> __m512i {
+    let frac = _mm512_reduce_ps::<0b0000_1001>(f);
+    let flags = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(valid, frac, window);
+    *ambiguous |= u64::from(flags) << (16 * q);
+    _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(f)
+}
+
+/// Four vectors of 16 results (elements `16 q..16 q + 16`) as 64 bytes in order, saturated to
+/// `T` and clamped to `[lo, hi]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn narrow_clamp<T: QuantElem>(q: [__m512i; 4], lo: __m512i, hi: __m512i) -> __m512i {
+    let bytes = pack_bytes::<T>(q);
+    if T::MIN < 0 {
+        _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+    } else {
+        _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
+    }
+}
+
+/// 8-bit ADD/SUB by the checked float form: `floor(fma(x, kx, fma(y, ky, offset)))` on 16
+/// lanes at a time; a chunk of 64 with an untrusted lane is recomputed exactly, element by
+/// element.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn quant_binary8_fast<T: QuantElem>(
+    p: &QuantBinaryPrepared,
+    fast: &FastSum,
+    x: &[T],
+    y: &[T],
+    out: &mut [T],
+) {
+    let kx = _mm512_set1_ps(fast.kx);
+    let ky = _mm512_set1_ps(fast.ky);
+    let offset = _mm512_set1_ps(fast.offset);
+    let window = _mm512_set1_ps(fast.window);
+    let lo = _mm512_set1_epi8(p.params.act_min as i8);
+    let hi = _mm512_set1_epi8(p.params.act_max as i8);
+    let period = y.len();
+    // `count` elements of `x` at `xs` with `y` at `ys` (or the scalar `y`'s term), into `dst`.
+    // SAFETY (whole body): every chunk covers `start..start + count` (count <= 64) inside `x`
+    // and `out`, and inside `y` or one row of it (the period divides their common length).
+    unsafe {
+        let chunk =
+            |xs: *const T, ys: Option<*const T>, scalar: __m512, dst: *mut T, count: usize| {
+                let full = count == 64;
+                let mut ambiguous = 0u64;
+                let mut q = [_mm512_setzero_si512(); 4];
+                for (k, q) in q.iter_mut().enumerate() {
+                    let lanes = count.saturating_sub(16 * k).min(16);
+                    let valid = if lanes >= 16 {
+                        0xffff
+                    } else {
+                        ((1u32 << lanes) - 1) as __mmask16
+                    };
+                    let xf = load_f32x16(xs.add(16 * k), valid, full);
+                    let g = match ys {
+                        Some(ys) => {
+                            _mm512_fmadd_ps(load_f32x16(ys.add(16 * k), valid, full), ky, offset)
+                        }
+                        None => scalar,
+                    };
+                    *q =
+                        checked_floor(_mm512_fmadd_ps(xf, kx, g), window, valid, &mut ambiguous, k);
+                }
+                let bytes = narrow_clamp::<T>(q, lo, hi);
+                _mm512_mask_storeu_epi8(dst.cast(), mask64(count), bytes);
+                if ambiguous != 0 {
+                    for e in 0..count {
+                        let b = match ys {
+                            Some(ys) => *ys.add(e),
+                            None => y[0],
+                        };
+                        *dst.add(e) = body::quant_binary8_one(p, *xs.add(e), b);
+                    }
+                }
+            };
+        if period == 1 {
+            let scalar = _mm512_set1_ps((y[0].to_i32() as f32).mul_add(fast.ky, fast.offset));
+            let mut i = 0;
+            while i < x.len() {
+                let count = (x.len() - i).min(64);
+                chunk(
+                    x.as_ptr().add(i),
+                    None,
+                    scalar,
+                    out.as_mut_ptr().add(i),
+                    count,
+                );
+                i += 64;
+            }
+            return;
+        }
+        let mut row = 0;
+        while row < x.len() {
+            let mut c = 0;
+            while c < period {
+                let count = (period - c).min(64);
+                chunk(
+                    x.as_ptr().add(row + c),
+                    Some(y.as_ptr().add(c)),
+                    offset,
+                    out.as_mut_ptr().add(row + c),
+                    count,
+                );
+                c += 64;
+            }
+            row += period;
+        }
+    }
+}
+
+/// 8-bit PRELU by the checked float form on AVX-512 VBMI: the non-negative branch from the
+/// table (`vpermi2b`), the negative one as `floor(fma(x, scale[c], offset[c]))`; a chunk of 64
+/// with an untrusted negative lane is recomputed exactly, element by element.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+unsafe fn quant_prelu8_fast<T: QuantElem>(
+    prepared: &QuantPreluPrepared,
+    fast: &FastPreluExpanded,
+    x: &[T],
+    out: &mut [T],
+) {
+    let p = &prepared.params;
+    let period = fast.scale.len();
+    let window = _mm512_set1_ps(fast.window);
+    let lo = _mm512_set1_epi8(p.min as i8);
+    let hi = _mm512_set1_epi8(p.max as i8);
+    let channels = p.alpha.len();
+    // SAFETY (whole body): the table holds 256 bytes; every chunk covers `i..i + count`
+    // (count <= 64) inside `x` and `out`; its per-channel operands `i % period..+64` lie
+    // inside the expanded arrays (`period` is a multiple of 64, `i` of 64).
+    unsafe {
+        let t = prepared.positive.as_ptr();
+        let k = PreluVbmi {
+            table: [
+                _mm512_loadu_si512(t.cast()),
+                _mm512_loadu_si512(t.add(64).cast()),
+                _mm512_loadu_si512(t.add(128).cast()),
+                _mm512_loadu_si512(t.add(192).cast()),
+            ],
+            alpha_mult: Fixed512::splat(p.alpha_multiplier),
+            xo: _mm512_set1_epi32(p.input_offset),
+            zo: _mm512_set1_epi32(p.output_offset),
+            scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
+            zero_point: p.input_offset.wrapping_neg(),
+        };
+        let [t0, t1, t2, t3] = k.table;
+        let mut i = 0;
+        let mut j = 0;
+        while i < x.len() {
+            let count = (x.len() - i).min(64);
+            let full = count == 64;
+            let mask = mask64(count);
+            let src = x.as_ptr().add(i);
+            let bytes = _mm512_maskz_loadu_epi8(mask, src.cast());
+            let lo_half = _mm512_permutex2var_epi8(t0, bytes, t1);
+            let hi_half = _mm512_permutex2var_epi8(t2, bytes, t3);
+            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo_half, hi_half);
+            let below = k.below::<T>(bytes) & mask;
+            let mut ambiguous = 0u64;
+            let mut q = [_mm512_setzero_si512(); 4];
+            if below != 0 {
+                for (n, q) in q.iter_mut().enumerate() {
+                    let valid = (below >> (16 * n)) as __mmask16;
+                    let xf = load_f32x16(src.add(16 * n), (mask >> (16 * n)) as __mmask16, full);
+                    let f = _mm512_fmadd_ps(
+                        xf,
+                        _mm512_loadu_ps(fast.scale.as_ptr().add(j + 16 * n)),
+                        _mm512_loadu_ps(fast.offset.as_ptr().add(j + 16 * n)),
+                    );
+                    *q = checked_floor(f, window, valid, &mut ambiguous, n);
+                }
+            }
+            let negative = narrow_clamp::<T>(q, lo, hi);
+            let result = _mm512_mask_blend_epi8(below, positive, negative);
+            let dst = out.as_mut_ptr().add(i);
+            _mm512_mask_storeu_epi8(dst.cast(), mask, result);
+            if ambiguous != 0 {
+                for e in 0..count {
+                    let alpha = p.alpha[(i + e) % channels];
+                    *dst.add(e) = body::quant_prelu_one(p, *src.add(e), alpha);
+                }
+            }
+            i += 64;
+            j += 64;
+            if j == period {
+                j = 0;
+            }
         }
     }
 }
@@ -444,8 +645,8 @@ pub(crate) fn quant_prelu_avx512<T: QuantElem>(
 /// The two branches' multipliers of PRELU.
 #[derive(Clone, Copy)]
 struct Prelu16 {
-    identity: MultVec,
-    alpha: MultVec,
+    identity: Fixed512,
+    alpha: Fixed512,
     zero: __m512i,
 }
 
@@ -456,20 +657,14 @@ impl Prelu16 {
     fn apply(self, v: __m512i, alpha: __m512i) -> __m512i {
         let negative = _mm512_cmplt_epi32_mask(v, self.zero);
         let acc = _mm512_mask_mullo_epi32(v, negative, v, alpha);
-        let pick = |a: __m512i, b: __m512i| _mm512_mask_blend_epi32(negative, a, b);
-        let m = MultVec {
-            multiplier: pick(self.identity.multiplier, self.alpha.multiplier),
-            left: pick(self.identity.left, self.alpha.left),
-            right: pick(self.identity.right, self.alpha.right),
-        };
-        mbqm16(acc, m)
+        self.identity.select(negative, self.alpha).apply(acc)
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn quant_prelu8_avx512<T: QuantElem>(p: &QuantPreluParams, x: &[T], out: &mut [T]) {
-    let identity = mult_vec(p.identity_multiplier);
-    let alpha_mult = mult_vec(p.alpha_multiplier);
+    let identity = Fixed512::splat(p.identity_multiplier);
+    let alpha_mult = Fixed512::splat(p.alpha_multiplier);
     let xo = _mm512_set1_epi32(p.input_offset);
     let zo = _mm512_set1_epi32(p.output_offset);
     let lo = _mm512_set1_epi32(p.min);
@@ -656,6 +851,16 @@ pub(crate) fn quant_prelu_vbmi<T: QuantElem>(
         return quant_prelu_avx512(p, x, out);
     }
     check_cyclic(x.len(), p.params.alpha.len(), out.len())?;
+    if let Some(fast) = &p.fast
+        && fast.scale.len().is_multiple_of(64)
+        && fast.scale.len().is_multiple_of(p.params.alpha.len())
+        && fast.offset.len() == fast.scale.len()
+    {
+        // SAFETY: as below; the expanded operands cover whole 64-element chunks of a period
+        // of the channels.
+        unsafe { quant_prelu8_fast(p, fast, x, out) };
+        return Ok(());
+    }
     // SAFETY: the operands were checked (the alpha period tiles `x`, `out` as long as `x`), `T`
     // is an 8-bit type, and the CPU has AVX-512 F, BW, DQ, VL and VBMI (checked by the frame).
     unsafe { quant_prelu8_vbmi(p, x, out) };
@@ -684,7 +889,7 @@ fn pack_bytes<T: QuantElem>(v: [__m512i; 4]) -> __m512i {
 #[derive(Clone, Copy)]
 struct PreluVbmi {
     table: [__m512i; 4],
-    alpha_mult: MultVec,
+    alpha_mult: Fixed512,
     xo: __m512i,
     zo: __m512i,
     scalar_alpha: __m512i,
@@ -762,7 +967,7 @@ impl PreluVbmi {
                     }
                 };
                 let product = _mm512_mullo_epi32(v, a);
-                *n = _mm512_add_epi32(mbqm16(product, self.alpha_mult), self.zo);
+                *n = _mm512_add_epi32(self.alpha_mult.apply(product), self.zo);
             }
             let negative = pack_bytes::<T>(negative);
             let result = _mm512_mask_blend_epi8(self.below::<T>(bytes), positive, negative);
@@ -788,7 +993,7 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
                 _mm512_loadu_si512(t.add(128).cast()),
                 _mm512_loadu_si512(t.add(192).cast()),
             ],
-            alpha_mult: mult_vec(p.alpha_multiplier),
+            alpha_mult: Fixed512::splat(p.alpha_multiplier),
             xo: _mm512_set1_epi32(p.input_offset),
             zo: _mm512_set1_epi32(p.output_offset),
             scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
@@ -842,49 +1047,6 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
 // AVX2 8-bit ADD/SUB with intrinsics (8 lanes, table lookups by `vpgatherdd`)
 // ---------------------------------------------------------------------------------------------
 
-/// A multiplier broadcast into the lanes of [`mbqm8`].
-#[derive(Clone, Copy)]
-struct MultVec8 {
-    multiplier: __m256i,
-    left: __m256i,
-    right: __m256i,
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mult_vec8(m: octet_core::fixed_point::QuantizedMultiplier) -> MultVec8 {
-    MultVec8 {
-        multiplier: _mm256_set1_epi32(m.multiplier),
-        left: _mm256_set1_epi32(m.shift.clamp(0, 31)),
-        right: _mm256_set1_epi32((-m.shift).clamp(0, 31)),
-    }
-}
-
-/// [`mbqm16`] on 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mbqm8(x: __m256i, m: MultVec8) -> __m256i {
-    let x = _mm256_sllv_epi32(x, m.left);
-    let nudge = _mm256_set1_epi64x(1 << 30);
-    let even = _mm256_mul_epi32(x, m.multiplier);
-    let odd = _mm256_mul_epi32(
-        _mm256_srli_epi64(x, 32),
-        _mm256_srli_epi64(m.multiplier, 32),
-    );
-    // AVX2 has no 64-bit arithmetic shift: the high dword of (p + nudge) << 1 is bits 31..62
-    // of p + nudge, which is (p + nudge) >> 31 as the result fits in 32 bits.
-    let even = _mm256_srli_epi64(_mm256_slli_epi64(_mm256_add_epi64(even, nudge), 1), 32);
-    let odd = _mm256_slli_epi64(_mm256_add_epi64(odd, nudge), 1);
-    let high = _mm256_blend_epi32::<0b1010_1010>(even, odd);
-    let one = _mm256_set1_epi32(1);
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, m.right), one);
-    let remainder = _mm256_and_si256(high, mask);
-    let threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(high, 31));
-    let quotient = _mm256_srav_epi32(high, m.right);
-    // cmpgt gives -1 where the quotient rounds up.
-    _mm256_sub_epi32(quotient, _mm256_cmpgt_epi32(remainder, threshold))
-}
-
 /// Quantized binary op on AVX2: 8-bit ADD/SUB with intrinsics; other cases run the
 /// auto-vectorised body.
 pub(crate) fn quant_binary_avx2<T: QuantElem>(
@@ -934,7 +1096,7 @@ unsafe fn quant_binary8_avx2<T: QuantElem>(
 ) {
     use crate::frame::elementwise::QuantBinaryOp;
     let params = &p.params;
-    let output = mult_vec8(params.output_multiplier);
+    let output = Fixed256::splat(params.output_multiplier);
     let zo = _mm256_set1_epi32(params.output_offset);
     let lo = _mm256_set1_epi32(params.act_min);
     let hi = _mm256_set1_epi32(params.act_max);
@@ -953,7 +1115,7 @@ unsafe fn quant_binary8_avx2<T: QuantElem>(
                 QuantBinaryOp::Sub => _mm256_sub_epi32(a, b),
                 _ => _mm256_sub_epi32(b, a),
             };
-            let r = _mm256_add_epi32(mbqm8(raw, output), zo);
+            let r = _mm256_add_epi32(output.apply(raw), zo);
             let r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
             let mut lanes = [0i32; 8];
             _mm256_storeu_si256(lanes.as_mut_ptr().cast(), r);

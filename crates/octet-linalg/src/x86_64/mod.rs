@@ -17,7 +17,12 @@ pub(crate) fn f32_gemm_ukernels() -> Vec<F32GemmUkernel> {
 
 mod depthwise_f32;
 mod depthwise_q8;
+pub(crate) mod pool_q8;
 mod requant;
+#[cfg(test)]
+pub(crate) use depthwise_q8::set_dot4_general;
+#[cfg(test)]
+pub(crate) use q_gemm_avx512::set_single_rows;
 
 /// The float depthwise kernels of this architecture.
 pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {

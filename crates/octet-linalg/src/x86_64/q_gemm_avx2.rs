@@ -5,6 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::q_gemm_avx512::OutPtr;
+use super::requant::Fixed256;
 use crate::frame::gemm::{Tile, UkernelInfo};
 use crate::frame::gemm_q::{
     OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant, check_convert,
@@ -17,19 +18,8 @@ use crate::{Isa, LinalgError};
 #[derive(Clone, Copy)]
 #[allow(clippy::large_enum_variant)]
 enum Params256 {
-    Fixed {
-        multiplier: __m256i,
-        multiplier_odd: __m256i,
-        left: __m256i,
-        right: __m256i,
-        mask: __m256i,
-        half: __m256i,
-        any_left: bool,
-    },
-    Double {
-        low: __m256d,
-        high: __m256d,
-    },
+    Fixed(Fixed256),
+    Double { low: __m256d, high: __m256d },
 }
 
 impl Params256 {
@@ -47,22 +37,10 @@ impl Params256 {
                     left,
                     right,
                     any_left,
+                    ..
                 } => {
-                    let multiplier = _mm256_loadu_si256(multiplier.as_ptr().add(first).cast());
-                    let right = _mm256_loadu_si256(right.as_ptr().add(first).cast());
-                    let mask = _mm256_sub_epi32(
-                        _mm256_sllv_epi32(_mm256_set1_epi32(1), right),
-                        _mm256_set1_epi32(1),
-                    );
-                    Params256::Fixed {
-                        multiplier,
-                        multiplier_odd: _mm256_srli_epi64::<32>(multiplier),
-                        left: _mm256_loadu_si256(left.as_ptr().add(first).cast()),
-                        right,
-                        mask,
-                        half: _mm256_srli_epi32::<1>(mask),
-                        any_left,
-                    }
+                    let ld = |v: &[i32]| _mm256_loadu_si256(v.as_ptr().add(first).cast());
+                    Params256::Fixed(Fixed256::new(ld(multiplier), ld(left), ld(right), any_left))
                 }
                 StageRequant::Double { scale } => Params256::Double {
                     low: _mm256_loadu_pd(scale.as_ptr().add(first)),
@@ -97,36 +75,7 @@ fn finish_256(
     hi: __m256i,
 ) -> __m256i {
     let scaled = match *p {
-        Params256::Fixed {
-            multiplier,
-            multiplier_odd,
-            left,
-            right,
-            mask,
-            half,
-            any_left,
-        } => {
-            let x = if any_left {
-                _mm256_sllv_epi32(acc, left)
-            } else {
-                acc
-            };
-            let round = _mm256_set1_epi64x(1 << 30);
-            let even = _mm256_add_epi64(_mm256_mul_epi32(x, multiplier), round);
-            let odd = _mm256_add_epi64(
-                _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), multiplier_odd),
-                round,
-            );
-            let high = _mm256_blend_epi32::<0b1010_1010>(
-                _mm256_srli_epi64::<31>(even),
-                _mm256_slli_epi64::<1>(odd),
-            );
-            let remainder = _mm256_and_si256(high, mask);
-            let threshold = _mm256_add_epi32(half, _mm256_srli_epi32::<31>(high));
-            let quotient = _mm256_srav_epi32(high, right);
-            // `cmpgt` gives -1 where the quotient rounds up.
-            _mm256_sub_epi32(quotient, _mm256_cmpgt_epi32(remainder, threshold))
-        }
+        Params256::Fixed(fixed) => fixed.apply(acc),
         Params256::Double { low, high } => {
             let lo_acc = _mm256_cvtepi32_pd(_mm256_castsi256_si128(acc));
             let hi_acc = _mm256_cvtepi32_pd(_mm256_extracti128_si256::<1>(acc));

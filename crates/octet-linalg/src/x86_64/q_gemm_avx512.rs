@@ -10,9 +10,11 @@
 
 use std::arch::x86_64::*;
 
+use super::requant::{Fixed512, fast_requant_avx512};
 use crate::frame::gemm::{Tile, UkernelInfo};
 use crate::frame::gemm_q::{
-    OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant, check_convert,
+    CheckedStage, OutputStage, QConvertKernels, QGemmUkernel, QIn, QOut, StageRequant,
+    check_convert,
 };
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
@@ -35,19 +37,24 @@ impl OutPtr {
     }
 }
 
+/// The checked float form's operands for 16 columns.
+#[derive(Clone, Copy)]
+struct Checked512 {
+    scale: __m512,
+    offset: __m512,
+    offset_neg: __m512,
+    threshold: __m512i,
+    window: __m512,
+}
+
 /// The output-stage parameters of one vector of 16 columns, loaded once per block (on the
 /// stack: the size difference of the variants costs nothing).
 #[derive(Clone, Copy)]
 #[allow(clippy::large_enum_variant)]
 enum Params512 {
     Fixed {
-        multiplier: __m512i,
-        multiplier_odd: __m512i,
-        left: __m512i,
-        right: __m512i,
-        mask: __m512i,
-        half: __m512i,
-        any_left: bool,
+        fixed: Fixed512,
+        checked: Option<Checked512>,
     },
     Double {
         low: __m512d,
@@ -64,29 +71,24 @@ impl Params512 {
     unsafe fn load(stage: &OutputStage<'_>, first: usize) -> Params512 {
         // SAFETY: the caller guarantees 16 elements from `first` in every slice.
         unsafe {
+            let ld = |v: &[i32]| _mm512_loadu_si512(v.as_ptr().add(first).cast());
             match stage.requant {
                 StageRequant::Fixed {
                     multiplier,
                     left,
                     right,
                     any_left,
-                } => {
-                    let multiplier = _mm512_loadu_si512(multiplier.as_ptr().add(first).cast());
-                    let right = _mm512_loadu_si512(right.as_ptr().add(first).cast());
-                    let mask = _mm512_sub_epi32(
-                        _mm512_sllv_epi32(_mm512_set1_epi32(1), right),
-                        _mm512_set1_epi32(1),
-                    );
-                    Params512::Fixed {
-                        multiplier,
-                        multiplier_odd: _mm512_srli_epi64::<32>(multiplier),
-                        left: _mm512_loadu_si512(left.as_ptr().add(first).cast()),
-                        right,
-                        mask,
-                        half: _mm512_srli_epi32::<1>(mask),
-                        any_left,
-                    }
-                }
+                    checked,
+                } => Params512::Fixed {
+                    fixed: Fixed512::new(ld(multiplier), ld(left), ld(right), any_left),
+                    checked: checked.map(|c| Checked512 {
+                        scale: _mm512_loadu_ps(c.scale.as_ptr().add(first)),
+                        offset: _mm512_loadu_ps(c.offset.as_ptr().add(first)),
+                        offset_neg: _mm512_loadu_ps(c.offset_neg.as_ptr().add(first)),
+                        threshold: ld(c.threshold),
+                        window: _mm512_set1_ps(c.window),
+                    }),
+                },
                 StageRequant::Double { scale } => Params512::Double {
                     low: _mm512_loadu_pd(scale.as_ptr().add(first)),
                     high: _mm512_loadu_pd(scale.as_ptr().add(first + 8)),
@@ -111,7 +113,7 @@ fn round_half_away_512(p: __m512d) -> __m512d {
 
 /// The output stage on 16 accumulators: requantize, add the zero point, clamp.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
 fn finish_512(
     acc: __m512i,
     p: &Params512,
@@ -120,39 +122,28 @@ fn finish_512(
     hi: __m512i,
 ) -> __m512i {
     let scaled = match *p {
-        Params512::Fixed {
-            multiplier,
-            multiplier_odd,
-            left,
-            right,
-            mask,
-            half,
-            any_left,
-        } => {
-            let x = if any_left {
-                _mm512_sllv_epi32(acc, left)
-            } else {
-                acc
-            };
-            // (x * m + 2^30) >> 31 per lane: even lanes in the low halves of 64-bit products,
-            // odd lanes in the high halves after the shift by 1.
-            let round = _mm512_set1_epi64(1 << 30);
-            let even = _mm512_add_epi64(_mm512_mul_epi32(x, multiplier), round);
-            let odd = _mm512_add_epi64(
-                _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), multiplier_odd),
-                round,
-            );
-            let high = _mm512_mask_blend_epi32(
-                0xAAAA,
-                _mm512_srli_epi64::<31>(even),
-                _mm512_slli_epi64::<1>(odd),
-            );
-            // Rounding divide by 2^right, ties away from zero.
-            let remainder = _mm512_and_si512(high, mask);
-            let threshold = _mm512_add_epi32(half, _mm512_srli_epi32::<31>(high));
-            let quotient = _mm512_srav_epi32(high, right);
-            let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-            _mm512_mask_add_epi32(quotient, up, quotient, _mm512_set1_epi32(1))
+        Params512::Fixed { fixed, checked } => {
+            if let Some(c) = checked {
+                let mut ambiguous = 0;
+                let q = fast_requant_avx512(
+                    acc,
+                    c.scale,
+                    c.offset,
+                    c.offset_neg,
+                    c.threshold,
+                    c.window,
+                    &mut ambiguous,
+                );
+                let q = if ambiguous == 0 {
+                    // The float form includes the zero point.
+                    q
+                } else {
+                    std::hint::cold_path();
+                    _mm512_add_epi32(fixed.apply(acc), zero_point)
+                };
+                return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            }
+            fixed.apply(acc)
         }
         Params512::Double { low, high } => {
             let lo_acc = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
@@ -189,6 +180,140 @@ unsafe fn store_512(out: OutPtr, index: usize, v: __m512i, count: usize) {
             OutPtr::I8(p) => _mm512_mask_cvtepi32_storeu_epi8(p.add(index), mask, v),
             OutPtr::U8(p) => _mm512_mask_cvtepi32_storeu_epi8(p.add(index).cast(), mask, v),
             OutPtr::I16(p) => _mm512_mask_cvtepi32_storeu_epi16(p.add(index), mask, v),
+        }
+    }
+}
+
+/// Test switch: store every row on its own.
+#[cfg(test)]
+static SINGLE_ROWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the checked stage store every row on its own (tests).
+#[cfg(test)]
+pub(crate) fn set_single_rows(on: bool) {
+    SINGLE_ROWS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn single_rows() -> bool {
+    #[cfg(test)]
+    {
+        SINGLE_ROWS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// The checked float output stage of `R` rows of `NV` vectors for 8-bit outputs: each row's
+/// vectors requantized by the float form (a row with an untrusted lane recomputed exactly),
+/// narrowed with saturating packs into bytes in column order, clamped and stored with one
+/// masked store of `cols` bytes.
+///
+/// # Safety
+/// `cols <= NV * 16` bytes must be writable at `out + (row0 + r) * out_stride + first` for
+/// every `r < R`, and the stage's per-column slices must hold `first + NV * 16` elements.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
+unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
+    acc: &[[__m512i; NV]; R],
+    stage: &OutputStage<'_>,
+    c: &CheckedStage<'_>,
+    first: usize,
+    cols: usize,
+    out: *mut u8,
+    row0: usize,
+    out_stride: usize,
+) {
+    // SAFETY: see above; loads of 16 parameters at `first + 16 v`, stores of `cols` bytes.
+    unsafe {
+        let window = _mm512_set1_ps(c.window);
+        let lo = _mm512_set1_epi8(stage.min as i8);
+        let hi = _mm512_set1_epi8(stage.max as i8);
+        let mask: __mmask64 = if cols >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << cols) - 1
+        };
+        // Rows whose outputs are contiguous (the block is the whole, narrow, output row) are
+        // packed `4 / NV` at a time into one 64-byte vector.
+        let per = if NV < 4 && cols == NV * 16 && out_stride == cols && !single_rows() {
+            4 / NV
+        } else {
+            1
+        };
+        let mut r = 0;
+        while r < R {
+            let rows = per.min(R - r);
+            let mut q = [_mm512_setzero_si512(); 4];
+            for j in 0..rows {
+                let acc = &acc[r + j];
+                let mut ambiguous: __mmask16 = 0;
+                for v in 0..NV {
+                    let o = first + 16 * v;
+                    q[j * NV + v] = fast_requant_avx512(
+                        acc[v],
+                        _mm512_loadu_ps(c.scale.as_ptr().add(o)),
+                        _mm512_loadu_ps(c.offset.as_ptr().add(o)),
+                        _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
+                        _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
+                        window,
+                        &mut ambiguous,
+                    );
+                }
+                if ambiguous != 0 {
+                    std::hint::cold_path();
+                    for v in 0..NV {
+                        let p = Params512::load(stage, first + 16 * v);
+                        if let Params512::Fixed { fixed, .. } = p {
+                            q[j * NV + v] = _mm512_min_epi32(
+                                _mm512_max_epi32(
+                                    _mm512_add_epi32(
+                                        fixed.apply(acc[v]),
+                                        _mm512_set1_epi32(stage.zero_point),
+                                    ),
+                                    _mm512_set1_epi32(stage.min),
+                                ),
+                                _mm512_set1_epi32(stage.max),
+                            );
+                        }
+                    }
+                }
+            }
+            // Saturating packs interleave 128-bit lanes: dword 4 l + j of the packed vector
+            // holds elements 16 j + 4 l ..; gather them back into order.
+            let used = rows * NV;
+            let words_lo = _mm512_packs_epi32(q[0], if used > 1 { q[1] } else { q[0] });
+            let words_hi = if used > 2 {
+                _mm512_packs_epi32(q[2], q[3])
+            } else {
+                words_lo
+            };
+            let bytes = if SIGNED {
+                _mm512_packs_epi16(words_lo, words_hi)
+            } else {
+                _mm512_packus_epi16(words_lo, words_hi)
+            };
+            let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+            let bytes = _mm512_permutexvar_epi32(order, bytes);
+            let bytes = if SIGNED {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            } else {
+                _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
+            };
+            let dst = out.add((row0 + r) * out_stride + first);
+            let mask = if per > 1 {
+                if rows * cols >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << (rows * cols)) - 1
+                }
+            } else {
+                mask
+            };
+            _mm512_mask_storeu_epi8(dst.cast(), mask, bytes);
+            r += rows;
         }
     }
 }
@@ -311,31 +436,70 @@ macro_rules! q_gemm_512 {
                         }
                     }
                     let cols = nr.min(n - first);
-                    let mut params = [Params512::Double {
-                        low: _mm512_setzero_pd(),
-                        high: _mm512_setzero_pd(),
-                    }; NV];
-                    for (v, p) in params.iter_mut().enumerate() {
-                        *p = Params512::load(stage, first + v * 16);
-                    }
                     // The accumulators go to memory once here: indexing `acc` itself in the
-                    // loop below (not unrolled) would keep a memory copy of it updated in
-                    // the dot loop above.
+                    // loops below (not unrolled) would keep a memory copy of it updated in the
+                    // dot loop above.
                     let mut spilled = [[_mm512_setzero_si512(); NV]; R];
                     for (dst, acc) in spilled.iter_mut().zip(&acc) {
                         for (dst, &acc) in dst.iter_mut().zip(acc) {
                             _mm512_storeu_si512(dst, acc);
                         }
                     }
-                    for (r, acc) in spilled.iter().enumerate() {
-                        let row = (row0 + r) * out_stride + first;
-                        for v in 0..NV {
-                            let start = v * 16;
-                            if start >= cols {
-                                break;
+                    // Bytes clamp like the reference only when the clamp lies in the type
+                    // (the reference truncates values clamped beyond it).
+                    let in_type = |(tlo, thi): (i32, i32)| {
+                        tlo <= stage.min && stage.min <= thi && tlo <= stage.max && stage.max <= thi
+                    };
+                    let done = match (stage.requant, out) {
+                        (
+                            StageRequant::Fixed {
+                                checked: Some(c), ..
+                            },
+                            OutPtr::I8(p),
+                        ) if in_type((-128, 127)) => {
+                            checked_rows::<R, NV, true>(
+                                &spilled,
+                                stage,
+                                &c,
+                                first,
+                                cols,
+                                p.cast(),
+                                row0,
+                                out_stride,
+                            );
+                            true
+                        }
+                        (
+                            StageRequant::Fixed {
+                                checked: Some(c), ..
+                            },
+                            OutPtr::U8(p),
+                        ) if in_type((0, 255)) => {
+                            checked_rows::<R, NV, false>(
+                                &spilled, stage, &c, first, cols, p, row0, out_stride,
+                            );
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !done {
+                        let mut params = [Params512::Double {
+                            low: _mm512_setzero_pd(),
+                            high: _mm512_setzero_pd(),
+                        }; NV];
+                        for (v, p) in params.iter_mut().enumerate() {
+                            *p = Params512::load(stage, first + v * 16);
+                        }
+                        for (r, acc) in spilled.iter().enumerate() {
+                            let row = (row0 + r) * out_stride + first;
+                            for v in 0..NV {
+                                let start = v * 16;
+                                if start >= cols {
+                                    break;
+                                }
+                                let y = finish_512(acc[v], &params[v], zero_point, lo, hi);
+                                store_512(out, row + start, y, cols - start);
                             }
-                            let y = finish_512(acc[v], &params[v], zero_point, lo, hi);
-                            store_512(out, row + start, y, cols - start);
                         }
                     }
                     first += nr;
@@ -371,7 +535,7 @@ q_gemm_512!(
     entry_vnni,
     rows_vnni,
     body_vnni,
-    "avx512f,avx512bw,avx512vnni",
+    "avx512f,avx512bw,avx512dq,avx512vnni",
     u8,
     i8,
     4,
@@ -382,7 +546,7 @@ q_gemm_512!(
     entry_madd,
     rows_madd,
     body_madd,
-    "avx512f,avx512bw",
+    "avx512f,avx512bw,avx512dq",
     i16,
     i16,
     2,
@@ -393,7 +557,7 @@ q_gemm_512!(
     entry_wssd,
     rows_wssd,
     body_wssd,
-    "avx512f,avx512bw,avx512vnni",
+    "avx512f,avx512bw,avx512dq,avx512vnni",
     i16,
     i16,
     2,

@@ -9,11 +9,11 @@ use std::ops::Range;
 
 use bytemuck::Pod;
 use octet_core::{ActivationFunction, DType, Padding, Pool2DOptions};
-use octet_linalg::LinalgError;
 use octet_linalg::frame::depthwise::DwPlan;
 use octet_linalg::frame::gemm_f32::F32Clamp;
 use octet_linalg::frame::pool::{Pool2d, PoolKind};
 use octet_linalg::frame::window::Window2d;
+use octet_linalg::{Isa, LinalgError};
 
 use crate::kernels::common::{activation_range_f32, activation_range_quantized, dtype_range};
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
@@ -212,8 +212,8 @@ fn build(
     if geometry.out_h * geometry.out_w * batches * depth == 0 {
         return Ok(Box::new(EmptyPool));
     }
-    let pool =
-        linalg_pool(&geometry, kind).map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
+    let pool = linalg_pool(&geometry, kind, ctx.isa())
+        .map_err(|e| ctx.invalid(format!("pooling window: {e}")))?;
     Ok(Box::new(Pool2D { pool, flavour }))
 }
 
@@ -234,7 +234,7 @@ struct Pool2D {
 }
 
 /// The linalg pool of a geometry.
-fn linalg_pool(g: &PoolGeometry, kind: PoolKind) -> Result<Pool2d, LinalgError> {
+fn linalg_pool(g: &PoolGeometry, kind: PoolKind, isa: Isa) -> Result<Pool2d, LinalgError> {
     let window = Window2d {
         batches: g.batches,
         in_h: g.in_h,
@@ -250,7 +250,7 @@ fn linalg_pool(g: &PoolGeometry, kind: PoolKind) -> Result<Pool2d, LinalgError> 
         pad_top: g.pad_h,
         pad_left: g.pad_w,
     };
-    Pool2d::new(DwPlan::new(&window, g.depth)?, kind)
+    Pool2d::with_isa(isa, DwPlan::new(&window, g.depth)?, kind)
 }
 
 impl Kernel for Pool2D {
@@ -347,7 +347,7 @@ mod tests {
 
     /// Runs a pool of `g` (depth 1) on `input` through the linalg kernel.
     fn pool_int(g: &PoolGeometry, kind: PoolKind, input: &[i8], min: i32, max: i32) -> Vec<i8> {
-        let pool = linalg_pool(g, kind).unwrap();
+        let pool = linalg_pool(g, kind, Isa::detect()).unwrap();
         let mut out = vec![0i8; g.out_h * g.out_w];
         pool.run_int(input, 0..g.out_h, &mut out, min, max).unwrap();
         out
@@ -374,12 +374,12 @@ mod tests {
         let g = geometry((2, 2), (2, 2), (1, 1), Padding::Valid);
         let input = [1.0f32, -2.0, 3.5, 0.5];
         let mut out = [0.0f32; 1];
-        let average = linalg_pool(&g, PoolKind::Average).unwrap();
+        let average = linalg_pool(&g, PoolKind::Average, Isa::detect()).unwrap();
         average
             .run_f32(&input, 0..1, &mut out, F32Clamp::NONE)
             .unwrap();
         assert_eq!(out, [0.75]);
-        let max = linalg_pool(&g, PoolKind::Max).unwrap();
+        let max = linalg_pool(&g, PoolKind::Max, Isa::detect()).unwrap();
         max.run_f32(&input, 0..1, &mut out, F32Clamp { min: 0.0, max: 3.0 })
             .unwrap();
         assert_eq!(out, [3.0]);
