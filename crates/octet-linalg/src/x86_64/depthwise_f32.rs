@@ -27,8 +27,6 @@ use crate::{Isa, LinalgError, generic};
 
 /// The most taps a kernel handles itself; larger filters go to the generic twin.
 const MAX_TAPS: usize = 64;
-const MAINP: usize = 2;
-const MAINB: usize = 4;
 
 macro_rules! f32_dw_kernel {
     (
@@ -304,8 +302,5 @@ const fn info(isa: Isa, name: &'static str, cr: usize, taps: usize) -> DwUkernel
 
 pub(super) const UKERNELS: [F32DwUkernel; 2] = [
     F32DwUkernel::new(info(Isa::Avx2, "f32 dw 8 avx2", 8, 0), entry_avx2),
-    F32DwUkernel::new(
-        info(Isa::Avx512, "f32 dw 16 avx512", 16, 0),
-        entry_avx512,
-    ),
+    F32DwUkernel::new(info(Isa::Avx512, "f32 dw 16 avx512", 16, 0), entry_avx512),
 ];
