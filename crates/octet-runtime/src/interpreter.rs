@@ -56,6 +56,8 @@ pub struct Observation<'a> {
 struct Step {
     kernel: Box<dyn Kernel>,
     index: usize,
+    /// An operator fusion absorbed: run only to show its outputs to an observer.
+    observe_only: bool,
     name: String,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
@@ -69,6 +71,9 @@ pub struct Interpreter {
     steps: Vec<Step>,
     operators: Vec<OperatorInfo>,
     arena: Vec<u64>,
+    /// Words of arena [`Interpreter::invoke_observed`] needs: the planned arena and the memory
+    /// of absorbed operators' outputs past it (allocated on the first observed run).
+    observed_words: usize,
     constants: Vec<u64>,
     scratch: Vec<u64>,
     threads: Threads,
@@ -140,6 +145,7 @@ impl Interpreter {
                     subgraph: sg,
                     isa,
                     folded: None,
+                    padding: None,
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -206,6 +212,7 @@ impl Interpreter {
                 subgraph: sg,
                 isa,
                 folded: None,
+                padding: None,
             };
             let mut kernel = kernels::build(&ctx)?;
             let mut out_slots = Vec::with_capacity(operator.outputs.len());
@@ -253,8 +260,21 @@ impl Interpreter {
             folded[index] = true;
         }
 
+        // Operators another one does the work of (a PAD a convolution pads itself for).
+        let fusion = {
+            let store: &[u8] = bytemuck::cast_slice(&constants);
+            let slots = &slots;
+            crate::fusion::plan(sg, &tensors, &folded, move |id| {
+                match slots.get(id.index()) {
+                    Some(&Slot::Constant { offset, len }) => store.get(offset..offset + len),
+                    _ => None,
+                }
+            })
+        };
+
         // Lifetimes of everything that is computed: graph inputs from step 0, op outputs from
         // the op that writes them, until their last reader (graph outputs: until the end).
+        // Operators absorbed by fusion write nothing `invoke` needs.
         let end = sg.operators.len();
         let mut first = vec![usize::MAX; sg.tensors.len()];
         let mut last = vec![0usize; sg.tensors.len()];
@@ -266,9 +286,10 @@ impl Interpreter {
             }
         }
         for (step, op) in sg.operators.iter().enumerate() {
-            if folded[step] {
+            if folded[step] || fusion.is_absorbed(step) {
                 continue;
             }
+            let op = fusion.operator(step, op);
             for id in op.outputs.iter().copied() {
                 if computed(id, &slots) {
                     if first[id.index()] != usize::MAX {
@@ -316,6 +337,25 @@ impl Interpreter {
                 len: tensors[t].byte_len(),
             };
         }
+        // The outputs of absorbed operators, computed only while observing, share memory past
+        // the planned arena (each is observed, then dead: its reader reads the absorbed
+        // operator's input instead).
+        let mut observed_bytes = plan.size;
+        for (index, op) in sg.operators.iter().enumerate() {
+            if !fusion.is_absorbed(index) {
+                continue;
+            }
+            for id in &op.outputs {
+                if matches!(slots[id.index()], Slot::Absent) {
+                    let len = tensors[id.index()].byte_len();
+                    slots[id.index()] = Slot::Arena {
+                        offset: plan.size,
+                        len,
+                    };
+                    observed_bytes = observed_bytes.max(plan.size + words_for(len) * 8);
+                }
+            }
+        }
         for &id in sg.inputs.iter().chain(&sg.outputs) {
             if matches!(slots[id.index()], Slot::Absent) {
                 return Err(RuntimeError::Model(format!(
@@ -328,10 +368,12 @@ impl Interpreter {
         let mut steps = Vec::with_capacity(sg.operators.len());
         let mut operators = Vec::with_capacity(sg.operators.len());
         let mut scratch_bytes = 0;
-        for (index, operator) in sg.operators.iter().enumerate() {
+        for (index, original) in sg.operators.iter().enumerate() {
             if folded[index] {
                 continue;
             }
+            let operator = fusion.operator(index, original);
+            let padding = fusion.padding(index);
             let ctx = OpContext {
                 model,
                 operator,
@@ -340,18 +382,26 @@ impl Interpreter {
                 subgraph: sg,
                 isa,
                 folded: Some((&slots, bytemuck::cast_slice(&constants))),
+                padding,
             };
             let kernel = kernels::build(&ctx)?;
             scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());
-            operators.push(OperatorInfo {
-                index,
-                op: ctx.op_name(),
-                output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
-                macs: crate::profile::macs(&ctx),
-            });
+            let observe_only = fusion.is_absorbed(index);
+            if !observe_only {
+                operators.push(OperatorInfo {
+                    index,
+                    op: match padding {
+                        Some(_) => format!("PAD+{}", ctx.op_name()),
+                        None => ctx.op_name(),
+                    },
+                    output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
+                    macs: crate::profile::macs(&ctx),
+                });
+            }
             steps.push(Step {
                 kernel,
                 index,
+                observe_only,
                 name: ctx.op_name(),
                 inputs: operator
                     .inputs
@@ -373,6 +423,7 @@ impl Interpreter {
             steps,
             operators,
             arena: vec![0u64; plan.size / 8],
+            observed_words: observed_bytes / 8,
             constants,
             scratch: vec![0u64; scratch_bytes.div_ceil(8)],
             threads,
@@ -543,11 +594,15 @@ impl Interpreter {
     }
 
     /// Runs the model and shows `observer` every graph input and then every operator output as
-    /// soon as it is computed (before later operators may reuse its memory).
+    /// soon as it is computed (before later operators may reuse its memory). Operators that
+    /// fusion absorbed into others run too, so every tensor is shown, in operator order.
     pub fn invoke_observed(
         &mut self,
         observer: &mut dyn FnMut(Observation<'_>),
     ) -> Result<(), RuntimeError> {
+        if self.arena.len() < self.observed_words {
+            self.arena.resize(self.observed_words, 0);
+        }
         for &id in &self.inputs {
             let bytes = self.bytes(self.slots[id.index()])?;
             observer(Observation {
@@ -591,7 +646,11 @@ fn run_steps(
     mut seconds: Option<&mut [f64]>,
 ) -> Result<(), RuntimeError> {
     let constants: &[u8] = bytemuck::cast_slice(constants);
-    for (position, step) in steps.iter_mut().enumerate() {
+    let mut position = 0;
+    for step in steps.iter_mut() {
+        if step.observe_only && observer.is_none() {
+            continue;
+        }
         let started = seconds.is_some().then(Instant::now);
         let mut io = OpIo {
             arena: bytemuck::cast_slice_mut(arena),
@@ -613,6 +672,9 @@ fn run_steps(
             && let Some(total) = seconds.get_mut(position)
         {
             *total += started.elapsed().as_secs_f64();
+        }
+        if !step.observe_only {
+            position += 1;
         }
         if let Some((observer, tensors)) = observer.as_mut() {
             let arena: &[u8] = bytemuck::cast_slice(arena);
