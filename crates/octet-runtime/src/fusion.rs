@@ -341,17 +341,13 @@ mod tests {
             .clone()
             .map(|v| add("value", case.dtype, &[], quant(case.dtype), Some(v)));
         let y = add("padded", case.dtype, &padded, quant(case.dtype), None);
-        let filter_dtype = match case.dtype {
-            DType::Float32 => DType::Float32,
-            other => other,
-        };
         let filter_quant = quant(case.dtype).map(|_| match case.dtype {
             DType::Int8 => QuantParams::per_tensor(0.02, 0),
             _ => QuantParams::per_tensor(0.02, 120),
         });
         let filter = add(
             "filter",
-            filter_dtype,
+            case.dtype,
             &case.filter.0,
             filter_quant,
             Some(case.filter.1.clone()),
