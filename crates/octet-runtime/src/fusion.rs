@@ -23,7 +23,7 @@
 //! [`Interpreter::invoke_observed`](crate::Interpreter::invoke_observed) still shows every
 //! tensor: it runs the absorbed operators too, into memory of their own.
 
-use octet_core::{DType, Op, Operator, Subgraph, TensorId};
+use octet_core::{ActivationFunction, DType, Op, Operator, Subgraph, TensorId};
 
 use crate::TensorInfo;
 
@@ -40,28 +40,68 @@ pub struct SpatialPadding {
     pub right: usize,
 }
 
+/// An element-wise operator fused into a float convolution's output stage: its result is the
+/// convolution step's output, its other operand the step's extra input 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusedOutput {
+    /// PRELU with a constant slope per output channel (input 3).
+    Prelu,
+    /// ADD of input 3 (same shape), then the ADD's activation.
+    Add(ActivationFunction),
+    /// [`FusedOutput::Add`], then a PRELU of the sum with a constant slope per channel
+    /// (input 4).
+    AddPrelu(ActivationFunction),
+}
+
+/// How fusion changed one operator.
+#[derive(Debug, Clone)]
+pub(crate) struct Rewrite {
+    /// The operator to build instead of the model's.
+    pub(crate) op: Operator,
+    /// The padding a fused PAD adds to input 0.
+    pub(crate) padding: Option<SpatialPadding>,
+    /// The element-wise operator fused into its output.
+    pub(crate) output: Option<FusedOutput>,
+    /// Inputs of the operator without its fused output stage (what it reads while observed,
+    /// when the element-wise operator runs on its own)...
+    pub(crate) plain_inputs: usize,
+    /// ...and its outputs then.
+    pub(crate) plain_outputs: Vec<TensorId>,
+    /// The element-wise operators fused into its output, in order.
+    pub(crate) fused: Vec<usize>,
+}
+
 /// What fusion changed in a subgraph, per operator.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fusion {
     /// True when another operator does this one's work: it runs only for observers.
     pub(crate) absorbed: Vec<bool>,
-    /// The operator to build instead of the model's (its input rewired to the PAD's input),
-    /// and the padding it adds.
-    pub(crate) rewritten: Vec<Option<(Operator, SpatialPadding)>>,
+    /// The operators built differently.
+    pub(crate) rewritten: Vec<Option<Rewrite>>,
 }
 
 impl Fusion {
     /// The operator to build at `index`: the rewritten one, or the model's own.
     pub(crate) fn operator<'a>(&'a self, index: usize, original: &'a Operator) -> &'a Operator {
         match self.rewritten.get(index) {
-            Some(Some((op, _))) => op,
+            Some(Some(r)) => &r.op,
             _ => original,
         }
     }
 
+    /// How operator `index` was rewritten, if it was.
+    pub(crate) fn rewrite(&self, index: usize) -> Option<&Rewrite> {
+        self.rewritten.get(index)?.as_ref()
+    }
+
     /// The padding operator `index` adds to its input, if a PAD was fused into it.
     pub(crate) fn padding(&self, index: usize) -> Option<SpatialPadding> {
-        self.rewritten.get(index)?.as_ref().map(|(_, p)| *p)
+        self.rewrite(index)?.padding
+    }
+
+    /// The element-wise operator fused into operator `index`'s output, if any.
+    pub(crate) fn output(&self, index: usize) -> Option<FusedOutput> {
+        self.rewrite(index)?.output
     }
 
     /// True when operator `index` is done by another one.
@@ -129,12 +169,173 @@ pub(crate) fn plan<'c>(
                 (rewired.inputs.first_mut(), op.inputs.first())
             {
                 *first = *x;
-                fusion.rewritten[consumer] = Some((rewired, padding));
+                fusion.rewritten[consumer] = Some(Rewrite {
+                    plain_inputs: rewired.inputs.len(),
+                    plain_outputs: rewired.outputs.clone(),
+                    op: rewired,
+                    padding: Some(padding),
+                    output: None,
+                    fused: Vec::new(),
+                });
                 fusion.absorbed[index] = true;
             }
         }
     }
+    // Element-wise operators into the float convolution before them.
+    let mut producer = vec![None; sg.tensors.len()];
+    for (index, op) in sg.operators.iter().enumerate() {
+        for id in &op.outputs {
+            if let Some(p) = producer.get_mut(id.index()) {
+                *p = Some(index);
+            }
+        }
+    }
+    for (index, conv) in sg.operators.iter().enumerate() {
+        if skip.get(index).copied().unwrap_or(false) {
+            continue;
+        }
+        let Some(&t) = conv.outputs.first() else {
+            continue;
+        };
+        let Some(next) = reader.get(t.index()).copied().flatten() else {
+            continue;
+        };
+        if readers.get(t.index()) != Some(&1) || conv.outputs.len() != 1 || next <= index {
+            continue;
+        }
+        let Some(element_wise) = sg.operators.get(next) else {
+            continue;
+        };
+        let absorbed = &fusion.absorbed;
+        let available = |id: TensorId| match producer.get(id.index()).copied().flatten() {
+            None => true,
+            Some(p) => p < index && !absorbed[p],
+        };
+        let Some((output, extra)) =
+            fusable_output(conv, element_wise, tensors, &constant, &available)
+        else {
+            continue;
+        };
+        let mut rewrite = fusion.rewritten[index].take().unwrap_or_else(|| Rewrite {
+            op: conv.clone(),
+            padding: None,
+            output: None,
+            plain_inputs: conv.inputs.len(),
+            plain_outputs: conv.outputs.clone(),
+            fused: Vec::new(),
+        });
+        while rewrite.op.inputs.len() < 3 {
+            rewrite.op.inputs.push(None);
+        }
+        rewrite.plain_inputs = rewrite.op.inputs.len();
+        rewrite.op.inputs.push(Some(extra));
+        rewrite.op.outputs = element_wise.outputs.clone();
+        rewrite.output = Some(output);
+        rewrite.fused.push(next);
+        fusion.absorbed[next] = true;
+        // An ADD's sum may go on into a PRELU.
+        if let (FusedOutput::Add(activation), Some(&sum)) = (output, element_wise.outputs.first())
+            && readers.get(sum.index()) == Some(&1)
+            && let Some(last) = reader.get(sum.index()).copied().flatten()
+            && let Some(prelu) = sg.operators.get(last)
+            && let Some(alpha) = prelu_slopes(sum, prelu, tensors, &constant)
+        {
+            rewrite.op.inputs.push(Some(alpha));
+            rewrite.op.outputs = prelu.outputs.clone();
+            rewrite.output = Some(FusedOutput::AddPrelu(activation));
+            rewrite.fused.push(last);
+            fusion.absorbed[last] = true;
+        }
+        // The fused step computes what the element-wise operators did.
+        for id in &rewrite.op.outputs {
+            if let Some(p) = producer.get_mut(id.index()) {
+                *p = Some(index);
+            }
+        }
+        fusion.rewritten[index] = Some(rewrite);
+    }
     fusion
+}
+
+/// The constant slopes, one per channel, of `prelu` when it reads `x` (float) and writes a
+/// tensor of the same shape.
+fn prelu_slopes<'c>(
+    x: TensorId,
+    prelu: &Operator,
+    tensors: &[TensorInfo],
+    constant: &impl Fn(TensorId) -> Option<&'c [u8]>,
+) -> Option<TensorId> {
+    let info = |id: TensorId| tensors.get(id.index());
+    let input = info(x)?;
+    let result = info(*prelu.outputs.first()?)?;
+    let channels = *input.shape.last()?;
+    let operands: Vec<TensorId> = prelu.present_inputs().collect();
+    match (&prelu.op, operands.as_slice()) {
+        (Op::Prelu, &[first, alpha]) if first == x && alpha != x => {
+            let slope = info(alpha)?;
+            let fits = input.dtype == DType::Float32
+                && result.dtype == DType::Float32
+                && result.shape == input.shape
+                && prelu.outputs.len() == 1
+                && slope.dtype == DType::Float32
+                && slope.num_elements() == channels
+                && slope.shape.last() == Some(&channels)
+                && slope.rank() <= input.rank();
+            (fits && constant(alpha).is_some()).then_some(alpha)
+        }
+        _ => None,
+    }
+}
+
+/// The fused output stage when `element_wise` (the only reader of `conv`'s output) can run in
+/// `conv`'s output stage, with its other operand: a float CONV_2D of one group, constant
+/// weights and bias, followed by a PRELU with a constant slope per channel or an ADD of a
+/// tensor of the same shape computed before the convolution (`available`).
+fn fusable_output<'c>(
+    conv: &Operator,
+    element_wise: &Operator,
+    tensors: &[TensorInfo],
+    constant: &impl Fn(TensorId) -> Option<&'c [u8]>,
+    available: &impl Fn(TensorId) -> bool,
+) -> Option<(FusedOutput, TensorId)> {
+    let t = *conv.outputs.first()?;
+    let info = |id: TensorId| tensors.get(id.index());
+    let input = info((*conv.inputs.first()?)?)?;
+    let filter_id = (*conv.inputs.get(1)?)?;
+    let filter = info(filter_id)?;
+    let out = info(t)?;
+    let result = info(*element_wise.outputs.first()?)?;
+    let floats = [input, filter, out, result]
+        .iter()
+        .all(|t| t.dtype == DType::Float32);
+    let bias_known = match conv.inputs.get(2).copied().flatten() {
+        None => true,
+        Some(b) => constant(b).is_some(),
+    };
+    // One group: the filter reads every input channel.
+    if !matches!(conv.op, Op::Conv2D(_))
+        || !floats
+        || constant(filter_id).is_none()
+        || !bias_known
+        || filter.shape.last() != input.shape.last()
+        || element_wise.outputs.len() != 1
+        || result.shape != out.shape
+    {
+        return None;
+    }
+    let operands: Vec<TensorId> = element_wise.present_inputs().collect();
+    match (&element_wise.op, operands.as_slice()) {
+        (Op::Prelu, _) => {
+            prelu_slopes(t, element_wise, tensors, constant).map(|a| (FusedOutput::Prelu, a))
+        }
+        (Op::Add(options), &[a, b]) if (a == t) != (b == t) => {
+            let other = if a == t { b } else { a };
+            let o = info(other)?;
+            (o.dtype == DType::Float32 && o.shape == out.shape && available(other))
+                .then_some((FusedOutput::Add(options.activation), other))
+        }
+        _ => None,
+    }
 }
 
 /// The padding `pad` adds when `conv` can take it over (see the module documentation).
@@ -583,5 +784,120 @@ mod tests {
             ..infinite
         };
         check(&zero, true);
+    }
+
+    /// A float CONV_2D of `c` channels (3x3 SAME, ReLU) over an `h` x `w` input, then the
+    /// element-wise operators `tail` ("add": ADD of the input, "prelu": PRELU), as a model;
+    /// `expose` makes every intermediate a graph output, which keeps it from being fused.
+    fn element_wise_model(h: i32, w: i32, c: i32, tail: &[&str], expose: bool) -> Model {
+        let mut model = Model {
+            schema_version: 3,
+            ..Model::default()
+        };
+        let mut sg = Subgraph::default();
+        let mut add = |name: String, shape: &[i32], data: Option<Vec<u8>>| {
+            let mut tensor = Tensor::new(name, DType::Float32, Shape::new(shape.to_vec()));
+            if let Some(bytes) = data {
+                tensor.buffer = model.add_buffer(bytes).unwrap();
+            }
+            sg.add_tensor(tensor).unwrap()
+        };
+        let shape = [1, h, w, c];
+        let x = add("x".into(), &shape, None);
+        let filter = add("filter".into(), &[c, 3, 3, c], Some(floats(9 * c * c, 11)));
+        let bias = add("bias".into(), &[c], Some(floats(c, 12)));
+        let mut current = add("conv".into(), &shape, None);
+        let mut outputs = vec![current];
+        let mut operators = vec![Operator::new(
+            Op::Conv2D(Conv2DOptions {
+                padding: Padding::Same,
+                stride_w: 1,
+                stride_h: 1,
+                activation: ActivationFunction::Relu,
+                dilation_w: 1,
+                dilation_h: 1,
+                ..Conv2DOptions::default()
+            }),
+            vec![Some(x), Some(filter), Some(bias)],
+            vec![current],
+        )];
+        for (i, op) in tail.iter().enumerate() {
+            let next = add(format!("{op}{i}"), &shape, None);
+            let operator = match *op {
+                "add" => Operator::new(
+                    Op::Add(octet_core::AddOptions {
+                        activation: ActivationFunction::Relu6,
+                        ..octet_core::AddOptions::default()
+                    }),
+                    vec![Some(x), Some(current)],
+                    vec![next],
+                ),
+                _ => {
+                    let alpha = add(format!("alpha{i}"), &[1, 1, c], Some(floats(c, 13)));
+                    Operator::new(Op::Prelu, vec![Some(current), Some(alpha)], vec![next])
+                }
+            };
+            operators.push(operator);
+            current = next;
+            outputs.push(current);
+        }
+        sg.inputs = vec![x];
+        sg.operators = operators;
+        sg.outputs = if expose { outputs } else { vec![current] };
+        model.subgraphs.push(sg);
+        model
+    }
+
+    #[test]
+    fn element_wise_operators_fuse_into_convolutions_exactly() {
+        for (c, tail, name) in [
+            (16, &["prelu"][..], "CONV_2D+PRELU"),
+            (20, &["add"][..], "CONV_2D+ADD"),
+            (40, &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
+            (7, &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
+            (64, &["prelu", "add"][..], "CONV_2D+PRELU"),
+        ] {
+            let (h, w) = (9, 13);
+            let input: Vec<u8> = floats(h * w * c, 14)
+                .chunks_exact(4)
+                .flat_map(|b| (f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 6.0).to_le_bytes())
+                .collect();
+            for isa in Isa::supported() {
+                for threads in [1, 2] {
+                    let options = InterpreterOptions {
+                        threads,
+                        isa: Some(isa),
+                    };
+                    let run = |expose: bool| {
+                        let model = element_wise_model(h, w, c, tail, expose);
+                        let mut interpreter = Interpreter::with_options(&model, options).unwrap();
+                        interpreter.set_input(0, &input).unwrap();
+                        interpreter.invoke().unwrap();
+                        let last = interpreter.num_outputs() - 1;
+                        let out = interpreter.output(last).unwrap().to_vec();
+                        let mut observed = Vec::new();
+                        interpreter
+                            .invoke_observed(&mut |obs| {
+                                observed.push((obs.tensor, obs.bytes.to_vec()));
+                            })
+                            .unwrap();
+                        let again = interpreter.output(last).unwrap().to_vec();
+                        let names: Vec<String> = interpreter
+                            .operators()
+                            .iter()
+                            .map(|o| o.op.clone())
+                            .collect();
+                        (out, again, observed, names)
+                    };
+                    let (out, again, observed, names) = run(false);
+                    let (reference, _, reference_observed, _) = run(true);
+                    let what = format!("{c} channels, {tail:?}, {isa}, {threads} threads");
+                    assert_eq!(out, reference, "{what}");
+                    assert_eq!(again, reference, "{what}: observed run");
+                    assert_eq!(observed, reference_observed, "{what}");
+                    assert_eq!(names.first().map(String::as_str), Some(name), "{what}");
+                }
+            }
+        }
     }
 }

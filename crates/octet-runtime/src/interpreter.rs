@@ -58,10 +58,30 @@ struct Step {
     index: usize,
     /// An operator fusion absorbed: run only to show its outputs to an observer.
     observe_only: bool,
+    /// What the step reads and writes while observed, when it differs: a convolution without
+    /// the element-wise operator fused into it (which then runs on its own).
+    observed_io: Option<ObservedIo>,
     name: String,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
     output_ids: Vec<TensorId>,
+}
+
+/// The inputs and outputs of a step while observed.
+struct ObservedIo {
+    inputs: Vec<Slot>,
+    outputs: Vec<Slot>,
+    output_ids: Vec<TensorId>,
+}
+
+/// A fused step's name in profiles: `PAD+CONV_2D`, `CONV_2D+ADD+PRELU`.
+fn fused_name(pad: bool, op: String, outputs: impl Iterator<Item = String>) -> String {
+    let mut name = if pad { format!("PAD+{op}") } else { op };
+    for output in outputs {
+        name.push('+');
+        name.push_str(&output);
+    }
+    name
 }
 
 /// A prepared model: kernels chosen, weights pre-processed, memory planned.
@@ -146,6 +166,7 @@ impl Interpreter {
                     isa,
                     folded: None,
                     padding: None,
+                    fused_output: None,
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -213,6 +234,7 @@ impl Interpreter {
                 isa,
                 folded: None,
                 padding: None,
+                fused_output: None,
             };
             let mut kernel = kernels::build(&ctx)?;
             let mut out_slots = Vec::with_capacity(operator.outputs.len());
@@ -285,8 +307,34 @@ impl Interpreter {
                 first[id.index()] = 0;
             }
         }
+        // Tensors only observed runs compute: outputs of absorbed operators, and what a
+        // convolution writes before the element-wise operator fused into it.
+        let mut observed_only = vec![false; sg.tensors.len()];
         for (step, op) in sg.operators.iter().enumerate() {
-            if folded[step] || fusion.is_absorbed(step) {
+            if !folded[step] {
+                for id in &op.outputs {
+                    observed_only[id.index()] = computed(*id, &slots);
+                }
+            }
+        }
+        for (step, op) in sg.operators.iter().enumerate() {
+            if !folded[step] && !fusion.is_absorbed(step) {
+                for id in &fusion.operator(step, op).outputs {
+                    observed_only[id.index()] = false;
+                }
+            }
+        }
+        for (step, op) in sg.operators.iter().enumerate() {
+            if folded[step] {
+                continue;
+            }
+            if fusion.is_absorbed(step) {
+                // Its inputs must survive until it runs while observed.
+                for id in op.present_inputs() {
+                    if computed(id, &slots) && !observed_only[id.index()] {
+                        last[id.index()] = last[id.index()].max(step);
+                    }
+                }
                 continue;
             }
             let op = fusion.operator(step, op);
@@ -337,25 +385,43 @@ impl Interpreter {
                 len: tensors[t].byte_len(),
             };
         }
-        // The outputs of absorbed operators, computed only while observing, share memory past
-        // the planned arena (each is observed, then dead: its reader reads the absorbed
-        // operator's input instead).
-        let mut observed_bytes = plan.size;
-        for (index, op) in sg.operators.iter().enumerate() {
-            if !fusion.is_absorbed(index) {
-                continue;
-            }
+        // Tensors only observed runs compute get memory past the planned arena, planned by
+        // their lifetimes in the model's own order of operators.
+        let mut side_first = vec![usize::MAX; sg.tensors.len()];
+        let mut side_last = vec![0usize; sg.tensors.len()];
+        for (step, op) in sg.operators.iter().enumerate() {
             for id in &op.outputs {
-                if matches!(slots[id.index()], Slot::Absent) {
-                    let len = tensors[id.index()].byte_len();
-                    slots[id.index()] = Slot::Arena {
-                        offset: plan.size,
-                        len,
-                    };
-                    observed_bytes = observed_bytes.max(plan.size + words_for(len) * 8);
+                if observed_only[id.index()] {
+                    side_first[id.index()] = side_first[id.index()].min(step);
+                    side_last[id.index()] = side_last[id.index()].max(step);
+                }
+            }
+            for id in op.present_inputs() {
+                if observed_only[id.index()] {
+                    side_last[id.index()] = side_last[id.index()].max(step);
                 }
             }
         }
+        let side: Vec<usize> = (0..sg.tensors.len())
+            .filter(|&t| observed_only[t] && side_first[t] != usize::MAX)
+            .collect();
+        let side_plan = plan_arena(
+            &side
+                .iter()
+                .map(|&t| TensorLifetime {
+                    size: tensors[t].byte_len(),
+                    first: side_first[t],
+                    last: side_last[t],
+                })
+                .collect::<Vec<_>>(),
+        );
+        for (&t, &offset) in side.iter().zip(&side_plan.offsets) {
+            slots[t] = Slot::Arena {
+                offset: plan.size + offset,
+                len: tensors[t].byte_len(),
+            };
+        }
+        let observed_bytes = plan.size + side_plan.size;
         for &id in sg.inputs.iter().chain(&sg.outputs) {
             if matches!(slots[id.index()], Slot::Absent) {
                 return Err(RuntimeError::Model(format!(
@@ -374,6 +440,7 @@ impl Interpreter {
             }
             let operator = fusion.operator(index, original);
             let padding = fusion.padding(index);
+            let fused_output = fusion.output(index);
             let ctx = OpContext {
                 model,
                 operator,
@@ -383,6 +450,7 @@ impl Interpreter {
                 isa,
                 folded: Some((&slots, bytemuck::cast_slice(&constants))),
                 padding,
+                fused_output,
             };
             let kernel = kernels::build(&ctx)?;
             scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());
@@ -390,10 +458,17 @@ impl Interpreter {
             if !observe_only {
                 operators.push(OperatorInfo {
                     index,
-                    op: match padding {
-                        Some(_) => format!("PAD+{}", ctx.op_name()),
-                        None => ctx.op_name(),
-                    },
+                    op: fused_name(
+                        padding.is_some(),
+                        ctx.op_name(),
+                        fusion
+                            .rewrite(index)
+                            .map(|r| r.fused.as_slice())
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|&i| sg.operators.get(i))
+                            .map(|o| o.op.name().into_owned()),
+                    ),
                     output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
                     macs: crate::profile::macs(&ctx),
                 });
@@ -414,6 +489,19 @@ impl Interpreter {
                     .map(|id| slots[id.index()])
                     .collect(),
                 output_ids: operator.outputs.clone(),
+                observed_io: fusion
+                    .rewrite(index)
+                    .filter(|r| r.output.is_some())
+                    .map(|r| ObservedIo {
+                        inputs: operator
+                            .inputs
+                            .iter()
+                            .take(r.plain_inputs)
+                            .map(|i| i.map_or(Slot::Absent, |id| slots[id.index()]))
+                            .collect(),
+                        outputs: r.plain_outputs.iter().map(|id| slots[id.index()]).collect(),
+                        output_ids: r.plain_outputs.clone(),
+                    }),
             });
         }
 
@@ -652,11 +740,15 @@ fn run_steps(
             continue;
         }
         let started = seconds.is_some().then(Instant::now);
+        let (inputs, outputs, output_ids) = match (&step.observed_io, observer.is_some()) {
+            (Some(io), true) => (&io.inputs, &io.outputs, &io.output_ids),
+            _ => (&step.inputs, &step.outputs, &step.output_ids),
+        };
         let mut io = OpIo {
             arena: bytemuck::cast_slice_mut(arena),
             constants,
-            inputs: &step.inputs,
-            outputs: &step.outputs,
+            inputs,
+            outputs,
             scratch,
             threads,
         };
@@ -678,7 +770,7 @@ fn run_steps(
         }
         if let Some((observer, tensors)) = observer.as_mut() {
             let arena: &[u8] = bytemuck::cast_slice(arena);
-            for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
+            for (slot, &id) in outputs.iter().zip(output_ids) {
                 if let Slot::Arena { offset, len } = *slot
                     && let (Some(bytes), Some(info)) =
                         (arena.get(offset..offset + len), tensors.get(id.index()))

@@ -24,7 +24,7 @@ mod shape_inference;
 mod tensor;
 
 pub use error::RuntimeError;
-pub use fusion::SpatialPadding;
+pub use fusion::{FusedOutput, SpatialPadding};
 pub use interpreter::{Interpreter, InterpreterOptions, Observation, OperatorInfo};
 pub use io::{Inputs, OpIo, OpParts};
 pub use octet_linalg::Isa;
