@@ -47,7 +47,8 @@ fn window(hw: usize, size: usize, stride: usize) -> Window2d {
 
 /// (name, image size, channels, filter, stride): face_landmark's, palm_detection's and
 /// hand_landmark's shapes.
-const SHAPES: [(&str, usize, usize, usize, usize); 7] = [
+const SHAPES: [(&str, usize, usize, usize, usize); 8] = [
+    ("96x96x32 3x3", 96, 32, 3, 1),
     ("96x96x16 3x3", 96, 16, 3, 1),
     ("48x48x32 3x3 s2", 96, 32, 3, 2),
     ("24x24x128 5x5", 24, 128, 5, 1),

@@ -7,10 +7,10 @@
 //! every group keeps 8 independent sums in flight (8 x 1, 4 x 2, 2 x 4, 1 x 8 on AVX-512): the
 //! short segments at image borders and narrow images are not bound by the latency of one chain
 //! of additions. Each tap's `B` weight vectors are loaded once per group; per tap and pixel
-//! there is one input load, a multiplication and an addition. The arithmetic is TFLite's
-//! reference order exactly (products rounded, then summed from zero in tap order, the bias
-//! added last; no fused multiply-add), so the results are bit for bit the reference's and the
-//! generic kernel's.
+//! there is one input load and one fused multiply-add. The sum starts at zero, runs over the
+//! in-image taps in order with one fused multiply-add each, and the bias comes last: the
+//! generic kernel's order exactly (`f32::mul_add`), so every instruction set gives the same
+//! bits. (TFLite's reference rounds each product; XNNPACK fuses, as here.)
 //!
 //! The last, partial block of channels uses masked loads and stores. (Kernels specialised for
 //! 3x3 and 5x5 with unrolled taps and register-resident weights measured slower: the weights
@@ -32,7 +32,7 @@ macro_rules! f32_dw_kernel {
     (
         $entry:ident, $body:ident, $group:ident, $tile:ident, $feature:literal, $lanes:literal,
         $vec:ty, $mask:ty, $make_mask:ident, $load:ident, $load_mask:ident, $set1:ident,
-        $mul:ident, $add:ident, $max:ident, $min:ident, $store:ident, $store_mask:ident,
+        $fmadd:ident, $add:ident, $max:ident, $min:ident, $store:ident, $store_mask:ident,
         [$b8:literal, $b4:literal, $b2:literal, $b1:literal]
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
@@ -180,7 +180,7 @@ macro_rules! f32_dw_kernel {
                             } else {
                                 $load(x.add(j * $lanes))
                             };
-                            acc[p][j] = $add(acc[p][j], $mul(x, w[j]));
+                            acc[p][j] = $fmadd(x, w[j], acc[p][j]);
                         }
                     }
                 }
@@ -260,7 +260,7 @@ f32_dw_kernel!(
     _mm512_loadu_ps,
     load_mask_512,
     _mm512_set1_ps,
-    _mm512_mul_ps,
+    _mm512_fmadd_ps,
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_min_ps,
@@ -282,7 +282,7 @@ f32_dw_kernel!(
     _mm256_loadu_ps,
     load_mask_256,
     _mm256_set1_ps,
-    _mm256_mul_ps,
+    _mm256_fmadd_ps,
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_min_ps,
