@@ -45,15 +45,19 @@ fn window(hw: usize, size: usize, stride: usize) -> Window2d {
     }
 }
 
-/// (name, image size, channels, filter, stride): face_landmark's and palm_detection's shapes.
-const SHAPES: [(&str, usize, usize, usize, usize); 7] = [
+/// (name, image size, channels, filter, stride): face_landmark's, palm_detection's and
+/// hand_landmark's shapes.
+const SHAPES: [(&str, usize, usize, usize, usize); 10] = [
     ("96x96x32 5x5", 96, 32, 5, 1),
+    ("96x96x32 3x3", 96, 32, 3, 1),
     ("32x32x32 3x3", 32, 32, 3, 1),
-    ("56x56x144 3x3", 56, 144, 3, 1),
     ("96x96x16 3x3", 96, 16, 3, 1),
     ("48x48x32 3x3 s2", 96, 32, 3, 2),
     ("24x24x128 5x5", 24, 128, 5, 1),
     ("12x12x256 5x5", 12, 256, 5, 1),
+    ("56x56x144 3x3", 56, 144, 3, 1),
+    ("14x14x672 5x5", 14, 672, 5, 1),
+    ("7x7x1152 5x5", 7, 1152, 5, 1),
 ];
 
 fn depthwise(c: &mut Criterion) {

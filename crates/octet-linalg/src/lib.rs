@@ -33,4 +33,6 @@ mod battery_depthwise;
 #[cfg(test)]
 mod battery_elementwise;
 #[cfg(test)]
+mod battery_gemm_f32;
+#[cfg(test)]
 mod battery_gemm_q;

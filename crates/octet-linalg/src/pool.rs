@@ -20,6 +20,24 @@ pub(crate) const MAX_TASKS: usize = 64;
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_millis(2);
 
+/// Spins (`spin_loop` hints) before a waiting thread starts yielding its processor between
+/// checks: a few microseconds. When the machine has more runnable threads than processors (other
+/// programs, or more threads than cores), a thread that only spins keeps the very thread it
+/// waits for off the processor until the scheduler preempts it, which costs milliseconds;
+/// yielding costs a system call when nothing else wants to run.
+const SPINS_BEFORE_YIELD: u32 = 2048;
+
+/// One step of a wait loop: a spin hint first, a yield of the processor after
+/// [`SPINS_BEFORE_YIELD`] steps.
+fn wait_step(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if *spins < SPINS_BEFORE_YIELD {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// The task a job runs: called once with every index below the job's count.
 type Task = dyn Fn(usize) + Sync;
 
@@ -156,8 +174,9 @@ impl Pool {
         shared.work(job, 0, self.threads());
         // Withdraw the job, then wait for the workers inside it.
         *lock(&shared.job) = None;
+        let mut spins = 0;
         while shared.active.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+            wait_step(&mut spins);
         }
         if shared.panicked.load(Ordering::Relaxed) {
             resume_unwind(Box::new("a task of an octet-linalg job panicked"));
@@ -193,9 +212,8 @@ fn worker(shared: &Shared, me: usize, threads: usize) {
                 seen = epoch;
                 break;
             }
-            spins = spins.wrapping_add(1);
             if !spins.is_multiple_of(1024) || idle_since.elapsed() < SPIN {
-                std::hint::spin_loop();
+                wait_step(&mut spins);
                 continue;
             }
             let mut guard = lock(&shared.sleep);

@@ -56,10 +56,32 @@ pub struct Observation<'a> {
 struct Step {
     kernel: Box<dyn Kernel>,
     index: usize,
+    /// An operator fusion absorbed: run only to show its outputs to an observer.
+    observe_only: bool,
+    /// What the step reads and writes while observed, when it differs: a convolution without
+    /// the element-wise operator fused into it (which then runs on its own).
+    observed_io: Option<ObservedIo>,
     name: String,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
     output_ids: Vec<TensorId>,
+}
+
+/// The inputs and outputs of a step while observed.
+struct ObservedIo {
+    inputs: Vec<Slot>,
+    outputs: Vec<Slot>,
+    output_ids: Vec<TensorId>,
+}
+
+/// A fused step's name in profiles: `PAD+CONV_2D`, `CONV_2D+ADD+PRELU`.
+fn fused_name(pad: bool, op: String, outputs: impl Iterator<Item = String>) -> String {
+    let mut name = if pad { format!("PAD+{op}") } else { op };
+    for output in outputs {
+        name.push('+');
+        name.push_str(&output);
+    }
+    name
 }
 
 /// A prepared model: kernels chosen, weights pre-processed, memory planned.
@@ -69,6 +91,9 @@ pub struct Interpreter {
     steps: Vec<Step>,
     operators: Vec<OperatorInfo>,
     arena: Vec<u64>,
+    /// Words of arena [`Interpreter::invoke_observed`] needs: the planned arena and the memory
+    /// of absorbed operators' outputs past it (allocated on the first observed run).
+    observed_words: usize,
     constants: Vec<u64>,
     scratch: Vec<u64>,
     threads: Threads,
@@ -140,6 +165,8 @@ impl Interpreter {
                     subgraph: sg,
                     isa,
                     folded: None,
+                    padding: None,
+                    fused_output: None,
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -206,6 +233,8 @@ impl Interpreter {
                 subgraph: sg,
                 isa,
                 folded: None,
+                padding: None,
+                fused_output: None,
             };
             let mut kernel = kernels::build(&ctx)?;
             let mut out_slots = Vec::with_capacity(operator.outputs.len());
@@ -253,8 +282,21 @@ impl Interpreter {
             folded[index] = true;
         }
 
+        // Operators another one does the work of (a PAD a convolution pads itself for).
+        let fusion = {
+            let store: &[u8] = bytemuck::cast_slice(&constants);
+            let slots = &slots;
+            crate::fusion::plan(sg, &tensors, &folded, move |id| {
+                match slots.get(id.index()) {
+                    Some(&Slot::Constant { offset, len }) => store.get(offset..offset + len),
+                    _ => None,
+                }
+            })
+        };
+
         // Lifetimes of everything that is computed: graph inputs from step 0, op outputs from
         // the op that writes them, until their last reader (graph outputs: until the end).
+        // Operators absorbed by fusion write nothing `invoke` needs.
         let end = sg.operators.len();
         let mut first = vec![usize::MAX; sg.tensors.len()];
         let mut last = vec![0usize; sg.tensors.len()];
@@ -265,10 +307,37 @@ impl Interpreter {
                 first[id.index()] = 0;
             }
         }
+        // Tensors only observed runs compute: outputs of absorbed operators, and what a
+        // convolution writes before the element-wise operator fused into it.
+        let mut observed_only = vec![false; sg.tensors.len()];
+        for (step, op) in sg.operators.iter().enumerate() {
+            if !folded[step] {
+                for id in &op.outputs {
+                    observed_only[id.index()] = computed(*id, &slots);
+                }
+            }
+        }
+        for (step, op) in sg.operators.iter().enumerate() {
+            if !folded[step] && !fusion.is_absorbed(step) {
+                for id in &fusion.operator(step, op).outputs {
+                    observed_only[id.index()] = false;
+                }
+            }
+        }
         for (step, op) in sg.operators.iter().enumerate() {
             if folded[step] {
                 continue;
             }
+            if fusion.is_absorbed(step) {
+                // Its inputs must survive until it runs while observed.
+                for id in op.present_inputs() {
+                    if computed(id, &slots) && !observed_only[id.index()] {
+                        last[id.index()] = last[id.index()].max(step);
+                    }
+                }
+                continue;
+            }
+            let op = fusion.operator(step, op);
             for id in op.outputs.iter().copied() {
                 if computed(id, &slots) {
                     if first[id.index()] != usize::MAX {
@@ -316,6 +385,43 @@ impl Interpreter {
                 len: tensors[t].byte_len(),
             };
         }
+        // Tensors only observed runs compute get memory past the planned arena, planned by
+        // their lifetimes in the model's own order of operators.
+        let mut side_first = vec![usize::MAX; sg.tensors.len()];
+        let mut side_last = vec![0usize; sg.tensors.len()];
+        for (step, op) in sg.operators.iter().enumerate() {
+            for id in &op.outputs {
+                if observed_only[id.index()] {
+                    side_first[id.index()] = side_first[id.index()].min(step);
+                    side_last[id.index()] = side_last[id.index()].max(step);
+                }
+            }
+            for id in op.present_inputs() {
+                if observed_only[id.index()] {
+                    side_last[id.index()] = side_last[id.index()].max(step);
+                }
+            }
+        }
+        let side: Vec<usize> = (0..sg.tensors.len())
+            .filter(|&t| observed_only[t] && side_first[t] != usize::MAX)
+            .collect();
+        let side_plan = plan_arena(
+            &side
+                .iter()
+                .map(|&t| TensorLifetime {
+                    size: tensors[t].byte_len(),
+                    first: side_first[t],
+                    last: side_last[t],
+                })
+                .collect::<Vec<_>>(),
+        );
+        for (&t, &offset) in side.iter().zip(&side_plan.offsets) {
+            slots[t] = Slot::Arena {
+                offset: plan.size + offset,
+                len: tensors[t].byte_len(),
+            };
+        }
+        let observed_bytes = plan.size + side_plan.size;
         for &id in sg.inputs.iter().chain(&sg.outputs) {
             if matches!(slots[id.index()], Slot::Absent) {
                 return Err(RuntimeError::Model(format!(
@@ -328,10 +434,13 @@ impl Interpreter {
         let mut steps = Vec::with_capacity(sg.operators.len());
         let mut operators = Vec::with_capacity(sg.operators.len());
         let mut scratch_bytes = 0;
-        for (index, operator) in sg.operators.iter().enumerate() {
+        for (index, original) in sg.operators.iter().enumerate() {
             if folded[index] {
                 continue;
             }
+            let operator = fusion.operator(index, original);
+            let padding = fusion.padding(index);
+            let fused_output = fusion.output(index);
             let ctx = OpContext {
                 model,
                 operator,
@@ -340,18 +449,34 @@ impl Interpreter {
                 subgraph: sg,
                 isa,
                 folded: Some((&slots, bytemuck::cast_slice(&constants))),
+                padding,
+                fused_output,
             };
             let kernel = kernels::build(&ctx)?;
             scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());
-            operators.push(OperatorInfo {
-                index,
-                op: ctx.op_name(),
-                output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
-                macs: crate::profile::macs(&ctx),
-            });
+            let observe_only = fusion.is_absorbed(index);
+            if !observe_only {
+                operators.push(OperatorInfo {
+                    index,
+                    op: fused_name(
+                        padding.is_some(),
+                        ctx.op_name(),
+                        fusion
+                            .rewrite(index)
+                            .map(|r| r.fused.as_slice())
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|&i| sg.operators.get(i))
+                            .map(|o| o.op.name().into_owned()),
+                    ),
+                    output_shape: ctx.output(0).map(|t| t.shape.clone()).unwrap_or_default(),
+                    macs: crate::profile::macs(&ctx),
+                });
+            }
             steps.push(Step {
                 kernel,
                 index,
+                observe_only,
                 name: ctx.op_name(),
                 inputs: operator
                     .inputs
@@ -364,6 +489,19 @@ impl Interpreter {
                     .map(|id| slots[id.index()])
                     .collect(),
                 output_ids: operator.outputs.clone(),
+                observed_io: fusion
+                    .rewrite(index)
+                    .filter(|r| r.output.is_some())
+                    .map(|r| ObservedIo {
+                        inputs: operator
+                            .inputs
+                            .iter()
+                            .take(r.plain_inputs)
+                            .map(|i| i.map_or(Slot::Absent, |id| slots[id.index()]))
+                            .collect(),
+                        outputs: r.plain_outputs.iter().map(|id| slots[id.index()]).collect(),
+                        output_ids: r.plain_outputs.clone(),
+                    }),
             });
         }
 
@@ -373,6 +511,7 @@ impl Interpreter {
             steps,
             operators,
             arena: vec![0u64; plan.size / 8],
+            observed_words: observed_bytes / 8,
             constants,
             scratch: vec![0u64; scratch_bytes.div_ceil(8)],
             threads,
@@ -543,11 +682,15 @@ impl Interpreter {
     }
 
     /// Runs the model and shows `observer` every graph input and then every operator output as
-    /// soon as it is computed (before later operators may reuse its memory).
+    /// soon as it is computed (before later operators may reuse its memory). Operators that
+    /// fusion absorbed into others run too, so every tensor is shown, in operator order.
     pub fn invoke_observed(
         &mut self,
         observer: &mut dyn FnMut(Observation<'_>),
     ) -> Result<(), RuntimeError> {
+        if self.arena.len() < self.observed_words {
+            self.arena.resize(self.observed_words, 0);
+        }
         for &id in &self.inputs {
             let bytes = self.bytes(self.slots[id.index()])?;
             observer(Observation {
@@ -591,13 +734,21 @@ fn run_steps(
     mut seconds: Option<&mut [f64]>,
 ) -> Result<(), RuntimeError> {
     let constants: &[u8] = bytemuck::cast_slice(constants);
-    for (position, step) in steps.iter_mut().enumerate() {
+    let mut position = 0;
+    for step in steps.iter_mut() {
+        if step.observe_only && observer.is_none() {
+            continue;
+        }
         let started = seconds.is_some().then(Instant::now);
+        let (inputs, outputs, output_ids) = match (&step.observed_io, observer.is_some()) {
+            (Some(io), true) => (&io.inputs, &io.outputs, &io.output_ids),
+            _ => (&step.inputs, &step.outputs, &step.output_ids),
+        };
         let mut io = OpIo {
             arena: bytemuck::cast_slice_mut(arena),
             constants,
-            inputs: &step.inputs,
-            outputs: &step.outputs,
+            inputs,
+            outputs,
             scratch,
             threads,
         };
@@ -614,9 +765,12 @@ fn run_steps(
         {
             *total += started.elapsed().as_secs_f64();
         }
+        if !step.observe_only {
+            position += 1;
+        }
         if let Some((observer, tensors)) = observer.as_mut() {
             let arena: &[u8] = bytemuck::cast_slice(arena);
-            for (slot, &id) in step.outputs.iter().zip(&step.output_ids) {
+            for (slot, &id) in outputs.iter().zip(output_ids) {
                 if let Slot::Arena { offset, len } = *slot
                     && let (Some(bytes), Some(info)) =
                         (arena.get(offset..offset + len), tensors.get(id.index()))

@@ -13,6 +13,7 @@
 //! [`octet_core::fixed_point`].
 
 mod error;
+mod fusion;
 mod interpreter;
 mod io;
 pub mod kernels;
@@ -23,6 +24,7 @@ mod shape_inference;
 mod tensor;
 
 pub use error::RuntimeError;
+pub use fusion::{FusedOutput, SpatialPadding};
 pub use interpreter::{Interpreter, InterpreterOptions, Observation, OperatorInfo};
 pub use io::{Inputs, OpIo, OpParts};
 pub use octet_linalg::Isa;

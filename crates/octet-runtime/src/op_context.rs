@@ -36,12 +36,30 @@ pub struct OpContext<'a> {
     /// into constants (fp16 weights' DEQUANTIZE) have been folded into it: their outputs are
     /// constants too.
     pub(crate) folded: Option<(&'a [Slot], &'a [u8])>,
+    /// Padding a PAD fused into this operator adds around its input 0 (see `fusion`).
+    pub(crate) padding: Option<crate::fusion::SpatialPadding>,
+    /// The element-wise operator fused into this operator's output (see `fusion`).
+    pub(crate) fused_output: Option<crate::fusion::FusedOutput>,
 }
 
 impl<'a> OpContext<'a> {
     /// The instruction set whose micro-kernels the kernel should use.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Padding around input 0 that a PAD fused into this operator adds (the operator reads the
+    /// PAD's input and pads it as the PAD did, as part of its own padding): only convolutions
+    /// get one.
+    pub fn fused_padding(&self) -> Option<crate::fusion::SpatialPadding> {
+        self.padding
+    }
+
+    /// The element-wise operator fused into this operator's output stage, if any: its result
+    /// is this operator's output 0, its other operand input 3. Run without input 3 (while
+    /// observed), the operator computes its own output.
+    pub fn fused_output(&self) -> Option<crate::fusion::FusedOutput> {
+        self.fused_output
     }
 
     /// The operator.

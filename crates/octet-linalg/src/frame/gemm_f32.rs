@@ -33,16 +33,138 @@ impl F32Clamp {
     }
 }
 
+/// An element-wise operation fused into a float GEMM's output stage: applied by the
+/// micro-kernel to its sums in registers, after the bias and clamp and before the store, so
+/// that the operation costs no pass of its own over memory. Each is computed exactly as the
+/// runtime's own kernel for the operation computes it (all instruction sets alike).
+#[derive(Debug, Clone, Copy)]
+pub enum F32Epilogue<'a> {
+    /// Nothing.
+    None,
+    /// PRELU: `y >= 0 ? y : y * alpha[column]`.
+    Prelu {
+        /// One slope per column, starting at the tile's (GEMM's) first column, padded with
+        /// anything to whole blocks of the kernel's `nr` columns.
+        alpha: &'a [f32],
+    },
+    /// ADD of another operand laid out like the output (starting at the same element, the same
+    /// row stride), then a clamp: `clamp(y + other)`.
+    Add {
+        /// The other operand.
+        other: &'a [f32],
+        /// The ADD's activation.
+        clamp: F32Clamp,
+    },
+    /// [`F32Epilogue::Add`], then [`F32Epilogue::Prelu`] of the sum.
+    AddPrelu {
+        /// The ADD's other operand.
+        other: &'a [f32],
+        /// The ADD's activation.
+        clamp: F32Clamp,
+        /// The PRELU's slopes.
+        alpha: &'a [f32],
+    },
+}
+
+impl F32Epilogue<'_> {
+    /// Checks the epilogue's operand against a tile of `m` rows and `n` columns (packed in
+    /// blocks of `nr`) stored at row stride `out_stride`.
+    pub fn check(
+        &self,
+        m: usize,
+        n: usize,
+        nr: usize,
+        out_stride: usize,
+    ) -> Result<(), LinalgError> {
+        let slopes = |alpha: &[f32]| alpha.len() >= n.next_multiple_of(nr.max(1));
+        let operand = |other: &[f32]| {
+            m.checked_sub(1)
+                .and_then(|r| r.checked_mul(out_stride))
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| need <= other.len())
+        };
+        let ok = match *self {
+            F32Epilogue::None => true,
+            F32Epilogue::Prelu { alpha } => slopes(alpha),
+            F32Epilogue::Add { other, .. } => operand(other),
+            F32Epilogue::AddPrelu { other, alpha, .. } => operand(other) && slopes(alpha),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(LinalgError::mismatch(
+                "GEMM tile: epilogue operand too short",
+            ))
+        }
+    }
+
+    /// The epilogue of one output element: `y` at row `r`, column `c` of a tile stored at row
+    /// stride `out_stride` (the generic kernels' form, and the SIMD kernels' for partial
+    /// blocks).
+    #[inline]
+    pub fn apply(&self, y: f32, r: usize, c: usize, out_stride: usize) -> f32 {
+        let prelu = |y: f32, a: f32| {
+            let scaled = y * a;
+            if y >= 0.0 { y } else { scaled }
+        };
+        match *self {
+            F32Epilogue::None => y,
+            F32Epilogue::Prelu { alpha } => prelu(y, alpha[c]),
+            F32Epilogue::Add { other, clamp } => clamp.apply(y + other[r * out_stride + c]),
+            F32Epilogue::AddPrelu {
+                other,
+                clamp,
+                alpha,
+            } => prelu(clamp.apply(y + other[r * out_stride + c]), alpha[c]),
+        }
+    }
+
+    /// The same epilogue for a tile whose columns start `columns` after this one's and whose
+    /// rows start `elements` later in the output.
+    pub fn offset(&self, columns: usize, elements: usize) -> Result<Self, LinalgError> {
+        let bad = || LinalgError::mismatch("epilogue operand too short");
+        Ok(match *self {
+            F32Epilogue::None => F32Epilogue::None,
+            F32Epilogue::Prelu { alpha } => F32Epilogue::Prelu {
+                alpha: alpha.get(columns..).ok_or_else(bad)?,
+            },
+            F32Epilogue::Add { other, clamp } => F32Epilogue::Add {
+                other: other.get(elements..).ok_or_else(bad)?,
+                clamp,
+            },
+            F32Epilogue::AddPrelu {
+                other,
+                clamp,
+                alpha,
+            } => F32Epilogue::AddPrelu {
+                other: other.get(elements..).ok_or_else(bad)?,
+                clamp,
+                alpha: alpha.get(columns..).ok_or_else(bad)?,
+            },
+        })
+    }
+}
+
 /// The signature of a float GEMM micro-kernel: computes the tile into `out` (row stride
 /// `out_stride`), checking the tile first.
-pub type F32GemmFn =
-    fn(&Tile<'_, f32, f32, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
+pub type F32GemmFn = fn(
+    &Tile<'_, f32, f32, f32>,
+    F32Clamp,
+    F32Epilogue<'_>,
+    &mut [f32],
+    usize,
+) -> Result<(), LinalgError>;
 
 /// The signature of a float GEMM micro-kernel whose packed weights are binary16 bit patterns
 /// (widened exactly to `f32` as they are loaded): the same arithmetic as [`F32GemmFn`] on half
 /// the weight bytes.
-pub type F32GemmF16Fn =
-    fn(&Tile<'_, f32, u16, f32>, F32Clamp, &mut [f32], usize) -> Result<(), LinalgError>;
+pub type F32GemmF16Fn = fn(
+    &Tile<'_, f32, u16, f32>,
+    F32Clamp,
+    F32Epilogue<'_>,
+    &mut [f32],
+    usize,
+) -> Result<(), LinalgError>;
 
 /// A float GEMM micro-kernel. Only this crate makes them, and only for instruction sets the
 /// CPU supports, so running one is always sound.
@@ -91,21 +213,35 @@ impl F32GemmUkernel {
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), LinalgError> {
-        (self.run)(tile, clamp, out, out_stride)
+        (self.run)(tile, clamp, F32Epilogue::None, out, out_stride)
     }
 
-    /// Runs one tile of binary16 weights; an error if the kernel has no such twin.
+    /// Runs one tile with a fused epilogue.
+    pub fn run_fused(
+        &self,
+        tile: &Tile<'_, f32, f32, f32>,
+        clamp: F32Clamp,
+        epilogue: F32Epilogue<'_>,
+        out: &mut [f32],
+        out_stride: usize,
+    ) -> Result<(), LinalgError> {
+        (self.run)(tile, clamp, epilogue, out, out_stride)
+    }
+
+    /// Runs one tile of binary16 weights with a fused epilogue; an error if the kernel has no
+    /// such twin.
     pub fn run_f16(
         &self,
         tile: &Tile<'_, f32, u16, f32>,
         clamp: F32Clamp,
+        epilogue: F32Epilogue<'_>,
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), LinalgError> {
         let run = self
             .run_f16
             .ok_or_else(|| LinalgError::mismatch("the kernel reads f32 weights only"))?;
-        run(tile, clamp, out, out_stride)
+        run(tile, clamp, epilogue, out, out_stride)
     }
 
     /// Every float GEMM micro-kernel this CPU can run, generic ones first.
@@ -370,7 +506,24 @@ impl PackedF32Gemm {
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), LinalgError> {
+        self.run_fused(a, rows, cols, out, out_stride, F32Epilogue::None)
+    }
+
+    /// As [`PackedF32Gemm::run_columns`], with `epilogue` fused into the micro-kernels' output
+    /// stage (an [`F32Epilogue::Add`] operand starts where `out` starts; PRELU's slopes cover
+    /// every column, padded to whole blocks of [`PackedF32Gemm::column_block`]).
+    pub fn run_fused(
+        &self,
+        a: &ASource<'_, f32>,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        out: &mut [f32],
+        out_stride: usize,
+        epilogue: F32Epilogue<'_>,
+    ) -> Result<(), LinalgError> {
         let info = self.ukernel.info;
+        // PRELU's slopes from this call's first column.
+        let epilogue = epilogue.offset(cols.start, 0)?;
         let block_len = self.ks * self.kc * info.nr;
         let (w, b, n) = block_ranges(&cols, self.n, info.nr, block_len)?;
         let bias = &self.bias[b];
@@ -381,6 +534,8 @@ impl PackedF32Gemm {
             let out = out
                 .get_mut(out_offset..)
                 .ok_or_else(|| LinalgError::mismatch("output too short"))?;
+            // The epilogue of this call: its operand from this call's first element.
+            let epilogue = epilogue.offset(0, out_offset)?;
             match &self.weights {
                 PackedF32Weights::F32(weights) => {
                     let tile = Tile {
@@ -394,7 +549,8 @@ impl PackedF32Gemm {
                         bias,
                         n,
                     };
-                    self.ukernel.run(&tile, self.clamp, out, out_stride)
+                    self.ukernel
+                        .run_fused(&tile, self.clamp, epilogue, out, out_stride)
                 }
                 PackedF32Weights::F16(weights) => {
                     let tile = Tile {
@@ -408,7 +564,8 @@ impl PackedF32Gemm {
                         bias,
                         n,
                     };
-                    self.ukernel.run_f16(&tile, self.clamp, out, out_stride)
+                    self.ukernel
+                        .run_f16(&tile, self.clamp, epilogue, out, out_stride)
                 }
             }
         })

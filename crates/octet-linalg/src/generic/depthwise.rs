@@ -42,10 +42,12 @@ fn tap_row<'a, T>(tile: &DwTile<'a, T, impl Sized, impl Sized>, t: usize, p: usi
     }
 }
 
-/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])` over the in-image taps: products
-/// rounded, summed from zero in tap order, then the bias, as TFLite's reference computes them
-/// (the SIMD kernels match it bit for bit). Weights packed in blocks of `CR` channels (the SIMD
-/// kernels hand filters too large for them to this with their own block size).
+/// `out[p][c] = clamp(sum_t x(p, t)[c] * w[t][c] + bias[c])` over the in-image taps: summed
+/// from zero in tap order with one fused multiply-add per tap (`f32::mul_add`), then the bias
+/// (the SIMD kernels compute exactly this, so all instruction sets give the same bits; TFLite's
+/// reference rounds each product instead, XNNPACK fuses as here). Weights packed in blocks of
+/// `CR` channels (the SIMD kernels hand filters too large for them to this with their own block
+/// size).
 pub(crate) fn f32_dw_cr<const CR: usize>(
     tile: &DwTile<'_, f32, f32, f32>,
     clamp: F32Clamp,
@@ -66,7 +68,7 @@ pub(crate) fn f32_dw_cr<const CR: usize>(
                 }
                 let x = &tap_row(tile, t, p)[first..first + dst.len()];
                 for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
-                    *a += x * w;
+                    *a = x.mul_add(w, *a);
                 }
             }
             for ((o, &a), &b) in dst.iter_mut().zip(&acc).zip(&tile.bias[first..]) {

@@ -1,7 +1,7 @@
 //! The generic float GEMM micro-kernel: the plain-Rust twin every SIMD kernel is tested against.
 
 use crate::frame::gemm::{Tile, UkernelInfo};
-use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel, f16_to_f32};
+use crate::frame::gemm_f32::{F32Clamp, F32Epilogue, F32GemmUkernel, f16_to_f32};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
@@ -35,7 +35,7 @@ impl Weight for u16 {
     }
 }
 
-/// `out[r][c] = clamp(sum_t sum_k a(r, t)[k] * w[c][t][k] + bias[c])`: the sum starts at 0,
+/// `out[r][c] = epilogue(clamp(sum_t sum_k a(r, t)[k] * w[c][t][k] + bias[c]))`: the sum starts at 0,
 /// runs over taps then `k` with one fused multiply-add per term, and the bias comes last. Every
 /// SIMD kernel computes each output in exactly this order with the same fused operations, so all
 /// instruction sets give the same bits (and calibration, hence the quantizer's output, does not
@@ -44,10 +44,12 @@ impl Weight for u16 {
 fn gemm<W: Weight, const MR: usize, const NR: usize>(
     tile: &Tile<'_, f32, W, f32>,
     clamp: F32Clamp,
+    epilogue: F32Epilogue<'_>,
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), LinalgError> {
     tile.check(NR, 1, out.len(), out_stride)?;
+    epilogue.check(tile.m, tile.n, NR, out_stride)?;
     let (ks, kc) = (tile.ks, tile.kc);
     let block_len = ks * kc * NR;
     for row0 in (0..tile.m).step_by(MR) {
@@ -76,8 +78,9 @@ fn gemm<W: Weight, const MR: usize, const NR: usize>(
             let cols = NR.min(tile.n - first);
             for (r, row) in acc[..m].iter().enumerate() {
                 let start = (row0 + r) * out_stride + first;
-                for ((o, &v), &b) in out[start..start + cols].iter_mut().zip(row).zip(bias) {
-                    *o = clamp.apply(v + b);
+                let outputs = out[start..start + cols].iter_mut().zip(row).zip(bias);
+                for (c, ((o, &v), &b)) in outputs.enumerate() {
+                    *o = epilogue.apply(clamp.apply(v + b), row0 + r, first + c, out_stride);
                 }
             }
         }

@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use crate::frame::gemm::{Tile, UkernelInfo};
-use crate::frame::gemm_f32::{F32Clamp, F32GemmUkernel};
+use crate::frame::gemm_f32::{F32Clamp, F32Epilogue, F32GemmUkernel};
 use crate::frame::window::PAD;
 use crate::{Isa, LinalgError};
 
@@ -16,21 +16,25 @@ macro_rules! f32_gemm_kernel {
     (
         $entry:ident, $rows:ident, $body:ident, $feature:literal, $lanes:literal, $vec:ty,
         $w:ty, $wload:ident, $load:ident, $set1:ident, $fmadd:ident, $add:ident, $max:ident,
-        $min:ident, $store:ident, $store_partial:ident
+        $min:ident, $store:ident, $store_partial:ident, $prelu:ident
     ) => {
         /// Safe entry point: checks the tile, then runs the SIMD body.
         fn $entry<const MR: usize, const NV: usize>(
             tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
+            epilogue: F32Epilogue<'_>,
             out: &mut [f32],
             out_stride: usize,
         ) -> Result<(), LinalgError> {
             tile.check(NV * $lanes, 1, out.len(), out_stride)?;
+            epilogue.check(tile.m, tile.n, NV * $lanes, out_stride)?;
             // SAFETY: `check` proved that every row run (offset + kc) lies in `input`, the zero
             // row holds kc elements, the packed blocks and bias cover ceil(n / nr) blocks, and
-            // m rows of n columns at out_stride fit in `out`; this kernel is only handed out
-            // when the CPU supports its instruction set.
-            unsafe { $rows::<MR, NV>(tile, clamp, out.as_mut_ptr(), out_stride) };
+            // m rows of n columns at out_stride fit in `out`; the epilogue's check that its
+            // slopes cover the padded blocks and its operand m rows of n columns at
+            // out_stride; this kernel is only handed out when the CPU supports its instruction
+            // set.
+            unsafe { $rows::<MR, NV>(tile, clamp, &epilogue, out.as_mut_ptr(), out_stride) };
             Ok(())
         }
 
@@ -42,6 +46,7 @@ macro_rules! f32_gemm_kernel {
         unsafe fn $rows<const MR: usize, const NV: usize>(
             tile: &Tile<'_, f32, $w, f32>,
             clamp: F32Clamp,
+            epilogue: &F32Epilogue<'_>,
             out: *mut f32,
             out_stride: usize,
         ) {
@@ -50,19 +55,19 @@ macro_rules! f32_gemm_kernel {
                 let m = tile.m;
                 let mut row = 0;
                 while m - row >= MR {
-                    $body::<MR, NV>(tile, row, clamp, out, out_stride);
+                    $body::<MR, NV>(tile, row, clamp, epilogue, out, out_stride);
                     row += MR;
                 }
                 while m - row >= 4 {
-                    $body::<4, NV>(tile, row, clamp, out, out_stride);
+                    $body::<4, NV>(tile, row, clamp, epilogue, out, out_stride);
                     row += 4;
                 }
                 if m - row >= 2 {
-                    $body::<2, NV>(tile, row, clamp, out, out_stride);
+                    $body::<2, NV>(tile, row, clamp, epilogue, out, out_stride);
                     row += 2;
                 }
                 if m - row >= 1 {
-                    $body::<1, NV>(tile, row, clamp, out, out_stride);
+                    $body::<1, NV>(tile, row, clamp, epilogue, out, out_stride);
                 }
             }
         }
@@ -76,6 +81,7 @@ macro_rules! f32_gemm_kernel {
             tile: &Tile<'_, f32, $w, f32>,
             row0: usize,
             clamp: F32Clamp,
+            epilogue: &F32Epilogue<'_>,
             out: *mut f32,
             out_stride: usize,
         ) {
@@ -126,6 +132,41 @@ macro_rules! f32_gemm_kernel {
                         }
                     }
                     let cols = nr.min(n - first);
+                    // The fused epilogue, in registers (with an ADD, a partial block gets it after
+                    // the store, element by element).
+                    match *epilogue {
+                        F32Epilogue::None => {}
+                        F32Epilogue::Prelu { alpha } => {
+                            for v in 0..NV {
+                                let a = $load(alpha.as_ptr().add(first + v * $lanes));
+                                for r in 0..R {
+                                    acc[r][v] = $prelu(acc[r][v], a);
+                                }
+                            }
+                        }
+                        F32Epilogue::Add { other, clamp }
+                        | F32Epilogue::AddPrelu { other, clamp, .. }
+                            if cols == nr =>
+                        {
+                            let (lo, hi) = ($set1(clamp.min), $set1(clamp.max));
+                            for r in 0..R {
+                                let o = other.as_ptr().add((row0 + r) * out_stride + first);
+                                for v in 0..NV {
+                                    let y = $add(acc[r][v], $load(o.add(v * $lanes)));
+                                    acc[r][v] = $min(hi, $max(lo, y));
+                                }
+                            }
+                            if let F32Epilogue::AddPrelu { alpha, .. } = *epilogue {
+                                for v in 0..NV {
+                                    let a = $load(alpha.as_ptr().add(first + v * $lanes));
+                                    for r in 0..R {
+                                        acc[r][v] = $prelu(acc[r][v], a);
+                                    }
+                                }
+                            }
+                        }
+                        F32Epilogue::Add { .. } | F32Epilogue::AddPrelu { .. } => {}
+                    }
                     if cols == nr {
                         for r in 0..R {
                             let row = out.add((row0 + r) * out_stride + first);
@@ -153,6 +194,14 @@ macro_rules! f32_gemm_kernel {
                                     $store_partial(row.add(start), y, cols - start);
                                 }
                             }
+                            if let F32Epilogue::Add { .. } | F32Epilogue::AddPrelu { .. } =
+                                *epilogue
+                            {
+                                for c in 0..cols {
+                                    let y = row.add(c);
+                                    *y = epilogue.apply(*y, row0 + r, first + c, out_stride);
+                                }
+                            }
                         }
                     }
                     first += nr;
@@ -171,6 +220,25 @@ macro_rules! f32_gemm_kernel {
 unsafe fn load_f16_512(src: *const u16) -> __m512 {
     // SAFETY: the caller guarantees 32 readable bytes.
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(src.cast())) }
+}
+
+/// PRELU of 16 lanes: `y >= 0 ? y : y * a`, as the scalar form computes it (the product
+/// rounded once; NaN compares false and gives the product, NaN).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn prelu_512(y: __m512, a: __m512) -> __m512 {
+    let scaled = _mm512_mul_ps(y, a);
+    let non_negative = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(y, _mm512_setzero_ps());
+    _mm512_mask_blend_ps(non_negative, scaled, y)
+}
+
+/// PRELU of 8 lanes (see [`prelu_512`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prelu_256(y: __m256, a: __m256) -> __m256 {
+    let scaled = _mm256_mul_ps(y, a);
+    let non_negative = _mm256_cmp_ps::<_CMP_GE_OQ>(y, _mm256_setzero_ps());
+    _mm256_blendv_ps(scaled, y, non_negative)
 }
 
 /// Stores the first `count` (< 16) lanes.
@@ -210,7 +278,8 @@ f32_gemm_kernel!(
     _mm512_max_ps,
     _mm512_min_ps,
     _mm512_storeu_ps,
-    store_partial_512
+    store_partial_512,
+    prelu_512
 );
 
 f32_gemm_kernel!(
@@ -229,7 +298,8 @@ f32_gemm_kernel!(
     _mm512_max_ps,
     _mm512_min_ps,
     _mm512_storeu_ps,
-    store_partial_512
+    store_partial_512,
+    prelu_512
 );
 
 f32_gemm_kernel!(
@@ -248,7 +318,8 @@ f32_gemm_kernel!(
     _mm256_max_ps,
     _mm256_min_ps,
     _mm256_storeu_ps,
-    store_partial_256
+    store_partial_256,
+    prelu_256
 );
 
 const fn info(isa: Isa, name: &'static str, mr: usize, nr: usize) -> UkernelInfo {

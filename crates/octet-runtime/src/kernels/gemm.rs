@@ -12,7 +12,7 @@ use octet_core::fixed_point::{
     requantize_double,
 };
 use octet_linalg::frame::gemm::{ASource, PaddedImage, RowOffsets};
-use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
+use octet_linalg::frame::gemm_f32::{F32Clamp, F32Epilogue, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{
     PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
 };
@@ -551,6 +551,25 @@ impl FloatGemm {
         scratch: &mut [u64],
         threads: &Threads,
     ) -> Result<(), RuntimeError> {
+        self.run_fused(input, out, scratch, threads, F32Epilogue::None)
+    }
+
+    /// Computes the output of `input`, `epilogue` applied to it tile by tile (an
+    /// [`F32Epilogue::Add`] operand covers the whole output; one group only).
+    pub(crate) fn run_fused(
+        &self,
+        input: &[f32],
+        out: &mut [f32],
+        scratch: &mut [u64],
+        threads: &Threads,
+        epilogue: F32Epilogue<'_>,
+    ) -> Result<(), RuntimeError> {
+        if !matches!(epilogue, F32Epilogue::None) && self.gemms.len() != 1 {
+            return Err(RuntimeError::eval("a fused output stage needs one group"));
+        }
+        if let F32Epilogue::Add { other, .. } | F32Epilogue::AddPrelu { other, .. } = epilogue {
+            check_len("fused operand", other.len(), self.shape.output_len())?;
+        }
         let s = &self.shape;
         check_len("input", input.len(), s.input_len())?;
         check_len("output", out.len(), s.output_len())?;
@@ -593,10 +612,10 @@ impl FloatGemm {
                     let out = out
                         .get_mut(g * s.per_group..)
                         .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
-                    match &columns {
-                        None => gemm.run(&a, range.clone(), out, out_c)?,
-                        Some(c) => gemm.run_columns(&a, range.clone(), c.clone(), out, out_c)?,
-                    }
+                    let cols = columns.clone().unwrap_or(0..gemm.n());
+                    // The fused operand of this chunk starts where its output does.
+                    let epilogue = epilogue.offset(0, range.start * out_c + cols.start)?;
+                    gemm.run_fused(&a, range.clone(), cols, out, out_c, epilogue)?;
                 }
                 Ok(())
             },

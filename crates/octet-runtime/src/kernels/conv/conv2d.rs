@@ -6,6 +6,7 @@
 use std::marker::PhantomData;
 
 use octet_core::{Conv2DOptions, DType, TensorData};
+use octet_linalg::frame::gemm_f32::{F32Clamp, F32Epilogue};
 use octet_linalg::frame::gemm_q::{QType, QWeights};
 
 use super::{
@@ -23,6 +24,7 @@ const MERGE_BELOW_F32: usize = 16;
 
 /// The same for integer convolutions (whose input is copied anyway, converted).
 const MERGE_BELOW_Q: usize = 16;
+use crate::fusion::FusedOutput;
 use crate::kernels::hybrid_input::QuantizedInput;
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -176,6 +178,9 @@ pub(super) fn build(
             let (act_min, act_max) = activation_range_f32(o.activation);
             if let Some(gemm) = float_gemm(ctx, &shape, (act_min, act_max))? {
                 return Ok(gemm);
+            }
+            if ctx.fused_output().is_some() {
+                return Err(ctx.invalid("a fused output stage needs constant weights and bias"));
             }
             Ok(Box::new(FloatConv {
                 shape,
@@ -355,20 +360,74 @@ fn float_gemm(
     ) else {
         return Ok(None);
     };
-    Ok(Some(Box::new(FloatGemmConv { gemm })))
+    // The slopes of a fused PRELU (input `i`), padded for the micro-kernels' whole blocks of
+    // columns (64 at most).
+    let slopes = |i: usize| match ctx.constant(i)? {
+        Some(TensorData::F32(mut alpha)) if alpha.len() == shape.window.out_c => {
+            alpha.resize(alpha.len() + 64, 0.0);
+            Ok(alpha)
+        }
+        _ => Err(ctx.invalid("a fused PRELU needs one constant slope per channel")),
+    };
+    let clamp = |activation| {
+        let (min, max) = activation_range_f32(activation);
+        F32Clamp { min, max }
+    };
+    let output = match ctx.fused_output() {
+        None => None,
+        Some(FusedOutput::Prelu) => Some(FloatOutputStage::Prelu(slopes(FUSED)?)),
+        Some(FusedOutput::Add(activation)) => Some(FloatOutputStage::Add(clamp(activation))),
+        Some(FusedOutput::AddPrelu(activation)) => Some(FloatOutputStage::AddPrelu(
+            clamp(activation),
+            slopes(FUSED + 1)?,
+        )),
+    };
+    Ok(Some(Box::new(FloatGemmConv { gemm, output })))
+}
+
+/// The extra input of a convolution with a fused output stage: the PRELU's slopes or the
+/// ADD's other operand.
+const FUSED: usize = 3;
+
+/// An element-wise operator fused into a float convolution's output stage.
+enum FloatOutputStage {
+    /// PRELU with these slopes, one per output channel.
+    Prelu(Vec<f32>),
+    /// ADD of input [`FUSED`], then this clamp.
+    Add(F32Clamp),
+    /// ADD of input [`FUSED`] and this clamp, then PRELU with these slopes (input `FUSED + 1`).
+    AddPrelu(F32Clamp, Vec<f32>),
 }
 
 /// Float CONV_2D on a GEMM.
 struct FloatGemmConv {
     gemm: FloatGemm,
+    output: Option<FloatOutputStage>,
 }
 
 impl Kernel for FloatGemmConv {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let parts = io.parts::<f32>(0)?;
         let input = parts.inputs.get::<f32>(INPUT)?;
+        // Run without its extra input (while observed), the convolution computes its own
+        // output; the element-wise operator runs on its own then.
+        let epilogue = match &self.output {
+            Some(stage) if parts.inputs.is_present(FUSED) => match stage {
+                FloatOutputStage::Prelu(alpha) => F32Epilogue::Prelu { alpha },
+                FloatOutputStage::Add(clamp) => F32Epilogue::Add {
+                    other: parts.inputs.get::<f32>(FUSED)?,
+                    clamp: *clamp,
+                },
+                FloatOutputStage::AddPrelu(clamp, alpha) => F32Epilogue::AddPrelu {
+                    other: parts.inputs.get::<f32>(FUSED)?,
+                    clamp: *clamp,
+                    alpha,
+                },
+            },
+            _ => F32Epilogue::None,
+        };
         self.gemm
-            .run(input, parts.output, parts.scratch, parts.threads)
+            .run_fused(input, parts.output, parts.scratch, parts.threads, epilogue)
     }
 
     fn scratch_bytes(&self) -> usize {

@@ -136,6 +136,13 @@ impl Window {
         s: Spatial,
     ) -> Result<Self, RuntimeError> {
         let [batches, in_h, in_w, in_c] = dims4(ctx, input, "input")?;
+        // A fused PAD's padding: the geometry is that of the padded input, whose padding rows
+        // and columns the window's own padding covers.
+        let extra = ctx.fused_padding().unwrap_or_default();
+        let (padded_h, padded_w) = (
+            in_h + extra.top + extra.bottom,
+            in_w + extra.left + extra.right,
+        );
         for (what, v) in [
             ("stride_h", s.stride_h),
             ("stride_w", s.stride_w),
@@ -155,11 +162,16 @@ impl Window {
         };
         // TFLite computes the width first and leaves every size it could not compute at 0 (an
         // empty output).
-        let (out_w, pad_w, out_h, pad_h) = match dim(in_w, filter_w, s.stride_w, s.dilation_w) {
+        let (out_w, pad_w, out_h, pad_h) = match dim(padded_w, filter_w, s.stride_w, s.dilation_w) {
             None => (0, 0, 0, 0),
-            Some((out_w, pad_w)) => match dim(in_h, filter_h, s.stride_h, s.dilation_h) {
+            Some((out_w, pad_w)) => match dim(padded_h, filter_h, s.stride_h, s.dilation_h) {
                 None => (out_w, 0, 0, 0),
-                Some((out_h, pad_h)) => (out_w, pad_w, out_h, pad_h),
+                Some((out_h, pad_h)) => (
+                    out_w,
+                    pad_w + size(extra.left),
+                    out_h,
+                    pad_h + size(extra.top),
+                ),
             },
         };
         let expected = [size(batches), out_h, out_w, size(out_c)];
