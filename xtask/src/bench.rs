@@ -3,7 +3,7 @@
 //! For each model: seeded calibration data (16 samples); octet's int8 file (`octet quantize`,
 //! whole-process wall time) and AI Edge Quantizer's (`static_wi8_ai8` on a copy octet rewrote
 //! with float32 weights and a signature, which AEQ needs; its in-process time, imports
-//! excluded); then the latency of LiteRT's default CPU path (XNNPACK, 1 thread) on the float,
+//! excluded), each made three times, alternately, and timed by the median; then the latency of LiteRT's default CPU path (XNNPACK, 1 thread) on the float,
 //! octet-int8 and AEQ-int8 files and of `octet bench` on the float and octet-int8 files with
 //! each thread count, interleaved model by model so that all see the same machine state. The
 //! tables are Markdown, ready for `docs/performance.md`.
@@ -22,6 +22,15 @@ use crate::workspace::Workspace;
 
 /// Calibration samples for both quantizers.
 const CALIBRATION_SAMPLES: usize = 16;
+
+/// Runs of each quantizer per model; the tables give the median.
+const QUANTIZE_RUNS: usize = 3;
+
+/// The median of `values` (the upper one of the middle two for an even count), `None` if empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
 
 /// One JSON line of `octet bench --json` or `litert_bench.py`.
 #[derive(Debug, Deserialize)]
@@ -262,47 +271,70 @@ fn quantize_both(
         errors: Vec::new(),
     };
 
-    // octet: the whole process, as a user would time it.
+    // Both quantizers QUANTIZE_RUNS times, alternating so that both see the same machine
+    // state, and the median of each: a single run of either varies by tens of percent.
     let octet_file = dir.join("octet_int8.tflite");
-    let started = Instant::now();
-    let status = process::stdout_of(
-        Command::new(octet)
-            .arg("quantize")
-            .arg(model)
-            .arg("-o")
-            .arg(&octet_file)
-            .arg("--calib")
-            .arg(&calib.npz)
-            .args(["--samples", &CALIBRATION_SAMPLES.to_string()]),
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    match status {
-        Ok(_) => {
-            result.octet_seconds = Some(elapsed);
-            result.octet_file = Some(octet_file);
-        }
-        Err(e) => result.errors.push(("octet quantize", e)),
-    }
-
-    // AI Edge Quantizer, on a float32 copy with a signature.
     let aeq_input = dir.join("float_for_aeq.tflite");
     let aeq_file = dir.join("aeq_int8.tflite");
-    let aeq = aeq_ready_copy(model, &aeq_input).and_then(|()| {
-        json_line::<AeqRun>(
-            venv.python_command()
-                .arg(workspace.python_script("peers.py"))
-                .arg("aeq")
-                .arg(&aeq_input)
-                .arg(&aeq_file)
-                .args(&calib.inputs),
-        )
-    });
-    match aeq {
-        Ok(run) => {
-            result.aeq_seconds = Some(run.seconds);
-            result.aeq_file = Some(aeq_file);
+    let mut aeq_ready = match aeq_ready_copy(model, &aeq_input) {
+        Ok(()) => true,
+        Err(e) => {
+            result.errors.push(("AEQ", e));
+            false
         }
-        Err(e) => result.errors.push(("AEQ", e)),
+    };
+    let mut octet_ok = true;
+    let (mut octet_runs, mut aeq_runs) = (Vec::new(), Vec::new());
+    for _ in 0..QUANTIZE_RUNS {
+        if octet_ok {
+            // octet: the whole process, as a user would time it.
+            let started = Instant::now();
+            let status = process::stdout_of(
+                Command::new(octet)
+                    .arg("quantize")
+                    .arg(model)
+                    .arg("-o")
+                    .arg(&octet_file)
+                    .arg("--calib")
+                    .arg(&calib.npz)
+                    .args(["--samples", &CALIBRATION_SAMPLES.to_string()]),
+            );
+            let elapsed = started.elapsed().as_secs_f64();
+            match status {
+                Ok(_) => octet_runs.push(elapsed),
+                Err(e) => {
+                    result.errors.push(("octet quantize", e));
+                    octet_ok = false;
+                }
+            }
+        }
+        if aeq_ready {
+            // AI Edge Quantizer, on a float32 copy with a signature, in a fresh process each
+            // time (its in-process time, imports excluded).
+            let aeq = json_line::<AeqRun>(
+                venv.python_command()
+                    .arg(workspace.python_script("peers.py"))
+                    .arg("aeq")
+                    .arg(&aeq_input)
+                    .arg(&aeq_file)
+                    .args(&calib.inputs),
+            );
+            match aeq {
+                Ok(run) => aeq_runs.push(run.seconds),
+                Err(e) => {
+                    result.errors.push(("AEQ", e));
+                    aeq_ready = false;
+                }
+            }
+        }
+    }
+    if octet_runs.len() == QUANTIZE_RUNS {
+        result.octet_seconds = median(&mut octet_runs);
+        result.octet_file = Some(octet_file);
+    }
+    if aeq_runs.len() == QUANTIZE_RUNS {
+        result.aeq_seconds = median(&mut aeq_runs);
+        result.aeq_file = Some(aeq_file);
     }
     Ok(result)
 }
@@ -462,7 +494,7 @@ fn print_tables(rows: &[Row], options: &BenchOptions) {
     if !options.no_quantize {
         println!();
         println!(
-            "Quantization to int8 with {CALIBRATION_SAMPLES} calibration samples, seconds (octet: whole process; AEQ: in-process, imports excluded):"
+            "Quantization to int8 with {CALIBRATION_SAMPLES} calibration samples, seconds, median of {QUANTIZE_RUNS} runs each, alternating (octet: whole process; AEQ: in-process, imports excluded):"
         );
         println!();
         println!("| model | octet quantize | AEQ static_wi8_ai8 | octet / AEQ |");

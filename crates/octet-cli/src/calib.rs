@@ -9,7 +9,7 @@ use octet_core::DType;
 use octet_quant::Calibration;
 use octet_runtime::TensorInfo;
 
-use crate::npy::{Array, parse_npy, read_npy};
+use crate::npy::{read_data, read_header};
 
 /// Where calibration samples come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +88,9 @@ pub fn load(
             );
         }
     }
-    let per_input: Vec<Vec<Vec<f32>>> = match source {
+    // Per input: how many samples the data holds, and the first `keep` of them as values.
+    let keep = limit.unwrap_or(usize::MAX);
+    let per_input: Vec<(usize, Vec<Vec<f32>>)> = match source {
         CalibSource::Random { min, max } => {
             let n = limit.unwrap_or(100);
             let mut state = 0x0c7e_7ca1_u64;
@@ -102,13 +104,14 @@ pub fn load(
             inputs
                 .iter()
                 .map(|info| {
-                    (0..n)
+                    let samples = (0..n)
                         .map(|_| {
                             (0..info.num_elements())
                                 .map(|_| min + (max - min) * next() as f32)
                                 .collect()
                         })
-                        .collect()
+                        .collect();
+                    (n, samples)
                 })
                 .collect()
         }
@@ -119,9 +122,9 @@ pub fn load(
                     inputs.len()
                 );
             };
-            vec![samples_of(read_npy(path)?, info, 0, path)?]
+            vec![read_npy_samples(path, info, 0, keep)?]
         }
-        CalibSource::Npz(path) => read_npz(path, inputs)?,
+        CalibSource::Npz(path) => read_npz(path, inputs, keep)?,
         CalibSource::Dir(dir) => {
             let [info] = inputs else {
                 bail!(
@@ -129,49 +132,56 @@ pub fn load(
                     inputs.len()
                 );
             };
-            vec![read_dir(dir, info, image_stats)?]
+            let samples = read_dir(dir, info, image_stats)?;
+            vec![(samples.len(), samples)]
         }
     };
-    let count = per_input.iter().map(Vec::len).min().unwrap_or(0);
-    if per_input.iter().any(|s| s.len() != count) {
+    let count = per_input.iter().map(|p| p.0).min().unwrap_or(0);
+    if per_input.iter().any(|p| p.0 != count) {
         bail!("the calibration arrays hold different numbers of samples per input");
     }
     let count = limit.map_or(count, |l| count.min(l));
     if count == 0 {
         bail!("the calibration data holds no samples");
     }
-    Ok(Calibration {
-        samples: (0..count)
-            .map(|s| per_input.iter().map(|input| input[s].clone()).collect())
-            .collect(),
-    })
+    // Per input, per sample -> per sample, per input (moved, not copied).
+    let mut samples: Vec<Vec<Vec<f32>>> = (0..count)
+        .map(|_| Vec::with_capacity(per_input.len()))
+        .collect();
+    for (_, input) in per_input {
+        for (sample, values) in samples.iter_mut().zip(input) {
+            sample.push(values);
+        }
+    }
+    Ok(Calibration { samples })
 }
 
-/// Splits an array into samples of input `index`: shaped like the input (one sample) or with a
-/// leading sample dimension; float32, float64 or uint8 values.
-fn samples_of(array: Array, info: &TensorInfo, index: usize, file: &Path) -> Result<Vec<Vec<f32>>> {
-    let per_sample = info.num_elements();
-    let count = if array.shape == info.shape {
-        1
-    } else if array.shape.len() == info.shape.len() + 1 && array.shape[1..] == info.shape[..] {
-        array.shape[0]
+/// How many samples of input `index` an array shaped `shape` holds: one if shaped like the
+/// input, `N` if shaped `[N, ...]` of it.
+fn sample_count(shape: &[usize], info: &TensorInfo, index: usize, file: &Path) -> Result<usize> {
+    if shape == info.shape {
+        Ok(1)
+    } else if shape.len() == info.shape.len() + 1 && shape[1..] == info.shape[..] {
+        Ok(shape[0])
     } else {
         bail!(
             "{}: calibration data for input {index} ('{}') must have shape {:?} or [N, ...] of it, got {:?}",
             file.display(),
             info.name,
             info.shape,
-            array.shape
+            shape
         );
-    };
-    let values: Vec<f32> = match array.dtype {
-        DType::Float32 => array
-            .bytes
+    }
+}
+
+/// One sample's values from its little-endian bytes (float32, float64 or uint8).
+fn values_of(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::Float32 => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        DType::Float64 => array
-            .bytes
+        DType::Float64 => bytes
             .chunks_exact(8)
             .map(|c| {
                 let mut b = [0u8; 8];
@@ -179,67 +189,124 @@ fn samples_of(array: Array, info: &TensorInfo, index: usize, file: &Path) -> Res
                 f64::from_le_bytes(b) as f32
             })
             .collect(),
-        DType::UInt8 => array.bytes.iter().map(|&b| f32::from(b)).collect(),
+        _ => bytes.iter().map(|&b| f32::from(b)).collect(),
+    }
+}
+
+/// Reads samples of input `index` from `.npy` data (`available` bytes at most): an array shaped
+/// like the input (one sample) or with a leading sample dimension, of float32, float64 or uint8
+/// values. Returns how many samples the array holds and the values of the first `keep` of
+/// them, read one sample at a time (no copy of the whole array is made).
+fn read_samples(
+    reader: impl Read,
+    available: u64,
+    info: &TensorInfo,
+    index: usize,
+    file: &Path,
+    keep: usize,
+) -> Result<(usize, Vec<Vec<f32>>)> {
+    let (header, npy) = read_header(reader, available, file)?;
+    let count = sample_count(&header.shape, info, index, file)?;
+    let item = match header.dtype {
+        DType::Float32 => 4,
+        DType::Float64 => 8,
+        DType::UInt8 => 1,
         other => bail!(
             "{}: calibration data for input {index} ('{}') must be float32, float64 or uint8, got {other}",
             file.display(),
             info.name
         ),
     };
-    Ok(values
-        .chunks_exact(per_sample.max(1))
-        .take(count)
-        .map(<[f32]>::to_vec)
-        .collect())
+    let sample_bytes = info.num_elements().max(1) * item;
+    let held = count.min(header.data_len / sample_bytes);
+    let wanted = held.min(keep);
+    let mut samples = Vec::new();
+    if header.little_endian {
+        let mut data = npy.into_inner();
+        let mut buffer = vec![0u8; sample_bytes];
+        for _ in 0..wanted {
+            data.read_exact(&mut buffer)
+                .with_context(|| format!("{}: truncated array data", file.display()))?;
+            samples.push(values_of(&buffer, header.dtype));
+        }
+    } else {
+        let bytes = read_data(&header, npy, file)?;
+        samples.extend(
+            bytes
+                .chunks_exact(sample_bytes)
+                .take(wanted)
+                .map(|b| values_of(b, header.dtype)),
+        );
+    }
+    Ok((held, samples))
 }
 
-fn read_npz(path: &Path, inputs: &[TensorInfo]) -> Result<Vec<Vec<Vec<f32>>>> {
+/// [`read_samples`] from a `.npy` file.
+fn read_npy_samples(
+    path: &Path,
+    info: &TensorInfo,
+    index: usize,
+    keep: usize,
+) -> Result<(usize, Vec<Vec<f32>>)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut archive = zip::ZipArchive::new(file)
+    let available = file.metadata().map_or(u64::MAX, |m| m.len());
+    read_samples(
+        std::io::BufReader::new(file),
+        available,
+        info,
+        index,
+        path,
+        keep,
+    )
+}
+
+fn read_npz(
+    path: &Path,
+    inputs: &[TensorInfo],
+    keep: usize,
+) -> Result<Vec<(usize, Vec<Vec<f32>>)>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .with_context(|| format!("{} is not a valid .npz", path.display()))?;
-    let mut arrays: Vec<(String, Array)> = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i)?;
-        let name = entry.name()?.trim_end_matches(".npy").to_owned();
-        let size = usize::try_from(entry.size()).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(size.min(1 << 30));
-        entry.read_to_end(&mut bytes)?;
-        let label = path.join(&name);
-        arrays.push((name, parse_npy(&bytes, &label)?));
+        let name = archive
+            .name_for_index(i)
+            .with_context(|| format!("{}: no entry {i}", path.display()))??;
+        names.push((name.trim_end_matches(".npy").to_owned(), i));
     }
-    if arrays.len() != inputs.len() {
+    if names.len() != inputs.len() {
         bail!(
             "{} holds {} arrays, the model has {} inputs",
             path.display(),
-            arrays.len(),
+            names.len(),
             inputs.len()
         );
     }
     // By input name when every input is named in the archive, else in key order.
     let by_name = inputs
         .iter()
-        .all(|info| arrays.iter().any(|(k, _)| *k == info.name));
+        .all(|info| names.iter().any(|(k, _)| *k == info.name));
     if !by_name {
-        arrays.sort_by(|a, b| a.0.cmp(&b.0));
+        names.sort_by(|a, b| a.0.cmp(&b.0));
     }
     inputs
         .iter()
         .enumerate()
         .map(|(i, info)| {
             let position = if by_name {
-                arrays
-                    .iter()
-                    .position(|(k, _)| *k == info.name)
-                    .unwrap_or(i)
+                names.iter().position(|(k, _)| *k == info.name).unwrap_or(i)
             } else {
                 i
             };
-            let (name, array) = arrays
+            let (name, entry) = names
                 .get(position)
-                .cloned()
                 .with_context(|| format!("no array for input {i}"))?;
-            samples_of(array, info, i, &path.join(name))
+            let entry = archive.by_index(*entry)?;
+            let available = entry.size();
+            read_samples(entry, available, info, i, &path.join(name), keep)
         })
         .collect()
 }
@@ -259,7 +326,7 @@ fn read_dir(dir: &Path, info: &TensorInfo, stats: ImageStats) -> Result<Vec<Vec<
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         match ext.as_deref() {
-            Some("npy") => samples.extend(samples_of(read_npy(file)?, info, 0, file)?),
+            Some("npy") => samples.extend(read_npy_samples(file, info, 0, usize::MAX)?.1),
             Some("png" | "jpg" | "jpeg") => samples.push(read_image(file, info, stats)?),
             _ => {}
         }

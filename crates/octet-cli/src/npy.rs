@@ -44,16 +44,30 @@ fn le_bytes<T: npyz::Deserialize, const N: usize>(
     Ok(npy.into_vec::<T>()?.into_iter().flat_map(to_le).collect())
 }
 
-/// Reads a `.npy` file. Only plain numeric arrays are accepted; the header is checked against
-/// the file size before any data is read, so a damaged header cannot cause a huge allocation.
-pub fn read_npy(path: &Path) -> Result<Array> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_npy(&bytes, path)
+/// What a `.npy` header says, checked: a plain numeric array in C order whose data fits in the
+/// bytes available.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Element type.
+    pub dtype: DType,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Bytes of data.
+    pub data_len: usize,
+    /// True when the data is stored little-endian (or in single bytes), so its bytes are the
+    /// array's bytes as they are.
+    pub little_endian: bool,
 }
 
-/// Parses `.npy` bytes; `path` names them in errors (for `.npz` members: `file.npz/key`).
-pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array> {
-    let npy = npyz::NpyFile::new(bytes)
+/// Reads and checks a `.npy` header from `reader`, which is left at the start of the data.
+/// `available` bounds the bytes the whole file may hold, so a damaged header cannot promise
+/// more than is there (and cause a huge allocation); `path` names the data in errors.
+pub fn read_header<R: Read>(
+    reader: R,
+    available: u64,
+    path: &Path,
+) -> Result<(Header, npyz::NpyFile<R>)> {
+    let npy = npyz::NpyFile::new(reader)
         .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
     let npyz::DType::Plain(ts) = npy.dtype() else {
         bail!("{}: structured arrays are not supported", path.display());
@@ -70,11 +84,10 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array> {
         .context("array size overflows")?;
     let item = usize::try_from(ts.size_field()).unwrap_or(usize::MAX);
     let data_len = elements.checked_mul(item).context("array size overflows")?;
-    if data_len > bytes.len() {
+    if data_len as u64 > available {
         bail!(
-            "{}: header promises {data_len} bytes of data, the file has {}",
+            "{}: header promises {data_len} bytes of data, the file has {available}",
             path.display(),
-            bytes.len()
         );
     }
     if npy.order() == npyz::Order::Fortran && shape.len() > 1 {
@@ -85,28 +98,74 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array> {
     }
     let descr = ts.to_string();
     let kind = descr.trim_start_matches(['<', '>', '|', '=']);
-    let (dtype, data) = match kind {
-        "f4" => (DType::Float32, le_bytes(npy, f32::to_le_bytes)?),
-        "f8" => (DType::Float64, le_bytes(npy, f64::to_le_bytes)?),
-        "f2" => (DType::Float16, le_bytes(npy, f16::to_le_bytes)?),
-        "i1" => (DType::Int8, le_bytes(npy, i8::to_le_bytes)?),
-        "u1" => (DType::UInt8, le_bytes(npy, u8::to_le_bytes)?),
-        "i2" => (DType::Int16, le_bytes(npy, i16::to_le_bytes)?),
-        "u2" => (DType::UInt16, le_bytes(npy, u16::to_le_bytes)?),
-        "i4" => (DType::Int32, le_bytes(npy, i32::to_le_bytes)?),
-        "u4" => (DType::UInt32, le_bytes(npy, u32::to_le_bytes)?),
-        "i8" => (DType::Int64, le_bytes(npy, i64::to_le_bytes)?),
-        "u8" => (DType::UInt64, le_bytes(npy, u64::to_le_bytes)?),
-        "b1" => (DType::Bool, le_bytes(npy, |b: bool| [u8::from(b)])?),
+    let dtype = match kind {
+        "f4" => DType::Float32,
+        "f8" => DType::Float64,
+        "f2" => DType::Float16,
+        "i1" => DType::Int8,
+        "u1" => DType::UInt8,
+        "i2" => DType::Int16,
+        "u2" => DType::UInt16,
+        "i4" => DType::Int32,
+        "u4" => DType::UInt32,
+        "i8" => DType::Int64,
+        "u8" => DType::UInt64,
+        "b1" => DType::Bool,
         other => bail!("{}: unsupported dtype {other}", path.display()),
     };
-    if data.len() != data_len {
-        bail!("{}: truncated array data", path.display());
-    }
-    Ok(Array {
+    // Booleans go through npyz, which checks that every byte is 0 or 1.
+    let little_endian = descr.starts_with(['<', '|']) && dtype != DType::Bool;
+    let header = Header {
         dtype,
         shape,
-        bytes: data,
+        data_len,
+        little_endian,
+    };
+    Ok((header, npy))
+}
+
+/// Reads the data after `header` (see [`read_header`]) as little-endian bytes.
+pub fn read_data(header: &Header, npy: npyz::NpyFile<impl Read>, path: &Path) -> Result<Vec<u8>> {
+    let data = if header.little_endian {
+        let mut data = Vec::with_capacity(header.data_len);
+        npy.into_inner()
+            .take(header.data_len as u64)
+            .read_to_end(&mut data)?;
+        data
+    } else {
+        match header.dtype {
+            DType::Float32 => le_bytes(npy, f32::to_le_bytes)?,
+            DType::Float64 => le_bytes(npy, f64::to_le_bytes)?,
+            DType::Float16 => le_bytes(npy, f16::to_le_bytes)?,
+            DType::Int8 => le_bytes(npy, i8::to_le_bytes)?,
+            DType::UInt8 => le_bytes(npy, u8::to_le_bytes)?,
+            DType::Int16 => le_bytes(npy, i16::to_le_bytes)?,
+            DType::UInt16 => le_bytes(npy, u16::to_le_bytes)?,
+            DType::Int32 => le_bytes(npy, i32::to_le_bytes)?,
+            DType::UInt32 => le_bytes(npy, u32::to_le_bytes)?,
+            DType::Int64 => le_bytes(npy, i64::to_le_bytes)?,
+            DType::UInt64 => le_bytes(npy, u64::to_le_bytes)?,
+            _ => le_bytes(npy, |b: bool| [u8::from(b)])?,
+        }
+    };
+    if data.len() != header.data_len {
+        bail!("{}: truncated array data", path.display());
+    }
+    Ok(data)
+}
+
+/// Reads a `.npy` file. Only plain numeric arrays are accepted; the header is checked against
+/// the file size before any data is read, so a damaged header cannot cause a huge allocation.
+pub fn read_npy(path: &Path) -> Result<Array> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let available = file.metadata().map_or(u64::MAX, |m| m.len());
+    let (header, npy) = read_header(std::io::BufReader::new(file), available, path)?;
+    let bytes = read_data(&header, npy, path)?;
+    Ok(Array {
+        dtype: header.dtype,
+        shape: header.shape,
+        bytes,
     })
 }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use octet_core::{DType, Model};
+use octet_core::{DType, Model, QuantParams};
 use octet_quant::metrics::{ErrorAccumulator, ErrorStats};
 use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport};
 use octet_runtime::{Interpreter, InterpreterOptions, TensorInfo};
@@ -221,11 +221,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     };
     let model = octet_tflite::read_file(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;
-    let float = Interpreter::new(&model)
+    let inputs = input_infos(&model)
         .with_context(|| format!("cannot run {} in octet", args.model.display()))?;
-    let inputs: Vec<TensorInfo> = (0..float.num_inputs())
-        .map(|i| float.input_info(i).cloned())
-        .collect::<Result<_, _>>()?;
 
     let means = args
         .mean_values
@@ -284,6 +281,11 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.input_stats = input_stats;
     options.threads = args.runtime.options(all_cores())?.threads;
     options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
+    // Accuracy is measured on the calibration samples unless other data is given: keep the
+    // float model's outputs on them from calibration rather than running it again.
+    if args.eval_data.is_none() {
+        options.keep_float_outputs = EVALUATION_SAMPLES;
+    }
 
     let (quantized, summary) = {
         let mut progress = CalibrationProgress::new();
@@ -294,20 +296,39 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             &mut |done, total| progress.update(done, total),
         );
         progress.finish();
-        result?
+        match result {
+            Ok(quantized) => quantized,
+            // Calibration runs a folded copy of the model: when octet cannot run the model at
+            // all, say so about the model as the user gave it.
+            Err(e) => match Interpreter::new(&model) {
+                Err(run) => {
+                    return Err(anyhow::Error::new(run)
+                        .context(format!("cannot run {} in octet", args.model.display())));
+                }
+                Ok(_) => return Err(e.into()),
+            },
+        }
     };
-    octet_tflite::write_file(&args.output, &quantized)
+    let bytes = octet_tflite::write_model(&quantized)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-
-    let report = build_report(
-        args,
-        mode,
-        &model,
-        &quantized,
-        &summary,
-        calibration.as_ref(),
-        &inputs,
-    )?;
+    let report = std::thread::scope(|scope| -> Result<Report> {
+        // The file is written, and synced to disk, while accuracy is measured.
+        let writer = scope.spawn(|| octet_core::fs::write_atomic(&args.output, &bytes));
+        let report = build_report(
+            args,
+            mode,
+            &model,
+            &quantized,
+            &summary,
+            calibration.as_ref(),
+            bytes.len() as u64,
+        );
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread writing the model panicked"))?
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        report
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -333,62 +354,163 @@ fn argmax(values: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-/// Runs both models on `data` and compares outputs (integer outputs dequantized); with
+/// At most this many calibration samples measure accuracy when no evaluation data is given.
+const EVALUATION_SAMPLES: usize = 200;
+
+/// What the runtime knows about the main subgraph's graph inputs, read from the model (no
+/// interpreter needed).
+fn input_infos(model: &Model) -> Result<Vec<TensorInfo>> {
+    let sg = model.main_subgraph().context("the model has no subgraph")?;
+    sg.inputs
+        .iter()
+        .map(|&id| {
+            let tensor = sg
+                .tensor(id)
+                .with_context(|| format!("input tensor {} does not exist", id.0))?;
+            TensorInfo::from_tensor(tensor).with_context(|| format!("tensor '{}'", tensor.name))
+        })
+        .collect()
+}
+
+/// Name, dtype and quantization of the main subgraph's outputs, as an interpreter reports them
+/// (the shape is left out: outputs may only get one by shape inference, and it is not needed
+/// to read their values).
+fn output_infos(model: &Model) -> Result<Vec<TensorInfo>> {
+    let sg = model.main_subgraph().context("the model has no subgraph")?;
+    sg.outputs
+        .iter()
+        .map(|&id| {
+            let tensor = sg
+                .tensor(id)
+                .with_context(|| format!("output tensor {} does not exist", id.0))?;
+            Ok(TensorInfo {
+                name: tensor.name.clone(),
+                dtype: tensor.dtype,
+                shape: Vec::new(),
+                quant: tensor.quant.clone().filter(QuantParams::is_affine),
+            })
+        })
+        .collect()
+}
+
+/// One evaluation sample's outputs as real values: the float model's (unless they were known
+/// already) and the quantized model's.
+type SampleOutputs = (Option<Vec<Vec<f32>>>, Vec<Vec<f32>>);
+
+/// Runs the quantized model (and the float model, unless `float_outputs` holds its outputs on
+/// every sample already) on `samples` and compares outputs (integer outputs dequantized); with
 /// `labels`, also counts correct top-1 predictions of output 0.
+///
+/// Samples are shared among `runtime.threads` workers, each with its own interpreters, and
+/// compared in sample order, so the figures do not depend on the number of threads.
 fn evaluate(
     float_model: &Model,
     quantized: &Model,
-    data: &Calibration,
+    samples: &[Vec<Vec<f32>>],
+    float_outputs: Option<&[Vec<Vec<u8>>]>,
     labels: Option<&[i64]>,
     runtime: InterpreterOptions,
 ) -> Result<Evaluation> {
-    let mut float = Interpreter::with_options(float_model, runtime)?;
-    let mut quant = Interpreter::with_options(quantized, runtime)
-        .context("octet cannot run the quantized model to measure its accuracy")?;
-    let outputs = float.num_outputs();
-    let mut accumulators = vec![ErrorAccumulator::default(); outputs];
+    let float_outputs = float_outputs.filter(|f| f.len() == samples.len());
+    let float_infos = output_infos(float_model)?;
+    let workers = runtime.threads.clamp(1, samples.len().max(1));
+    let options = InterpreterOptions {
+        threads: (runtime.threads / workers).max(1),
+        isa: runtime.isa,
+    };
+    let mut accumulators = vec![ErrorAccumulator::default(); float_infos.len()];
     let (mut float_correct, mut quant_correct) = (0usize, 0usize);
-    for (s, sample) in data.samples.iter().enumerate() {
-        for (i, values) in sample.iter().enumerate() {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            float.set_input(i, &bytes)?;
-            let info = quant.input_info(i)?.clone();
-            quant.set_input(i, &to_dtype(values, &info)?)?;
-        }
-        float.invoke()?;
-        quant.invoke()?;
+    let compare = |s: usize, (float, quant): SampleOutputs| -> Result<()> {
         for (k, accumulator) in accumulators.iter_mut().enumerate() {
-            let reference = as_f32(float.output(k)?, float.output_info(k)?);
-            let approx = as_f32(quant.output(k)?, quant.output_info(k)?);
-            accumulator.add(&reference, &approx);
+            let recorded;
+            let reference: &[f32] = match (&float, float_outputs) {
+                (Some(float), _) => float.get(k).map_or(&[], Vec::as_slice),
+                (None, Some(known)) => {
+                    let bytes = known
+                        .get(s)
+                        .and_then(|o| o.get(k))
+                        .context("calibration kept no float output")?;
+                    recorded = as_f32(bytes, &float_infos[k]);
+                    &recorded
+                }
+                (None, None) => bail!("no float output for sample {s}"),
+            };
+            let approx = quant.get(k).map_or(&[][..], Vec::as_slice);
+            accumulator.add(reference, approx);
             if k == 0
                 && let Some(label) = labels.and_then(|l| l.get(s))
             {
-                float_correct += usize::from(argmax(&reference) as i64 == *label);
-                quant_correct += usize::from(argmax(&approx) as i64 == *label);
+                float_correct += usize::from(argmax(reference) as i64 == *label);
+                quant_correct += usize::from(argmax(approx) as i64 == *label);
             }
         }
-    }
+        Ok(())
+    };
+    octet_quant::parallel::in_order(
+        workers,
+        samples.len(),
+        || -> Result<(Interpreter, Option<Interpreter>)> {
+            let quant = Interpreter::with_options(quantized, options)
+                .context("octet cannot run the quantized model to measure its accuracy")?;
+            let float = match float_outputs {
+                Some(_) => None,
+                None => Some(
+                    Interpreter::with_options(float_model, options)
+                        .context("octet cannot run the float model to measure accuracy")?,
+                ),
+            };
+            Ok((quant, float))
+        },
+        |(quant, float), s| -> Result<SampleOutputs> {
+            let sample = &samples[s];
+            for (i, values) in sample.iter().enumerate() {
+                if let Some(float) = float.as_mut() {
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    float.set_input(i, &bytes)?;
+                }
+                let info = quant.input_info(i)?.clone();
+                quant.set_input(i, &to_dtype(values, &info)?)?;
+            }
+            let float = match float.as_mut() {
+                Some(float) => {
+                    float.invoke()?;
+                    Some(
+                        (0..float.num_outputs())
+                            .map(|k| Ok(as_f32(float.output(k)?, float.output_info(k)?)))
+                            .collect::<Result<Vec<_>>>()?,
+                    )
+                }
+                None => None,
+            };
+            quant.invoke()?;
+            let approx = (0..quant.num_outputs())
+                .map(|k| Ok(as_f32(quant.output(k)?, quant.output_info(k)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((float, approx))
+        },
+        compare,
+    )?;
     let outputs = accumulators
         .iter()
+        .zip(&float_infos)
         .enumerate()
-        .map(|(k, accumulator)| {
+        .map(|(k, (accumulator, info))| {
             let ErrorStats {
                 sqnr_db,
                 cosine,
                 max_abs_error,
                 ..
             } = accumulator.stats();
-            Ok(OutputAccuracy {
+            OutputAccuracy {
                 index: k,
-                name: float.output_info(k)?.name.clone(),
+                name: info.name.clone(),
                 sqnr_db,
                 cosine,
                 max_abs_error,
-            })
+            }
         })
-        .collect::<Result<Vec<_>>>()?;
-    let n = data.samples.len();
+        .collect();
+    let n = samples.len();
     Ok(Evaluation {
         outputs,
         samples: n,
@@ -474,6 +596,7 @@ pub(crate) fn as_f32(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
     }
 }
 
+/// The report; `after` is the size of the quantized file.
 fn build_report(
     args: &QuantizeArgs,
     mode: Mode,
@@ -481,16 +604,15 @@ fn build_report(
     quantized: &Model,
     summary: &QuantizeReport,
     calibration: Option<&Calibration>,
-    inputs: &[TensorInfo],
+    after: u64,
 ) -> Result<Report> {
     let before = std::fs::metadata(&args.model)?.len();
-    let after = std::fs::metadata(&args.output)?.len();
     let (evaluation, evaluated_on) = match &args.eval_data {
         Some(text) => {
             let source = CalibSource::parse(text)?;
             let data = crate::calib::load(
                 &source,
-                inputs,
+                &input_infos(model)?,
                 None,
                 ImageStats {
                     mean: 0.0,
@@ -507,7 +629,8 @@ fn build_report(
                 Some(evaluate(
                     model,
                     quantized,
-                    &data,
+                    &data.samples,
+                    None,
                     labels.as_deref(),
                     args.runtime.options(all_cores())?,
                 )?),
@@ -516,15 +639,15 @@ fn build_report(
         }
         None => match calibration {
             Some(c) => {
-                // Accuracy on (at most 200 of) the calibration samples.
-                let some = Calibration {
-                    samples: c.samples.iter().take(200).cloned().collect(),
-                };
+                // Accuracy on (at most EVALUATION_SAMPLES of) the calibration samples, whose
+                // float outputs calibration kept.
+                let some = &c.samples[..c.samples.len().min(EVALUATION_SAMPLES)];
                 (
                     Some(evaluate(
                         model,
                         quantized,
-                        &some,
+                        some,
+                        Some(&summary.float_outputs),
                         None,
                         args.runtime.options(all_cores())?,
                     )?),

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use octet_core::{DType, Model, TensorId};
 use octet_linalg::frame::elementwise::FiniteRange;
-use octet_runtime::{Interpreter, Observation};
+use octet_runtime::{Interpreter, InterpreterOptions, Observation};
 
+use crate::parallel::in_order;
 use crate::{Calibration, QuantError};
 
 /// Observed `[min, max]` of the float32 tensors of a model's main subgraph, by tensor id.
@@ -70,104 +71,110 @@ impl TensorRanges {
     }
 }
 
+/// A model's outputs on one sample: the bytes of each graph output, in output order.
+pub type Outputs = Vec<Vec<u8>>;
+
 /// Runs the float `model` (in octet-runtime) over every sample of `calibration` and returns the
 /// range of every float32 tensor seen: graph inputs and operator outputs.
 ///
-/// With `threads > 1` the samples are shared among that many interpreters running in
-/// parallel; the ranges are the same whatever the number of threads (minima and maxima do not
-/// depend on order).
+/// With `threads > 1` the samples are shared among that many single-threaded interpreters
+/// running in parallel; the ranges are the same whatever the number of threads (minima and
+/// maxima do not depend on order).
 pub fn calibrate(
     model: &Model,
     calibration: &Calibration,
     threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TensorRanges, QuantError> {
-    let total = calibration.samples.len();
-    let threads = threads.clamp(1, total.max(1));
-    if threads == 1 {
-        let mut ranges = TensorRanges::default();
-        calibrate_samples(model, calibration, 0..total, &mut ranges, &mut |s| {
-            progress(s + 1, total)
-        })?;
-        return Ok(ranges);
-    }
-    let per_thread = total.div_ceil(threads);
-    let (sender, receiver) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let samples = (t * per_thread).min(total)..((t + 1) * per_thread).min(total);
-                let sender = sender.clone();
-                scope.spawn(move || {
-                    let mut ranges = TensorRanges::default();
-                    calibrate_samples(model, calibration, samples, &mut ranges, &mut |_| {
-                        let _ = sender.send(());
-                    })
-                    .map(|()| ranges)
-                })
-            })
-            .collect();
-        drop(sender);
-        let mut done = 0;
-        for () in receiver.iter() {
-            done += 1;
-            progress(done, total);
-        }
-        let mut ranges = TensorRanges::default();
-        for worker in workers {
-            let result = worker.join().map_err(|_| {
-                QuantError::Unsupported("calibration: a worker thread panicked".into())
-            })?;
-            ranges.merge(result?);
-        }
-        Ok(ranges)
-    })
+    calibrate_keeping_outputs(model, calibration, threads, 0, progress).map(|(ranges, _)| ranges)
 }
 
-/// Runs samples `samples` of `calibration` on one interpreter, widening `ranges`, and calls
-/// `done(sample)` after each.
-fn calibrate_samples(
+/// [`calibrate`], also returning the model's outputs on the first `keep` samples:
+/// `outputs[s][k]` holds the bytes of graph output `k` on sample `s`, as
+/// [`Interpreter::output`] gives them. A caller that measures accuracy on the calibration
+/// samples thereby need not run the float model again.
+pub fn calibrate_keeping_outputs(
     model: &Model,
     calibration: &Calibration,
-    samples: std::ops::Range<usize>,
+    threads: usize,
+    keep: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(TensorRanges, Vec<Outputs>), QuantError> {
+    let total = calibration.samples.len();
+    let keep = keep.min(total);
+    let mut outputs = Vec::with_capacity(keep);
+    // Whole samples per thread; with fewer samples than threads, the rest split operators.
+    let workers = threads.clamp(1, total.max(1));
+    let options = InterpreterOptions {
+        threads: (threads / workers).max(1),
+        isa: None,
+    };
+    let workers = in_order(
+        workers,
+        total,
+        || {
+            let interpreter = Interpreter::with_options(model, options).map_err(|e| {
+                QuantError::Unsupported(format!("calibration: cannot run the model: {e}"))
+            })?;
+            let range = FiniteRange::new(interpreter.isa());
+            Ok((interpreter, range, TensorRanges::default()))
+        },
+        |(interpreter, range, ranges), s| {
+            run_sample(interpreter, &calibration.samples[s], s, range, ranges)?;
+            if s >= keep {
+                return Ok(None);
+            }
+            (0..interpreter.num_outputs())
+                .map(|k| interpreter.output(k).map(<[u8]>::to_vec))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+                .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))
+        },
+        |s, kept| {
+            outputs.extend(kept);
+            progress(s + 1, total);
+            Ok(())
+        },
+    )?;
+    let mut ranges = TensorRanges::default();
+    for (_, _, worker) in workers {
+        ranges.merge(worker);
+    }
+    Ok((ranges, outputs))
+}
+
+/// Runs one calibration sample on `interpreter`, widening `ranges`.
+fn run_sample(
+    interpreter: &mut Interpreter,
+    sample: &[Vec<f32>],
+    s: usize,
+    range: &FiniteRange,
     ranges: &mut TensorRanges,
-    done: &mut dyn FnMut(usize),
 ) -> Result<(), QuantError> {
-    if samples.is_empty() {
-        return Ok(());
+    if sample.len() != interpreter.num_inputs() {
+        return Err(QuantError::Unsupported(format!(
+            "calibration sample {s} has {} arrays, the model has {} inputs",
+            sample.len(),
+            interpreter.num_inputs()
+        )));
     }
-    let mut interpreter = Interpreter::new(model)
-        .map_err(|e| QuantError::Unsupported(format!("calibration: cannot run the model: {e}")))?;
-    let range = FiniteRange::new(interpreter.isa());
-    for s in samples {
-        let sample = &calibration.samples[s];
-        if sample.len() != interpreter.num_inputs() {
-            return Err(QuantError::Unsupported(format!(
-                "calibration sample {s} has {} arrays, the model has {} inputs",
-                sample.len(),
-                interpreter.num_inputs()
-            )));
-        }
-        for (i, values) in sample.iter().enumerate() {
-            let info = interpreter.input_info(i).map_err(|e| {
-                QuantError::Unsupported(format!("calibration sample {s}, input {i}: {e}"))
-            })?;
-            let bytes = encode_input(values, info.dtype).ok_or_else(|| {
-                QuantError::Unsupported(format!(
-                    "calibration: input {i} ('{}') is {}, which octet cannot feed",
-                    info.name, info.dtype
-                ))
-            })?;
-            interpreter.set_input(i, &bytes).map_err(|e| {
-                QuantError::Unsupported(format!("calibration sample {s}, input {i}: {e}"))
-            })?;
-        }
-        interpreter
-            .invoke_observed(&mut |obs| ranges.observe(obs, &range))
-            .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))?;
-        done(s);
+    for (i, values) in sample.iter().enumerate() {
+        let info = interpreter.input_info(i).map_err(|e| {
+            QuantError::Unsupported(format!("calibration sample {s}, input {i}: {e}"))
+        })?;
+        let bytes = encode_input(values, info.dtype).ok_or_else(|| {
+            QuantError::Unsupported(format!(
+                "calibration: input {i} ('{}') is {}, which octet cannot feed",
+                info.name, info.dtype
+            ))
+        })?;
+        interpreter.set_input(i, &bytes).map_err(|e| {
+            QuantError::Unsupported(format!("calibration sample {s}, input {i}: {e}"))
+        })?;
     }
-    Ok(())
+    interpreter
+        .invoke_observed(&mut |obs| ranges.observe(obs, range))
+        .map_err(|e| QuantError::Unsupported(format!("calibration sample {s}: {e}")))
 }
 
 /// Calibration values as bytes of the input's dtype (integer inputs such as indices are cast).

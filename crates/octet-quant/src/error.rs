@@ -44,3 +44,9 @@ pub enum QuantError {
     #[error("{0}")]
     Unsupported(String),
 }
+
+impl From<crate::parallel::WorkerPanicked> for QuantError {
+    fn from(e: crate::parallel::WorkerPanicked) -> Self {
+        QuantError::Unsupported(e.to_string())
+    }
+}

@@ -10,6 +10,7 @@ pub mod calibrate;
 mod error;
 mod full_integer;
 pub mod metrics;
+pub mod parallel;
 pub mod params;
 pub mod passes;
 pub mod weight_modes;
@@ -74,6 +75,10 @@ pub struct QuantizeOptions {
     /// Threads for calibration (samples are shared among them); the result does not depend
     /// on it.
     pub threads: usize,
+    /// Keep the float model's outputs on the first this many calibration samples
+    /// ([`QuantizeReport::float_outputs`]), for a caller that then measures accuracy on them:
+    /// calibration computes them anyway, so the float model need not run again.
+    pub keep_float_outputs: usize,
 }
 
 impl QuantizeOptions {
@@ -86,6 +91,7 @@ impl QuantizeOptions {
             input_stats: Vec::new(),
             default_range: None,
             threads: 1,
+            keep_float_outputs: 0,
         }
     }
 }
@@ -112,6 +118,11 @@ pub struct QuantizeReport {
     pub constant_bytes_before: usize,
     /// Bytes of constant data after.
     pub constant_bytes_after: usize,
+    /// The float model's outputs on the first [`QuantizeOptions::keep_float_outputs`]
+    /// calibration samples: `float_outputs[s][k]` holds the bytes of graph output `k` on
+    /// sample `s` (as `octet_runtime::Interpreter::output` gives them). Empty for the modes
+    /// that do not calibrate.
+    pub float_outputs: Vec<calibrate::Outputs>,
 }
 
 /// Quantizes `model` as `options` say. Modes that quantize activations need `calibration` or a

@@ -209,6 +209,51 @@ pub fn mean_for_range(min: f32, max: f32, range: IntRange) -> f32 {
         .map_or(range.qmin as f32, |t| t.mean as f32)
 }
 
+/// `x.round() as i64` (half away from zero; NaN gives 0, out-of-range values saturate),
+/// without the library call `f32::round` becomes on baseline x86-64: the truncating conversion
+/// and one comparison of the (exact) fractional part. Quantizing weights rounds every value, so
+/// this is the quantizer's inner loop.
+#[inline]
+pub fn round_to_i64(x: f32) -> i64 {
+    // Below 2^23 in magnitude a float may have a fraction; from there on it is an integer.
+    const FRACTIONAL_BELOW: f32 = 8_388_608.0;
+    if x.abs() < FRACTIONAL_BELOW {
+        let t = x as i64;
+        // `x - t` is exact: both lie in the same binade or below.
+        let fraction = x - t as f32;
+        t + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)
+    } else {
+        x as i64
+    }
+}
+
+/// `out[i] = clamp(round(values[i] * inverse), -qmax, qmax)` as `i8` bytes (`qmax` at most
+/// 127): symmetric weights, rounded half away from zero, NaN giving 0, as `f32::round` and
+/// `as` do.
+///
+/// Only float and integer arithmetic that vectorises: the value is clamped first (the bounds
+/// are integers, so this gives the same integers), then rounded to nearest-even by adding
+/// 1.5 * 2^23 (whose bits then hold the integer), and ties are moved away from zero.
+pub fn quantize_symmetric_i8(values: &[f32], inverse: f32, qmax: i32, out: &mut [u8]) {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    const MAGIC_BITS: i32 = 0x4b40_0000;
+    let bound = qmax.clamp(0, 127) as f32;
+    for (o, &v) in out.iter_mut().zip(values) {
+        let x = v * inverse;
+        let x = if x.is_nan() {
+            0.0
+        } else {
+            x.clamp(-bound, bound)
+        };
+        let sum = x + MAGIC;
+        let even = sum - MAGIC;
+        let tie = x - even;
+        let q = (sum.to_bits() as i32 - MAGIC_BITS) + i32::from(tie == 0.5 && x > 0.0)
+            - i32::from(tie == -0.5 && x < 0.0);
+        *o = q as i8 as u8;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +326,87 @@ mod tests {
         assert!(from_scale_zero_point(0.1, 300, uint8()).is_err());
         assert!(from_scale_zero_point(-0.1, 0, uint8()).is_err());
         assert!(IntRange::of(DType::Float32).is_err());
+    }
+
+    #[test]
+    fn round_to_i64_is_round_then_cast() {
+        let check = |x: f32| {
+            assert_eq!(
+                round_to_i64(x),
+                x.round() as i64,
+                "{x:e} ({:#x})",
+                x.to_bits()
+            )
+        };
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            0.499_999_97,
+            -0.499_999_97,
+            8_388_607.5,
+            -8_388_607.5,
+            8_388_608.0,
+            16_777_217.0,
+            1e30,
+            -1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+        ] {
+            check(x);
+        }
+        // A spread of bit patterns over every exponent, both signs.
+        let mut bits = 0u32;
+        loop {
+            check(f32::from_bits(bits));
+            match bits.checked_add(65_537) {
+                Some(b) => bits = b,
+                None => break,
+            }
+        }
+        // Densely around the halves, where the rounding decides.
+        for i in -300_000..300_000 {
+            let x = i as f32 / 1024.0;
+            check(x);
+            check(f32::from_bits(x.to_bits().wrapping_add(1)));
+            check(f32::from_bits(x.to_bits().wrapping_sub(1)));
+        }
+    }
+
+    #[test]
+    fn symmetric_i8_is_round_then_clamp() {
+        let mut values: Vec<f32> = (-70_000..70_000).map(|i| i as f32 / 256.0).collect();
+        values.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            -0.0,
+            126.5,
+            -126.5,
+        ]);
+        let mut bits = 0u32;
+        while let Some(b) = bits.checked_add(104_729) {
+            values.push(f32::from_bits(bits));
+            bits = b;
+        }
+        for inverse in [1.0, 0.37, 3.1, 127.0 / 0.023] {
+            let mut out = vec![0u8; values.len()];
+            quantize_symmetric_i8(&values, inverse, 127, &mut out);
+            for (&v, &o) in values.iter().zip(&out) {
+                let expected = ((v * inverse).round() as i32).clamp(-127, 127) as i8 as u8;
+                assert_eq!(o, expected, "{v:e} * {inverse}");
+            }
+        }
     }
 }

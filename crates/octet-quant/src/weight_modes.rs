@@ -105,6 +105,7 @@ pub fn quantize_weights_with(
         float_ops: Vec::new(),
         constant_bytes_before: before,
         constant_bytes_after: constant_bytes(&out),
+        float_outputs: Vec::new(),
     };
     Ok((out, report))
 }

@@ -64,8 +64,45 @@ pub fn read_model(bytes: &[u8]) -> Result<Model, TfliteError> {
     };
     let root = fb::root_as_model_with_opts(&options, bytes)
         .map_err(|e| TfliteError::Damaged(e.to_string()))?;
-    let file = root.unpack();
+    let file = unpack_model(&root);
     convert_model(file, bytes)
+}
+
+/// `root.unpack()`, except that buffer contents are copied as slices: the generated code copies
+/// them one byte at a time, which for a model's weights is most of the time reading takes.
+fn unpack_model(root: &fb::Model<'_>) -> fb::ModelT {
+    fb::ModelT {
+        version: root.version(),
+        operator_codes: root
+            .operator_codes()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+        subgraphs: root
+            .subgraphs()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+        description: root.description().map(str::to_owned),
+        buffers: root.buffers().map(|x| {
+            x.iter()
+                .map(|b| fb::BufferT {
+                    data: b.data().map(|d| d.bytes().to_vec()),
+                    offset: b.offset(),
+                    size: b.size(),
+                })
+                .collect()
+        }),
+        metadata_buffer: root.metadata_buffer().map(|x| x.into_iter().collect()),
+        metadata: root
+            .metadata()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+        signature_defs: root
+            .signature_defs()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+        external_buffer_groups: root
+            .external_buffer_groups()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+        external_buffers: root
+            .external_buffers()
+            .map(|x| x.iter().map(|t| t.unpack()).collect()),
+    }
 }
 
 /// Bytes stored after the flatbuffer at an absolute file offset (schema 3c), checked.
@@ -459,6 +496,23 @@ mod tests {
 
     fn subgraph(t: &mut fb::ModelT) -> &mut fb::SubGraphT {
         &mut t.subgraphs.as_mut().unwrap()[0]
+    }
+
+    #[test]
+    fn unpacking_copies_buffers_like_the_generated_code() {
+        let mut tables = valid_tables();
+        tables.buffers = Some(vec![
+            fb::BufferT::default(),
+            fb::BufferT {
+                data: Some((0..=255u8).collect()),
+                ..fb::BufferT::default()
+            },
+        ]);
+        tables.description = Some("d".into());
+        tables.metadata_buffer = Some(vec![1]);
+        let bytes = pack(&tables);
+        let root = fb::root_as_model(&bytes).unwrap();
+        assert_eq!(unpack_model(&root), root.unpack());
     }
 
     #[test]

@@ -543,28 +543,38 @@ pub(crate) fn finite_range(x: &[f32]) -> Option<(f32, f32)> {
     finite_range_body(x)
 }
 
-/// 16 independent minima and maxima kept with selects (no branches, no `f32::min`), so the
-/// compiler vectorises the loop.
+/// 16 independent minima and maxima, over integer keys that order like the floats (so the
+/// compiler vectorises the loop with integer min/max, which have no NaN cases to handle): a
+/// finite value's key is its bits with the magnitude bits flipped for negative values; a value
+/// that is not finite gets the neutral key instead.
 #[inline(always)]
 pub(crate) fn finite_range_body(x: &[f32]) -> Option<(f32, f32)> {
     const LANES: usize = 16;
-    let mut lo = [f32::INFINITY; LANES];
-    let mut hi = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunk) {
+    let key = |v: f32| {
+        let bits = v.to_bits() as i32;
+        bits ^ ((bits >> 31) & 0x7fff_ffff)
+    };
+    let value = |k: i32| f32::from_bits((k ^ ((k >> 31) & 0x7fff_ffff)) as u32);
+    let mut lo = [i32::MAX; LANES];
+    let mut hi = [i32::MIN; LANES];
+    let (blocks, rest) = x.as_chunks::<LANES>();
+    for block in blocks {
+        for i in 0..LANES {
+            let v = block[i];
             // Finite: the exponent is not all ones (NaN and the infinities are skipped).
             let finite = v.to_bits() & 0x7f80_0000 != 0x7f80_0000;
-            *lo = if finite && v < *lo { v } else { *lo };
-            *hi = if finite && v > *hi { v } else { *hi };
+            let k = key(v);
+            lo[i] = lo[i].min(if finite { k } else { i32::MAX });
+            hi[i] = hi[i].max(if finite { k } else { i32::MIN });
         }
     }
-    for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunks.remainder()) {
-        let finite = v.to_bits() & 0x7f80_0000 != 0x7f80_0000;
-        *lo = if finite && v < *lo { v } else { *lo };
-        *hi = if finite && v > *hi { v } else { *hi };
+    for (i, &v) in rest.iter().enumerate() {
+        if v.to_bits() & 0x7f80_0000 != 0x7f80_0000 {
+            lo[i] = lo[i].min(key(v));
+            hi[i] = hi[i].max(key(v));
+        }
     }
-    let lo = lo.into_iter().fold(f32::INFINITY, f32::min);
-    let hi = hi.into_iter().fold(f32::NEG_INFINITY, f32::max);
-    (lo <= hi).then_some((lo, hi))
+    let lo = lo.into_iter().min().unwrap_or(i32::MAX);
+    let hi = hi.into_iter().max().unwrap_or(i32::MIN);
+    (lo <= hi).then(|| (value(lo), value(hi)))
 }

@@ -12,11 +12,12 @@
 pub mod rules;
 pub mod versions;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use octet_core::{DType, Model, Op, Operator, QuantParams, Subgraph, Tensor, TensorData, TensorId};
 
-use crate::calibrate::{TensorRanges, calibrate};
+use crate::calibrate::{TensorRanges, calibrate_keeping_outputs};
 use crate::params::{self, AffineParams, IntRange};
 use crate::passes;
 use crate::{Calibration, Mode, QuantError, QuantizeOptions, QuantizeReport};
@@ -107,9 +108,15 @@ pub fn quantize(
     let mut model = model.clone();
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
-    let ranges = match calibration {
-        Some(c) if !c.samples.is_empty() => calibrate(&model, c, options.threads, progress)?,
-        _ => TensorRanges::default(),
+    let (ranges, float_outputs) = match calibration {
+        Some(c) if !c.samples.is_empty() => calibrate_keeping_outputs(
+            &model,
+            c,
+            options.threads,
+            options.keep_float_outputs,
+            progress,
+        )?,
+        _ => (TensorRanges::default(), Vec::new()),
     };
     if model.subgraphs.is_empty() {
         return Err(QuantError::Unsupported("the model has no subgraph".into()));
@@ -161,6 +168,7 @@ pub fn quantize(
         float_ops,
         constant_bytes_before,
         constant_bytes_after: passes::constant_bytes(&model),
+        float_outputs,
     };
     Ok((model, report))
 }
@@ -287,10 +295,21 @@ impl Pass<'_> {
         self.sg.operators.push(operator);
     }
 
-    fn float_values(&self, id: TensorId) -> Result<Vec<f32>, QuantError> {
+    /// The values of float32 constant `id`: its bytes as they are when they can be viewed as
+    /// floats (weights can be megabytes), else decoded.
+    fn float_values(&self, id: TensorId) -> Result<Cow<'_, [f32]>, QuantError> {
         let t = self.tensor(id)?;
+        if t.dtype == DType::Float32
+            && cfg!(target_endian = "little")
+            && let Some(bytes) = self.model.tensor_bytes(t)
+            && let Ok(elements) = t.shape.num_elements()
+            && elements.checked_mul(4) == Some(bytes.len())
+            && let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(bytes)
+        {
+            return Ok(Cow::Borrowed(values));
+        }
         match self.model.tensor_data(t) {
-            Ok(Some(TensorData::F32(v))) => Ok(v),
+            Ok(Some(TensorData::F32(v))) => Ok(Cow::Owned(v)),
             Ok(_) => Err(QuantError::Unsupported(format!(
                 "constant '{}' is not float32 data",
                 t.name
@@ -318,7 +337,7 @@ impl Pass<'_> {
         let inv = 1.0 / p.0;
         let q = values.iter().map(|&v| {
             // zero point added before rounding, as TensorFlow's quantizers do
-            ((p.1 as f32 + v * inv).round() as i64)
+            params::round_to_i64(p.1 as f32 + v * inv)
                 .clamp(i64::from(range.qmin), i64::from(range.qmax))
         });
         Ok(match dtype {
@@ -393,12 +412,13 @@ impl Pass<'_> {
                     self.name(id)
                 )));
             }
-            let inner: usize = dims.iter().skip(axis + 1).product();
-            let channel = |e: usize| (e / inner.max(1)) % channels;
+            // Runs of `inner` consecutive values share a channel; the runs cycle through the
+            // channels.
+            let inner = dims.iter().skip(axis + 1).product::<usize>().max(1);
             let mut max_abs = vec![0.0f32; channels];
-            for (e, &v) in values.iter().enumerate() {
-                if let Some(m) = max_abs.get_mut(channel(e)) {
-                    *m = m.max(v.abs());
+            for (run, values) in values.chunks(inner).enumerate() {
+                if let Some(m) = max_abs.get_mut(run % channels) {
+                    *m = values.iter().fold(*m, |m, &v| m.max(v.abs()));
                 }
             }
             let range = IntRange::of(self.scheme.weights)?;
@@ -406,14 +426,12 @@ impl Pass<'_> {
             for &m in &max_abs {
                 scales.push(params::symmetric(m, range)?.scale);
             }
-            let data: Vec<u8> = values
-                .iter()
-                .enumerate()
-                .map(|(e, &v)| {
-                    let s = scales.get(channel(e)).copied().unwrap_or(1.0);
-                    ((v * (1.0 / s)).round() as i32).clamp(-range.qmax, range.qmax) as i8 as u8
-                })
-                .collect();
+            let mut data = vec![0u8; values.len()];
+            for (run, (values, out)) in values.chunks(inner).zip(data.chunks_mut(inner)).enumerate()
+            {
+                let inverse = 1.0 / scales.get(run % channels).copied().unwrap_or(1.0);
+                params::quantize_symmetric_i8(values, inverse, range.qmax, out);
+            }
             let quant = QuantParams::per_axis(
                 scales.clone(),
                 vec![0; channels],
@@ -477,7 +495,7 @@ impl Pass<'_> {
         }
         let q = values.iter().enumerate().map(|(i, &v)| {
             let s = scales.get(i).or(scales.first()).copied().unwrap_or(1.0);
-            (v / s).round() as i64
+            params::round_to_i64(v / s)
         });
         let data: Vec<u8> = match self.scheme.bias {
             DType::Int64 => q.flat_map(i64::to_le_bytes).collect(),
