@@ -531,56 +531,6 @@ fn quantize_kernels_agree() {
     quantize_case::<i16>(13);
 }
 
-/// Times the two AVX-512 PRELU kernels against each other (`cargo test --release -p
-/// octet-linalg prelu_kernel_timing -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn prelu_kernel_timing() {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::Avx512.has_vbmi() {
-        let mut rng = Rng::new(99);
-        for channels in [16usize, 32, 64, 128] {
-            let len = 96 * 96 * 16;
-            let p = QuantPreluParams {
-                input_offset: 3,
-                alpha: values::<i8>(&mut rng, channels)
-                    .into_iter()
-                    .map(i32::from)
-                    .collect(),
-                output_offset: -4,
-                identity_multiplier: quantize_multiplier(0.7).unwrap(),
-                alpha_multiplier: quantize_multiplier(0.003).unwrap(),
-                min: -128,
-                max: 127,
-            };
-            let x = values::<i8>(&mut rng, len);
-            let mut out = vec![0i8; len];
-            let prepared = crate::frame::elementwise::QuantPreluPrepared::new::<i8>(p);
-            let mut best = [f64::MAX; 2];
-            for _ in 0..50 {
-                for (k, b) in best.iter_mut().enumerate() {
-                    let start = std::time::Instant::now();
-                    for _ in 0..10 {
-                        if k == 0 {
-                            crate::x86_64::elementwise::quant_prelu_avx512(&prepared, &x, &mut out)
-                                .unwrap();
-                        } else {
-                            crate::x86_64::elementwise::quant_prelu_vbmi(&prepared, &x, &mut out)
-                                .unwrap();
-                        }
-                    }
-                    *b = b.min(start.elapsed().as_secs_f64() / 10.0);
-                }
-            }
-            println!(
-                "{channels} channels: avx512 {:.1} us, vbmi {:.1} us",
-                best[0] * 1e6,
-                best[1] * 1e6
-            );
-        }
-    }
-}
-
 #[test]
 fn bilinear_rows_agree() {
     use crate::frame::elementwise::{Bilinear, BilinearColumn, BilinearRow};

@@ -687,14 +687,13 @@ pub(crate) const DOT4_MAX_TAPS: usize = 64;
 /// per-channel operands are laid out over `period = lcm(channels, 64)` elements and chunk `i /
 /// 64` uses block `(i % period) / 64`.
 ///
-/// A kernel loads the 64 input bytes of each of four taps and interleaves them with byte and
-/// word unpacks: accumulator `k` (of 4) then holds, in dword `4 l + d`, the element `16 l + 4 k
-/// + d` of the chunk, and the weights, bias and requantization parameters are stored in that
-/// order ("accumulator order"); the saturating packs that narrow the four accumulators to
-/// bytes restore the element order. int8 inputs are read as `x ^ 0x80` (`x + 128`, unsigned),
-/// which the packed bias compensates exactly (modulo 2^32, as the reference's accumulator),
-/// together with the input offset; a padding tap reads the input zero point, whose term that
-/// compensation cancels.
+/// A kernel loads the 64 input bytes of each of four taps and interleaves them with byte and word
+/// unpacks: accumulator `k` (of 4) then holds, in dword `4 l + d`, the element `16 l + 4 k + d` of
+/// the chunk, and the weights, bias and requantization parameters are stored in that order
+/// ("accumulator order"); the saturating packs that narrow the four accumulators to bytes restore
+/// the element order. int8 inputs are read as `x ^ 0x80` (`x + 128`, unsigned), which the packed
+/// bias compensates exactly (modulo 2^32, as the reference's accumulator), together with the input
+/// offset; a padding tap reads the input zero point, whose term that compensation cancels.
 #[derive(Debug, Clone)]
 pub struct Dot4Pack {
     /// `lcm(channels, 64)`.

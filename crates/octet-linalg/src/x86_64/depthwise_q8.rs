@@ -557,7 +557,7 @@ macro_rules! dot4_finish {
             exact = ambiguous != 0;
         }
         if exact {
-            std::hint::cold_path();
+            super::cold_path();
             q = dot4_exact(pack, lanes, acc);
         }
         let (lo8, hi8) = (

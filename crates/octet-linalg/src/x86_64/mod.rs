@@ -3,6 +3,12 @@
 //! safe entry point that checks its tile first, and handed out only when the CPU supports the
 //! instruction set (the registries below filter on [`Isa::is_supported`](crate::Isa)).
 
+/// Marks the branch that calls it as unlikely (a call to a `#[cold]` function does; the
+/// standard library's `cold_path` needs a newer compiler than our MSRV).
+#[cold]
+#[inline]
+fn cold_path() {}
+
 mod f32_gemm;
 mod q_gemm_avx2;
 mod q_gemm_avx512;
@@ -21,8 +27,6 @@ pub(crate) mod pool_q8;
 mod requant;
 #[cfg(test)]
 pub(crate) use depthwise_q8::set_dot4_general;
-#[cfg(test)]
-pub(crate) use q_gemm_avx512::set_single_rows;
 
 /// The float depthwise kernels of this architecture.
 pub(crate) fn f32_dw_ukernels() -> Vec<crate::frame::depthwise::F32DwUkernel> {

@@ -138,7 +138,7 @@ fn finish_512(
                     // The float form includes the zero point.
                     q
                 } else {
-                    std::hint::cold_path();
+                    super::cold_path();
                     _mm512_add_epi32(fixed.apply(acc), zero_point)
                 };
                 return _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
@@ -184,27 +184,6 @@ unsafe fn store_512(out: OutPtr, index: usize, v: __m512i, count: usize) {
     }
 }
 
-/// Test switch: store every row on its own.
-#[cfg(test)]
-static SINGLE_ROWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Makes the checked stage store every row on its own (tests).
-#[cfg(test)]
-pub(crate) fn set_single_rows(on: bool) {
-    SINGLE_ROWS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn single_rows() -> bool {
-    #[cfg(test)]
-    {
-        SINGLE_ROWS.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    #[cfg(not(test))]
-    {
-        false
-    }
-}
-
 /// The checked float output stage of `R` rows of `NV` vectors for 8-bit outputs: each row's
 /// vectors requantized by the float form (a row with an untrusted lane recomputed exactly),
 /// narrowed with saturating packs into bytes in column order, clamped and stored with one
@@ -238,7 +217,7 @@ unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
         };
         // Rows whose outputs are contiguous (the block is the whole, narrow, output row) are
         // packed `4 / NV` at a time into one 64-byte vector.
-        let per = if NV < 4 && cols == NV * 16 && out_stride == cols && !single_rows() {
+        let per = if NV < 4 && cols == NV * 16 && out_stride == cols {
             4 / NV
         } else {
             1
@@ -263,7 +242,7 @@ unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
                     );
                 }
                 if ambiguous != 0 {
-                    std::hint::cold_path();
+                    super::cold_path();
                     for v in 0..NV {
                         let p = Params512::load(stage, first + 16 * v);
                         if let Params512::Fixed { fixed, .. } = p {
