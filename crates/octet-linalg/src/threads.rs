@@ -59,11 +59,6 @@ impl Threads {
         self.pool.as_ref().map_or(1, Pool::threads)
     }
 
-    /// Runs `f`. Kept for callers that group a whole inference; the pool needs no set-up.
-    pub fn install<R>(&self, f: impl FnOnce() -> R) -> R {
-        f()
-    }
-
     /// Calls `f(index, chunk)` for each chunk of `chunk_len` elements of `data` (the last may be
     /// shorter), in parallel when there is more than one thread. At most [`MAX_CHUNKS`] chunks
     /// are made (longer chunks otherwise). The first error wins; a panic in `f` is re-raised.

@@ -640,11 +640,9 @@ impl Interpreter {
             threads,
             ..
         } = self;
-        if pooled {
-            threads.install(|| run_steps(steps, arena, constants, scratch, threads, None, None))
-        } else {
-            run_steps(steps, arena, constants, scratch, threads, None, None)
-        }
+        let single = Threads::single();
+        let threads = if pooled { &*threads } else { &single };
+        run_steps(steps, arena, constants, scratch, threads, None, None)
     }
 
     /// Whether an inference is worth handing to the thread pool: below about a million
@@ -660,6 +658,7 @@ impl Interpreter {
     /// to `seconds` (parallel to [`operators`](Self::operators); shorter slices get the first
     /// operators only).
     pub fn invoke_profiled(&mut self, seconds: &mut [f64]) -> Result<(), RuntimeError> {
+        let pooled = self.pooled();
         let Interpreter {
             steps,
             arena,
@@ -668,17 +667,17 @@ impl Interpreter {
             threads,
             ..
         } = self;
-        threads.install(|| {
-            run_steps(
-                steps,
-                arena,
-                constants,
-                scratch,
-                threads,
-                None,
-                Some(seconds),
-            )
-        })
+        let single = Threads::single();
+        let threads = if pooled { &*threads } else { &single };
+        run_steps(
+            steps,
+            arena,
+            constants,
+            scratch,
+            threads,
+            None,
+            Some(seconds),
+        )
     }
 
     /// Runs the model and shows `observer` every graph input and then every operator output as
