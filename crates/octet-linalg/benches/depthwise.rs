@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use octet_core::fixed_point::QuantizedMultiplier;
 use octet_linalg::frame::depthwise::{
@@ -12,37 +14,11 @@ use octet_linalg::frame::gemm_f32::F32Clamp;
 use octet_linalg::frame::pool::{Pool2d, PoolKind};
 use octet_linalg::frame::window::Window2d;
 
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
+use common::values;
 
 /// A SAME window of a `size` x `size` filter over an `hw` x `hw` image.
 fn window(hw: usize, size: usize, stride: usize) -> Window2d {
-    let out = hw.div_ceil(stride);
-    let total = ((out - 1) * stride + size).saturating_sub(hw);
-    Window2d {
-        batches: 1,
-        in_h: hw,
-        in_w: hw,
-        out_h: out,
-        out_w: out,
-        filter_h: size,
-        filter_w: size,
-        stride_h: stride,
-        stride_w: stride,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: total / 2,
-        pad_left: total / 2,
-    }
+    common::window(hw, hw, size, stride, true)
 }
 
 /// (name, image size, channels, filter, stride): face_landmark's, palm_detection's and

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use octet_core::fixed_point::{quantize_multiplier, quantize_multiplier_smaller_than_one_exp};
 use octet_linalg::Isa;
@@ -13,20 +15,10 @@ use octet_linalg::frame::elementwise::{
 };
 use octet_linalg::frame::gemm_f32::F32Clamp;
 
+use common::bytes;
+
 const CHANNELS: usize = 16;
 const LEN: usize = 96 * 96 * CHANNELS;
-
-fn bytes(len: usize, seed: u32) -> Vec<i8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as i8
-        })
-        .collect()
-}
 
 fn floats(len: usize, seed: u32) -> Vec<f32> {
     bytes(len, seed)

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,19 +14,9 @@ use octet_linalg::frame::gemm::RowOffsets;
 use octet_linalg::frame::gemm_q::{
     PackedQGemm, QGemmSpec, QGemmUkernel, QIn, QType, QWeights, Requant,
 };
-use octet_linalg::frame::window::{Indirection, Window2d};
+use octet_linalg::frame::window::Indirection;
 
-fn bytes(len: usize, seed: u32) -> Vec<i8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 8) as i8
-        })
-        .collect()
-}
+use common::bytes;
 
 /// `name`: an `h` x `w` map, `cin` -> `cout` channels, a `size` x `size` filter (stride 1,
 /// SAME); the input conversion is included in the time.
@@ -36,21 +28,7 @@ fn conv(c: &mut Criterion, h: usize, w: usize, cin: usize, cout: usize, size: us
     let multipliers: Vec<QuantizedMultiplier> = (0..cout as i32)
         .map(|i| QuantizedMultiplier::new((1 << 30) + i * 12345, -9))
         .collect();
-    let window = Window2d {
-        batches: 1,
-        in_h: h,
-        in_w: w,
-        out_h: h,
-        out_w: w,
-        filter_h: size,
-        filter_w: size,
-        stride_h: 1,
-        stride_w: 1,
-        dilation_h: 1,
-        dilation_w: 1,
-        pad_top: size / 2,
-        pad_left: size / 2,
-    };
+    let window = common::window(h, w, size, 1, true);
     let spec = QGemmSpec {
         input: QType::I8,
         input_offset: 3,

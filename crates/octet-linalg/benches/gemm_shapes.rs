@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // benchmark code
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -17,17 +19,7 @@ use octet_linalg::frame::gemm_f32::{F32Clamp, F32GemmUkernel, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{PackedQGemm, QGemmSpec, QIn, QType, QWeights, Requant};
 use octet_linalg::frame::window::{Indirection, Window2d};
 
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
+use common::values;
 
 /// A convolution layer: input `h` x `w` x `cin`, `cout` filters of `size` x `size`, `stride`,
 /// SAME padding (or VALID over the whole input when `valid`).
@@ -45,35 +37,7 @@ struct Layer {
 
 impl Layer {
     fn window(&self) -> Window2d {
-        let out = |n: usize| {
-            if self.valid {
-                (n - self.size) / self.stride + 1
-            } else {
-                n.div_ceil(self.stride)
-            }
-        };
-        let pad = |n: usize| {
-            if self.valid {
-                0
-            } else {
-                ((out(n) - 1) * self.stride + self.size).saturating_sub(n) / 2
-            }
-        };
-        Window2d {
-            batches: 1,
-            in_h: self.h,
-            in_w: self.w,
-            out_h: out(self.h),
-            out_w: out(self.w),
-            filter_h: self.size,
-            filter_w: self.size,
-            stride_h: self.stride,
-            stride_w: self.stride,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: pad(self.h),
-            pad_left: pad(self.w),
-        }
+        common::window(self.h, self.w, self.size, self.stride, !self.valid)
     }
 
     fn macs(&self) -> u64 {

@@ -19,6 +19,8 @@ pub mod reduce;
 pub mod resize;
 pub mod shape;
 pub mod softmax;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use octet_core::Op;
 

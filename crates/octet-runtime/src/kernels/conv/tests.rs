@@ -3,58 +3,17 @@
 
 use octet_core::fixed_point::QuantizedMultiplier;
 use octet_core::{
-    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions, Model,
-    Op, Operator, Padding, QuantParams, Shape, Subgraph, Tensor, TransposeConvOptions,
+    ActivationFunction, Conv2DOptions, DType, DepthwiseConv2DOptions, FullyConnectedOptions, Op,
+    Padding, QuantParams, TransposeConvOptions,
 };
 use octet_linalg::Isa;
 
 use super::{out_size, padding_before, taps};
 use crate::kernels::gemm::{Requantize, Scales};
 use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
-use crate::{Interpreter, InterpreterOptions, RuntimeError};
+use crate::kernels::testing::{self, T, f32s, i32s, t};
+use crate::{InterpreterOptions, RuntimeError};
 
-/// A tensor of the test model: a graph input (`data: None`) or a constant.
-struct T {
-    dtype: DType,
-    shape: Vec<i32>,
-    quant: Option<QuantParams>,
-    data: Option<Vec<u8>>,
-}
-
-fn t(dtype: DType, shape: &[i32]) -> T {
-    T {
-        dtype,
-        shape: shape.to_vec(),
-        quant: None,
-        data: None,
-    }
-}
-
-impl T {
-    fn q(mut self, scale: f32, zero_point: i64) -> Self {
-        self.quant = Some(QuantParams::per_tensor(scale, zero_point));
-        self
-    }
-    fn per_axis(mut self, scales: &[f32], axis: i32) -> Self {
-        self.quant = Some(QuantParams::per_axis(
-            scales.to_vec(),
-            vec![0; scales.len()],
-            axis,
-        ));
-        self
-    }
-    fn constant(mut self, bytes: Vec<u8>) -> Self {
-        self.data = Some(bytes);
-        self
-    }
-}
-
-fn f32s(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-fn i32s(v: &[i32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
 fn i64s(v: &[i64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -97,43 +56,8 @@ fn run_with(
     feeds: &[Vec<u8>],
     options: InterpreterOptions,
 ) -> Result<Vec<u8>, RuntimeError> {
-    let mut model = Model {
-        schema_version: 3,
-        ..Model::default()
-    };
-    let mut sg = Subgraph::default();
-    let add = |model: &mut Model, sg: &mut Subgraph, name: String, spec: T| {
-        let mut tensor = Tensor::new(name, spec.dtype, Shape::new(spec.shape));
-        tensor.quant = spec.quant;
-        let constant = spec.data.is_some();
-        if let Some(bytes) = spec.data {
-            tensor.buffer = model.add_buffer(bytes).unwrap();
-        }
-        (sg.add_tensor(tensor).unwrap(), constant)
-    };
-    let mut op_inputs = Vec::new();
-    for (i, spec) in inputs.into_iter().enumerate() {
-        match spec {
-            None => op_inputs.push(None),
-            Some(spec) => {
-                let (id, constant) = add(&mut model, &mut sg, format!("in{i}"), spec);
-                if !constant {
-                    sg.inputs.push(id);
-                }
-                op_inputs.push(Some(id));
-            }
-        }
-    }
-    let (out, _) = add(&mut model, &mut sg, "out".into(), output);
-    sg.outputs = vec![out];
-    sg.operators.push(Operator::new(op, op_inputs, vec![out]));
-    model.subgraphs.push(sg);
-    let mut interpreter = Interpreter::with_options(&model, options)?;
-    for (i, feed) in feeds.iter().enumerate() {
-        interpreter.set_input(i, feed)?;
-    }
-    interpreter.invoke()?;
-    Ok(interpreter.output(0)?.to_vec())
+    let model = testing::model_with_omitted(op, inputs, vec![output]);
+    Ok(testing::run_with(&model, feeds, options)?.swap_remove(0))
 }
 
 fn conv_options(padding: Padding, stride: i32, activation: ActivationFunction) -> Conv2DOptions {
@@ -176,8 +100,8 @@ fn float_conv_valid_with_bias_and_relu6() {
         Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::Relu6)),
         vec![
             Some(t(DType::Float32, &[1, 3, 3, 1])),
-            Some(t(DType::Float32, &[1, 2, 2, 1]).constant(f32s(&[1.0; 4]))),
-            Some(t(DType::Float32, &[1]).constant(f32s(&[-10.0]))),
+            Some(t(DType::Float32, &[1, 2, 2, 1]).data(f32s(&[1.0; 4]))),
+            Some(t(DType::Float32, &[1]).data(f32s(&[-10.0]))),
         ],
         t(DType::Float32, &[1, 2, 2, 1]),
         &[f32s(&[1., 2., 3., 4., 5., 6., 7., 8., 9.])],
@@ -195,7 +119,7 @@ fn float_conv_same_stride_2_skips_the_padding() {
         Op::Conv2D(conv_options(Padding::Same, 2, ActivationFunction::None)),
         vec![
             Some(t(DType::Float32, &[1, 3, 3, 1])),
-            Some(t(DType::Float32, &[1, 3, 3, 1]).constant(f32s(&[1.0; 9]))),
+            Some(t(DType::Float32, &[1, 3, 3, 1]).data(f32s(&[1.0; 9]))),
             None,
         ],
         t(DType::Float32, &[1, 2, 2, 1]),
@@ -213,8 +137,8 @@ fn grouped_float_conv_reads_its_group_only() {
         Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
         vec![
             Some(t(DType::Float32, &[1, 1, 1, 4])),
-            Some(t(DType::Float32, &[2, 1, 1, 2]).constant(f32s(&[1., 1., 1., -1.]))),
-            Some(t(DType::Float32, &[2]).constant(f32s(&[0., 0.]))),
+            Some(t(DType::Float32, &[2, 1, 1, 2]).data(f32s(&[1., 1., 1., -1.]))),
+            Some(t(DType::Float32, &[2]).data(f32s(&[0., 0.]))),
         ],
         t(DType::Float32, &[1, 1, 1, 2]),
         &[f32s(&[1., 2., 3., 4.])],
@@ -240,7 +164,7 @@ fn int8_conv(weights: T, activation: ActivationFunction) -> Vec<i8> {
             Some(
                 t(DType::Int32, &[2])
                     .per_axis(&[0.5, 0.25], 0)
-                    .constant(i32s(&[4, -7])),
+                    .data(i32s(&[4, -7])),
             ),
         ],
         t(DType::Int8, &[1, 1, 2, 2]).q(1.0, -1),
@@ -255,7 +179,7 @@ fn int8_conv_per_channel() {
     let weights = || {
         t(DType::Int8, &[2, 1, 1, 2])
             .per_axis(&[0.5, 0.25], 0)
-            .constant(i8s(&[1, 2, -3, 4]))
+            .data(i8s(&[1, 2, -3, 4]))
     };
     assert_eq!(
         int8_conv(weights(), ActivationFunction::None),
@@ -273,7 +197,7 @@ fn int4_weights_are_unpacked_low_nibble_first() {
     // The same weights packed two to a byte: (1, 2) -> 0x21, (-3, 4) -> 0x4d.
     let weights = t(DType::Int4, &[2, 1, 1, 2])
         .per_axis(&[0.5, 0.25], 0)
-        .constant(vec![0x21, 0x4d]);
+        .data(vec![0x21, 0x4d]);
     assert_eq!(
         int8_conv(weights, ActivationFunction::None),
         [-1, -7, 3, -6]
@@ -292,9 +216,9 @@ fn uint8_conv_uses_the_filter_zero_point() {
             Some(
                 t(DType::UInt8, &[1, 1, 1, 2])
                     .q(0.5, 120)
-                    .constant(vec![122, 121]),
+                    .data(vec![122, 121]),
             ),
-            Some(t(DType::Int32, &[1]).q(0.25, 0).constant(i32s(&[3]))),
+            Some(t(DType::Int32, &[1]).q(0.25, 0).data(i32s(&[3]))),
         ],
         t(DType::UInt8, &[1, 1, 1, 1]).q(0.25, 10),
         &[vec![130, 126]],
@@ -315,9 +239,9 @@ fn int16_conv_accumulates_in_64_bits() {
             Some(
                 t(DType::Int8, &[1, 1, 1, 4])
                     .q(1.0 / 32768.0, 0)
-                    .constant(i8s(&[127; 4])),
+                    .data(i8s(&[127; 4])),
             ),
-            Some(t(DType::Int64, &[1]).constant(i64s(&[1 << 40]))),
+            Some(t(DType::Int64, &[1]).data(i64s(&[1 << 40]))),
         ],
         t(DType::Int16, &[1, 1, 1, 1]).q(1.0, 0),
         &[i16s(&[32767; 4])],
@@ -346,9 +270,9 @@ fn int16_depthwise_with_multiplier_2() {
             Some(
                 t(DType::Int8, &[1, 1, 2, 2])
                     .per_axis(&[0.5, 0.5], 3)
-                    .constant(i8s(&[1, 2, -1, 3])),
+                    .data(i8s(&[1, 2, -1, 3])),
             ),
-            Some(t(DType::Int64, &[2]).constant(i64s(&[0, -21]))),
+            Some(t(DType::Int64, &[2]).data(i64s(&[0, -21]))),
         ]
     };
     let out = run(
@@ -387,10 +311,10 @@ fn float_transpose_conv_scatters_each_input() {
     let out = run(
         Op::TransposeConv(options),
         vec![
-            Some(t(DType::Int32, &[4]).constant(i32s(&[1, 3, 3, 1]))),
-            Some(t(DType::Float32, &[1, 2, 2, 1]).constant(f32s(&[1.0; 4]))),
+            Some(t(DType::Int32, &[4]).data(i32s(&[1, 3, 3, 1]))),
+            Some(t(DType::Float32, &[1, 2, 2, 1]).data(f32s(&[1.0; 4]))),
             Some(t(DType::Float32, &[1, 2, 2, 1])),
-            Some(t(DType::Float32, &[1]).constant(f32s(&[1.0]))),
+            Some(t(DType::Float32, &[1]).data(f32s(&[1.0]))),
         ],
         t(DType::Float32, &[1, 3, 3, 1]),
         &[f32s(&[1., 2., 3., 4.])],
@@ -415,11 +339,11 @@ fn int8_transpose_conv_stride_2_same() {
     let out = run(
         Op::TransposeConv(options),
         vec![
-            Some(t(DType::Int32, &[4]).constant(i32s(&[1, 4, 1, 1]))),
+            Some(t(DType::Int32, &[4]).data(i32s(&[1, 4, 1, 1]))),
             Some(
                 t(DType::Int8, &[1, 3, 1, 1])
                     .per_axis(&[0.5], 0)
-                    .constant(i8s(&[1, 2, 3])),
+                    .data(i8s(&[1, 2, 3])),
             ),
             Some(t(DType::Int8, &[1, 2, 1, 1]).q(1.0, 0)),
             None,
@@ -483,9 +407,9 @@ fn hybrid_conv_per_tensor_scales_the_int_accumulator() {
             Some(
                 t(DType::Int8, &[1, 1, 1, 3])
                     .q(0.1, 0)
-                    .constant(i8s(&[2, 1, -1])),
+                    .data(i8s(&[2, 1, -1])),
             ),
-            Some(t(DType::Float32, &[1]).constant(f32s(&[1.0]))),
+            Some(t(DType::Float32, &[1]).data(f32s(&[1.0]))),
         ],
         t(DType::Float32, &[1, 1, 1, 1]),
         &[f32s(&[0.5, -1.0, 0.25])],
@@ -514,7 +438,7 @@ fn mismatched_output_shape_is_an_invalid_model() {
         Op::Conv2D(conv_options(Padding::Same, 2, ActivationFunction::None)),
         vec![
             Some(t(DType::Float32, &[1, 3, 3, 1])),
-            Some(t(DType::Float32, &[1, 3, 3, 1]).constant(f32s(&[1.0; 9]))),
+            Some(t(DType::Float32, &[1, 3, 3, 1]).data(f32s(&[1.0; 9]))),
             None,
         ],
         t(DType::Float32, &[1, 3, 3, 1]),
@@ -530,7 +454,7 @@ fn int8_conv_with_nonzero_filter_zero_point_is_refused() {
         Op::Conv2D(conv_options(Padding::Valid, 1, ActivationFunction::None)),
         vec![
             Some(t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 0)),
-            Some(t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 3).constant(i8s(&[1]))),
+            Some(t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 3).data(i8s(&[1]))),
             None,
         ],
         t(DType::Int8, &[1, 1, 1, 1]).q(1.0, 0),
@@ -585,13 +509,18 @@ struct Operand {
 
 impl Operand {
     fn spec(&self, constant: bool) -> T {
-        T {
-            dtype: self.dtype,
-            shape: self.shape.clone(),
-            quant: self.quant.clone(),
-            data: constant.then(|| self.bytes.clone()),
+        let spec = t(self.dtype, &dims(&self.shape)).maybe_quant(self.quant.clone());
+        if constant {
+            spec.data(self.bytes.clone())
+        } else {
+            spec
         }
     }
+}
+
+/// A shape given as TFLite's `i32` dimensions.
+fn dims(shape: &[i32]) -> Vec<usize> {
+    shape.iter().map(|&d| d as usize).collect()
 }
 
 /// Random operands of `flavour`: the data input, the weights (`channels` output channels along
@@ -741,12 +670,7 @@ fn compare_gemm_with_scalar(
     output: (DType, Option<QuantParams>, Vec<i32>),
     input_position: usize,
 ) {
-    let out_spec = || T {
-        dtype: output.0,
-        shape: output.2.clone(),
-        quant: output.1.clone(),
-        data: None,
-    };
+    let out_spec = || t(output.0, &dims(&output.2)).maybe_quant(output.1.clone());
     // Operand order: the prefix (constants), then input, weights, bias in their op positions.
     let specs = |constant: bool| -> Vec<Option<T>> {
         let mut specs: Vec<Option<T>> = prefix

@@ -5,90 +5,31 @@
 
 use octet_core::{
     ActivationFunction, BatchMatMulOptions, DType, FullyConnectedOptions, Model, Op, Operator,
-    QuantParams, Shape, Subgraph, Tensor, TensorId,
+    Shape, Subgraph, Tensor, TensorId,
 };
 
 use super::batch_matmul::MatmulDims;
 use super::hybrid::{accumulate_hybrid, accumulate_hybrid_sse, hybrid_blocks, row_sum_sse};
 use crate::Interpreter;
 use crate::kernels::hybrid_input::{asymmetric_quantize, symmetric_quantize};
+use crate::kernels::testing::{self, T, t};
 use bytemuck::Pod;
 use octet_core::WeightsFormat;
 use octet_core::fixed_point::{double_effective_scale, requantize_double};
-
-/// One tensor of a single-op test model: constant when `data` is set.
-struct T {
-    dtype: DType,
-    shape: Vec<i32>,
-    quant: Option<QuantParams>,
-    data: Option<Vec<u8>>,
-}
-
-fn t(dtype: DType, shape: &[i32]) -> T {
-    T {
-        dtype,
-        shape: shape.to_vec(),
-        quant: None,
-        data: None,
-    }
-}
-
-impl T {
-    fn q(mut self, scale: f32, zero_point: i64) -> Self {
-        self.quant = Some(QuantParams::per_tensor(scale, zero_point));
-        self
-    }
-    fn per_channel(mut self, scales: &[f32], axis: i32) -> Self {
-        self.quant = Some(QuantParams::per_axis(
-            scales.to_vec(),
-            vec![0; scales.len()],
-            axis,
-        ));
-        self
-    }
-    fn data<P: Pod>(mut self, values: &[P]) -> Self {
-        self.data = Some(bytemuck::cast_slice(values).to_vec());
-        self
-    }
-}
 
 /// Builds a model with one operator over `tensors` (inputs: every tensor but the last that
 /// is not constant and is used; output: the last tensor), runs it on `inputs` and returns
 /// the output bytes.
 fn run(op: Op, tensors: Vec<T>, op_inputs: &[Option<usize>], inputs: &[&[u8]]) -> Vec<u8> {
-    let mut model = Model::default();
-    let mut sg = Subgraph::default();
-    for (i, spec) in tensors.into_iter().enumerate() {
-        let mut tensor = Tensor::new(format!("t{i}"), spec.dtype, Shape::new(spec.shape));
-        tensor.quant = spec.quant;
-        if let Some(data) = spec.data {
-            tensor.buffer = model.add_buffer(data).unwrap();
-        }
-        sg.add_tensor(tensor).unwrap();
-    }
-    let output = TensorId((sg.tensors.len() - 1) as u32);
-    let ids: Vec<Option<TensorId>> = op_inputs
+    let mut tensors: Vec<Option<T>> = tensors.into_iter().map(Some).collect();
+    let output = tensors.pop().flatten().unwrap();
+    let op_inputs = op_inputs
         .iter()
-        .map(|i| i.map(|i| TensorId(i as u32)))
+        .map(|i| i.map(|i| tensors[i].take().unwrap()))
         .collect();
-    sg.inputs = ids
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|id| sg.tensors[id.index()].buffer.0 == 0)
-        .collect();
-    sg.outputs = vec![output];
-    sg.operators.push(Operator::new(op, ids, vec![output]));
-    if model.buffers.is_empty() {
-        model.add_buffer(vec![1]).unwrap();
-    }
-    model.subgraphs.push(sg);
-    let mut interpreter = Interpreter::new(&model).unwrap();
-    for (i, bytes) in inputs.iter().enumerate() {
-        interpreter.set_input(i, bytes).unwrap();
-    }
-    interpreter.invoke().unwrap();
-    interpreter.output(0).unwrap().to_vec()
+    let model = testing::model_with_omitted(op, op_inputs, vec![output]);
+    let feeds: Vec<Vec<u8>> = inputs.iter().map(|bytes| bytes.to_vec()).collect();
+    testing::run(&model, &feeds).unwrap().swap_remove(0)
 }
 
 fn fc(activation: ActivationFunction) -> Op {
@@ -129,8 +70,8 @@ fn float_fc_adds_bias_and_clamps() {
         fc(ActivationFunction::Relu),
         vec![
             t(DType::Float32, &[2, 2]),
-            t(DType::Float32, &[2, 2]).data(&[1f32, 2.0, 3.0, -4.0]),
-            t(DType::Float32, &[2]).data(&[0.5f32, 1.0]),
+            t(DType::Float32, &[2, 2]).values(&[1f32, 2.0, 3.0, -4.0]),
+            t(DType::Float32, &[2]).values(&[0.5f32, 1.0]),
             t(DType::Float32, &[2, 2]),
         ],
         &[Some(0), Some(1), Some(2)],
@@ -151,8 +92,8 @@ fn int8_fc_requantizes_in_double_precision() {
         fc(ActivationFunction::None),
         vec![
             t(DType::Int8, &[3, 2]).q(0.5, 0),
-            t(DType::Int8, &[2, 2]).q(0.25, 0).data(&[1i8, 2, 3, -4]),
-            t(DType::Int32, &[2]).q(0.125, 0).data(&[0i32, 8]),
+            t(DType::Int8, &[2, 2]).q(0.25, 0).values(&[1i8, 2, 3, -4]),
+            t(DType::Int32, &[2]).q(0.125, 0).values(&[0i32, 8]),
             t(DType::Int8, &[3, 2]).q(0.25, 1),
         ],
         &[Some(0), Some(1), Some(2)],
@@ -171,8 +112,8 @@ fn per_channel_int8_fc_ignores_weight_zero_points_and_clamps_relu() {
         vec![
             t(DType::Int8, &[1, 2]).q(1.0, 0),
             t(DType::Int8, &[2, 2])
-                .per_channel(&[0.5, 1.0], 0)
-                .data(&[4i8, 1, -2, 1]),
+                .per_axis(&[0.5, 1.0], 0)
+                .values(&[4i8, 1, -2, 1]),
             t(DType::Int8, &[1, 2]).q(1.0, -3),
         ],
         &[Some(0), Some(1), None],
@@ -190,7 +131,7 @@ fn uint8_fc_applies_both_zero_points() {
         fc(ActivationFunction::None),
         vec![
             t(DType::UInt8, &[1, 2]).q(1.0, 128),
-            t(DType::UInt8, &[1, 2]).q(0.5, 100).data(&[102u8, 99]),
+            t(DType::UInt8, &[1, 2]).q(0.5, 100).values(&[102u8, 99]),
             t(DType::UInt8, &[1, 1]).q(1.0, 10),
         ],
         &[Some(0), Some(1), None],
@@ -207,8 +148,8 @@ fn int16x8_fc_uses_an_int64_bias() {
         fc(ActivationFunction::None),
         vec![
             t(DType::Int16, &[1, 2]).q(1.0, 0),
-            t(DType::Int8, &[1, 2]).q(1.0, 0).data(&[100i8, 100]),
-            t(DType::Int64, &[1]).q(1.0, 0).data(&[1i64 << 32]),
+            t(DType::Int8, &[1, 2]).q(1.0, 0).values(&[100i8, 100]),
+            t(DType::Int64, &[1]).q(1.0, 0).values(&[1i64 << 32]),
             t(DType::Int16, &[1, 1]).q(1024.0 * 1024.0, 0),
         ],
         &[Some(0), Some(1), Some(2)],
@@ -277,7 +218,7 @@ fn hybrid_fc_quantizes_each_row() {
         fc(ActivationFunction::None),
         vec![
             t(DType::Float32, &[1, 2]),
-            t(DType::Int8, &[1, 2]).q(0.5, 0).data(&[2i8, -1]),
+            t(DType::Int8, &[1, 2]).q(0.5, 0).values(&[2i8, -1]),
             t(DType::Float32, &[1, 1]),
         ],
         &[Some(0), Some(1), None],
@@ -413,7 +354,7 @@ fn hybrid_batch_matmul_per_tensor() {
         bmm(false, false),
         vec![
             t(DType::Float32, &[1, 2]),
-            t(DType::Int8, &[2, 1]).q(0.5, 0).data(&[2i8, -1]),
+            t(DType::Int8, &[2, 1]).q(0.5, 0).values(&[2i8, -1]),
             t(DType::Float32, &[1, 1]),
         ],
         &[Some(0), Some(1)],

@@ -316,8 +316,8 @@ impl Kernel for ConcatU8 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{f32s, model, run, t};
     use super::*;
+    use crate::kernels::testing::{f32s, model, run, t};
     use octet_core::Op;
 
     fn concat(axis: i32, activation: ActivationFunction) -> Op {

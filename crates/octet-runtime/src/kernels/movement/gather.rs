@@ -137,8 +137,8 @@ impl<T: Pod + Send, I: Pod + Send + Into<i64>> Kernel for Gather<T, I> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{i32s, model, run, t};
     use super::*;
+    use crate::kernels::testing::{i32s, model, run, t};
     use octet_core::Op;
 
     fn gather_model(axis: i32, batch_dims: i32) -> octet_core::Model {

@@ -389,8 +389,8 @@ fn mirror_rec<T: Copy>(input: &[T], out: &mut [T], base: usize, maps: &[Vec<usiz
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{f32s, i32s, model, run, t};
     use super::*;
+    use crate::kernels::testing::{f32s, i32s, model, run, t};
     use octet_core::Op;
 
     #[test]

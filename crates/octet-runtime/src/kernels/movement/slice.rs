@@ -356,8 +356,8 @@ pub fn strided_slice(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{i32s, model, run, t};
     use super::*;
+    use crate::kernels::testing::{i32s, model, run, t};
     use octet_core::{DType, Op};
 
     #[test]

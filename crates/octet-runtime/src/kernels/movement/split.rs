@@ -190,8 +190,8 @@ impl<T: Pod + Send> Kernel for Split<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{i32s, model, run, t};
     use super::*;
+    use crate::kernels::testing::{i32s, model, run, t};
     use octet_core::{DType, Op};
 
     #[test]

@@ -167,7 +167,7 @@ impl Kernel for Cast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::movement::testing::{f32s, i32s, model, run, t};
+    use crate::kernels::testing::{f32s, i32s, model, run, t};
     use octet_core::Op;
 
     #[test]

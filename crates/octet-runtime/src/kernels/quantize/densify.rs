@@ -222,7 +222,7 @@ impl Walk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::movement::testing::f32s;
+    use crate::kernels::testing::f32s;
     use octet_core::{DimensionMetadata, Op, SparseIndices};
 
     fn csr(dense_size: i32) -> DimensionMetadata {

@@ -247,7 +247,7 @@ impl Kernel for Dequantize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::movement::testing::{f32s, model, run, t};
+    use crate::kernels::testing::{f32s, model, run, t};
     use octet_core::{Op, QuantParams};
 
     #[test]

@@ -263,7 +263,7 @@ impl<I: QuantInt, O: QuantInt> Kernel for Requantize<I, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::movement::testing::{f32s, model, run, t};
+    use crate::kernels::testing::{f32s, model, run, t};
     use octet_core::{Op, QuantParams};
 
     #[test]
