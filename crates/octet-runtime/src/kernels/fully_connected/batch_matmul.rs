@@ -283,26 +283,14 @@ impl Kernel for FloatGemmMatmul {
                     .map_err(|e| RuntimeError::eval(e.to_string()))?;
             }
         }
-        let out_len = d.rows * d.cols;
-        let out = prefix_mut(parts.output, d.pairs.len() * out_len, "the output")?;
         let scratch: &mut [f32] = bytemuck::cast_slice_mut(parts.scratch);
-        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len)) {
-            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
-            let a = if d.adj_x {
-                let t = scratch
-                    .get_mut(..d.lhs_len())
-                    .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
-                transpose_lhs(a, t, d);
-                &*t
-            } else {
-                a
-            };
+        for_each_matrix_pair(d, lhs, parts.output, scratch, |a, ri, out| {
             let gemm = self
                 .gemms
                 .get(ri)
                 .ok_or_else(|| RuntimeError::eval("RHS matrix out of range"))?;
-            run_dense_f32(gemm, a, d.depth, out, parts.threads)?;
-        }
+            run_dense_f32(gemm, a, d.depth, out, parts.threads)
+        })?;
         Ok(())
     }
 
@@ -412,37 +400,52 @@ impl Kernel for QuantGemmMatmul {
                     .map_err(|e| RuntimeError::eval(e.to_string()))?;
             }
         }
-        let out_len = d.rows * d.cols;
-        let out = prefix_mut(parts.output, d.pairs.len() * out_len, "the output")?;
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(parts.scratch);
         let (transposed, converted) = scratch
             .get_mut(..self.scratch_bytes)
             .ok_or_else(|| RuntimeError::eval("scratch too short"))?
             .split_at_mut(self.transposed);
         let transposed: &mut [i8] = bytemuck::cast_slice_mut(transposed);
-        for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len)) {
-            let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
-            let a = if d.adj_x {
-                let t = transposed
-                    .get_mut(..d.lhs_len())
-                    .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
-                transpose_lhs(a, t, d);
-                &*t
-            } else {
-                a
-            };
+        for_each_matrix_pair(d, lhs, parts.output, transposed, |a, ri, out| {
             let gemm = self
                 .gemms
                 .get(ri)
                 .ok_or_else(|| RuntimeError::eval("RHS matrix out of range"))?;
-            run_dense_q(gemm, a, d.depth, out, converted, parts.threads)?;
-        }
+            run_dense_q(gemm, a, d.depth, out, converted, parts.threads)
+        })?;
         Ok(())
     }
 
     fn scratch_bytes(&self) -> usize {
         self.scratch_bytes
     }
+}
+
+/// Calls `run(a, rhs_index, out)` for each broadcast pair of matrices: `a` is the pair's LHS
+/// matrix (transposed into `scratch` first when `adj_x`), `out` its part of `output`.
+fn for_each_matrix_pair<L: Copy, O>(
+    d: &MatmulDims,
+    lhs: &[L],
+    output: &mut [O],
+    scratch: &mut [L],
+    mut run: impl FnMut(&[L], usize, &mut [O]) -> Result<(), RuntimeError>,
+) -> Result<(), RuntimeError> {
+    let out_len = d.rows * d.cols;
+    let out = prefix_mut(output, d.pairs.len() * out_len, "the output")?;
+    for (&(li, ri), out) in d.pairs.iter().zip(out.chunks_exact_mut(out_len.max(1))) {
+        let a = matrix(lhs, li, d.lhs_len(), "the LHS")?;
+        let a = if d.adj_x {
+            let t = scratch
+                .get_mut(..d.lhs_len())
+                .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
+            transpose_lhs(a, t, d);
+            &*t
+        } else {
+            a
+        };
+        run(a, ri, out)?;
+    }
+    Ok(())
 }
 
 /// Matrix `index` of `len` elements in `data`.
