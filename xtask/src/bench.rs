@@ -119,6 +119,17 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<()> {
     } else {
         options.paths.clone()
     };
+    // Each model's files go to a folder named after its file stem, which names it in the
+    // tables too.
+    let mut stems = std::collections::HashSet::new();
+    for model in &models {
+        if !stems.insert(model.file_stem()) {
+            bail!(
+                "two models are named {}: the tables and the output folders go by file name",
+                model.display()
+            );
+        }
+    }
     let out_dir = workspace.cache_dir("bench");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -141,13 +152,12 @@ fn bench_model(
     out_dir: &Path,
     options: &BenchOptions,
 ) -> Row {
-    let name = workspace.display(model).to_string();
     let stem = model
         .file_stem()
         .map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
     let dir = out_dir.join(&stem);
     let mut row = Row {
-        name,
+        name: stem,
         ..Row::default()
     };
     let seconds = options.seconds.to_string();
