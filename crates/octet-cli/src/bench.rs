@@ -61,6 +61,12 @@ fn peak_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `duration` in milliseconds, as the double nearest to the whole nanoseconds (so that JSON
+/// shows `0.001363`, not `0.0013629999999999998`).
+fn millis(duration: Duration) -> f64 {
+    duration.as_nanos() as f64 / 1e6
+}
+
 /// Runs `octet bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     if !args.seconds.is_finite() || args.seconds < 0.0 || args.seconds > 3600.0 {
@@ -68,7 +74,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let prepare_started = Instant::now();
     let mut interpreter = load_interpreter(&args.model, args.runtime.options(1)?)?;
-    let prepare_ms = prepare_started.elapsed().as_secs_f64() * 1e3;
+    let prepare_ms = millis(prepare_started.elapsed());
     for i in 0..interpreter.num_inputs() {
         let info = interpreter.input_info(i)?.clone();
         let mut bytes = vec![0u8; info.byte_len()];
@@ -88,7 +94,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     while times.len() < 10 || (start.elapsed() < budget && times.len() < 100_000) {
         let t = Instant::now();
         interpreter.invoke()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        times.push(millis(t.elapsed()));
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
