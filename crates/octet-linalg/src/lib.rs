@@ -10,6 +10,28 @@
 //!
 //! The layout follows tract-linalg: [`frame`] holds the operand layouts, packing and drivers;
 //! `generic` the plain-Rust twins; `x86_64` the SIMD kernels, the only `unsafe` code in octet.
+//!
+//! A fully connected layer, `out = clamp(bias + x * W^T)`, on the best kernel of this CPU:
+//!
+//! ```
+//! use octet_linalg::Isa;
+//! use octet_linalg::frame::gemm::{ASource, RowOffsets};
+//! use octet_linalg::frame::gemm_f32::{F32Clamp, PackedF32Gemm};
+//!
+//! # fn main() -> Result<(), octet_linalg::LinalgError> {
+//! // Two output units over three inputs, packed once (at prepare time in the runtime).
+//! let weights = [1.0, 2.0, 3.0, -1.0, 0.5, 0.0];
+//! let bias = [0.5, -1.0];
+//! let gemm = PackedF32Gemm::new(Isa::detect(), &weights, Some(&bias), [2, 1, 3], F32Clamp::NONE)?;
+//!
+//! // Two rows of input, each a run of three values.
+//! let x = [1.0, 1.0, 1.0, 2.0, 0.0, -2.0];
+//! let a = ASource { data: &x, zero: gemm.zero(), rows: RowOffsets::Dense { stride: 3 } };
+//! let mut out = [0.0f32; 4];
+//! gemm.run(&a, 0..2, &mut out, 2)?;
+//! assert_eq!(out, [6.5, -1.5, -3.5, -3.0]);
+//! # Ok(()) }
+//! ```
 
 mod error;
 pub mod frame;
