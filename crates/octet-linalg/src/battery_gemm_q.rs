@@ -805,14 +805,26 @@ fn q_gemm_kernels_agree_on_model_like_scales() {
         };
         let taps = window.taps();
         let signed_out = case % 3 != 2;
+        // Every fourth case: inputs near their zero point and tiny weights, so that the
+        // multipliers exceed 1 (left shifts) while the outputs still spread over the range.
+        let tiny = case % 4 == 3;
+        let input_zero_point = rng.i32_in(-128, 127);
         let input: Vec<i8> = (0..window.input_pixels() * cin)
-            .map(|_| rng.i32_in(-128, 127) as i8)
+            .map(|_| {
+                if tiny {
+                    (input_zero_point + rng.i32_in(-8, 8)).clamp(-128, 127) as i8
+                } else {
+                    rng.i32_in(-128, 127) as i8
+                }
+            })
             .collect();
+        let w_max = if tiny { 2 } else { 127 };
         let weights: Vec<i8> = (0..cout * taps * cin)
-            .map(|_| rng.i32_in(-127, 127) as i8)
+            .map(|_| rng.i32_in(-w_max, w_max) as i8)
             .collect();
-        let bias: Vec<i32> = (0..cout).map(|_| rng.i32_in(-20_000, 20_000)).collect();
-        let spread = ((taps * cin) as f64).sqrt() * 5000.0;
+        let b_max = if tiny { 50 } else { 20_000 };
+        let bias: Vec<i32> = (0..cout).map(|_| rng.i32_in(-b_max, b_max)).collect();
+        let spread = ((taps * cin) as f64).sqrt() * if tiny { 10.0 } else { 5000.0 };
         let multipliers: Vec<QuantizedMultiplier> = (0..cout)
             .map(|_| {
                 let real = (0.5 + rng.0.f64()) * 100.0 / spread;
@@ -828,7 +840,7 @@ fn q_gemm_kernels_agree_on_model_like_scales() {
         };
         let spec = QGemmSpec {
             input: QType::I8,
-            input_offset: -rng.i32_in(-128, 127),
+            input_offset: -input_zero_point,
             weights: QWeights::I8(&weights),
             weight_offset: 0,
             shape: [cout, taps, cin],

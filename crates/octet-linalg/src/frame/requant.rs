@@ -6,7 +6,9 @@
 //!   rounding division by `2^right` (ties away from zero). `x86_64/requant.rs` holds its vector
 //!   forms.
 //! - [`FastRequant`]: a cheaper *checked* form for the 8-bit output stages. With a
-//!   non-negative multiplier `m` and no left shift, the double rounding collapses to one floor
+//!   non-negative multiplier `m` and no left shift (or one that cannot wrap for the channel's
+//!   accumulators: then `acc << left` is exact and the form is the `right = 0` one with `k = m
+//!   2^(left - 31)`), the double rounding collapses to one floor
 //!   (see below), `out = floor(acc * k + zero_point + 1/2 + e)` with `k = m / 2^(31 + right)`
 //!   and `e = +-2^-(right + 1)` depending only on the sign of the high product. A kernel
 //!   evaluates that in `f32` with one fused multiply-add and takes the floor, which is exact
@@ -158,9 +160,10 @@ pub struct FastRequant {
 
 impl FastRequant {
     /// The float form for `channels` with output `zero_point` and clamp `[lo, hi]`, or `None`
-    /// when some channel needs a left shift (the float form does not wrap as `acc << left`
-    /// does), has a negative multiplier, a right shift beyond 31, or accumulators large enough
-    /// to approach `2^30` after scaling.
+    /// when some channel needs a left shift that could wrap (the float form does not wrap as
+    /// `acc << left` does: the accumulator bound times `2^left` must fit `i32`), has a negative
+    /// multiplier, a right shift beyond 31, or accumulators large enough to approach `2^30`
+    /// after scaling.
     pub fn new(channels: &[FastChannel], zero_point: i32, lo: i32, hi: i32) -> Option<Self> {
         let reach = f64::from((i64::from(hi) - i64::from(zero_point)).unsigned_abs() as u32).max(
             f64::from((i64::from(zero_point) - i64::from(lo)).unsigned_abs() as u32),
@@ -178,11 +181,18 @@ impl FastRequant {
         let mut lanes = Vec::with_capacity(channels.len());
         for ch in channels {
             let m = ch.multiplier;
-            if m.multiplier < 0 || m.shift > 0 || m.shift < -31 {
+            if m.multiplier < 0 || m.shift < -31 || m.shift > 30 {
                 return None;
             }
-            let right = -m.shift;
-            let k = f64::from(m.multiplier) * pow2(-31 - right);
+            // A left shift is exact (no wrap) when every accumulator still fits `i32` after
+            // it: then `acc << left` times `m` is the `right = 0` case with `k = m 2^(left -
+            // 31)`.
+            let left = m.shift.max(0);
+            if ch.acc_bound > (i32::MAX as u64) >> left {
+                return None;
+            }
+            let right = (-m.shift).max(0);
+            let k = f64::from(m.multiplier) * pow2(left - 31 - right);
             // |acc * k| plus the offset must stay well inside i32 for the conversion.
             if (ch.acc_bound as f64) * k + c_max >= pow2(30) {
                 return None;
@@ -468,8 +478,7 @@ mod tests {
         hi: i32,
         rng: &mut fastrand::Rng,
     ) -> Vec<i32> {
-        let right = -m.shift;
-        let k = f64::from(m.multiplier) * pow2(-31 - right);
+        let k = f64::from(m.multiplier) * pow2(m.shift - 31);
         let mut out = Vec::new();
         if k > 0.0 {
             for q in (lo - 2)..=(hi + 2) {
@@ -494,11 +503,13 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(11);
         let mut trusted = 0usize;
         let mut total = 0usize;
-        for case in 0..3000 {
-            let real = match case % 4 {
+        let mut left_shifted = 0usize;
+        for case in 0..4000 {
+            let real = match case % 5 {
                 0 => rng.f64() * 0.01,
                 1 => rng.f64(),
                 2 => pow2(-(rng.i32(1..40))),
+                3 => 1.0 + rng.f64() * 40.0,
                 _ => rng.f64() * pow2(-(rng.i32(0..31))),
             };
             let Ok(m) = quantize_multiplier(real) else {
@@ -511,15 +522,28 @@ mod tests {
             } else {
                 (zp.max(tlo), thi)
             };
+            let acc_bound: u64 = 1 << rng.u32(8..=24);
             let channels = [FastChannel {
                 multiplier: m,
-                acc_bound: 1 << 24,
+                acc_bound,
             }];
             let Some(fast) = FastRequant::new(&channels, zp, lo, hi) else {
-                assert!(m.shift > 0 || m.multiplier < 0 || m.shift < -31, "{m:?}");
+                assert!(
+                    (m.shift > 0 && acc_bound << m.shift > i32::MAX as u64)
+                        || m.multiplier < 0
+                        || m.shift < -31,
+                    "{m:?}"
+                );
                 continue;
             };
+            if m.shift > 0 {
+                left_shifted += 1;
+            }
+            let bound = acc_bound.min(i32::MAX as u64) as i64;
             for acc in probe(m, zp, lo, hi, &mut rng) {
+                if i64::from(acc).abs() > bound {
+                    continue;
+                }
                 let want = exact(acc, m, zp, lo, hi);
                 total += 1;
                 if let Some(v) = fast.apply(acc, 0) {
@@ -534,6 +558,10 @@ mod tests {
         }
         // Nearly all lanes are trusted even though the probe aims at the boundaries.
         assert!(trusted * 10 > total * 8, "{trusted} of {total}");
+        assert!(
+            left_shifted > 100,
+            "{left_shifted} left-shifted multipliers"
+        );
     }
 
     #[test]

@@ -451,21 +451,22 @@ unsafe fn dot4_body<const S: bool, const FAST: bool>(
         let c = tile.channels;
         let ks = tile.taps.len();
         let live = tile.taps.iter().all(|&t| t != PAD) && !dot4_general_only();
-        if tile.step == c && live {
-            let len = tile.pixels * c;
-            match (ks / 4, ks % 4) {
-                (2, 1) => dot4_run_live::<S, FAST, 2, true>(pack, ptrs, 0, len, out),
-                (6, 1) => dot4_run_live::<S, FAST, 6, true>(pack, ptrs, 0, len, out),
-                (12, 1) => dot4_run_live::<S, FAST, 12, true>(pack, ptrs, 0, len, out),
-                (1, 0) => dot4_run_live::<S, FAST, 1, false>(pack, ptrs, 0, len, out),
-                (2, 0) => dot4_run_live::<S, FAST, 2, false>(pack, ptrs, 0, len, out),
-                _ => dot4_run::<S, FAST>(pack, ptrs, 0, len, out),
-            }
-        } else if tile.step == c {
-            dot4_run::<S, FAST>(pack, ptrs, 0, tile.pixels * c, out);
+        // One run over the segment when its pixels are contiguous, else one run per pixel
+        // (strided windows); runs whose taps all lie in the image take the specialised path.
+        let (runs, len, step) = if tile.step == c {
+            (1, tile.pixels * c, 0)
         } else {
-            for p in 0..tile.pixels {
-                dot4_run::<S, FAST>(pack, ptrs, p * tile.step, c, out.add(p * c));
+            (tile.pixels, c, tile.step)
+        };
+        for p in 0..runs {
+            let (advance, out) = (p * step, out.add(p * len));
+            match (live, ks / 4, ks % 4) {
+                (true, 2, 1) => dot4_run_live::<S, FAST, 2, true>(pack, ptrs, advance, len, out),
+                (true, 6, 1) => dot4_run_live::<S, FAST, 6, true>(pack, ptrs, advance, len, out),
+                (true, 12, 1) => dot4_run_live::<S, FAST, 12, true>(pack, ptrs, advance, len, out),
+                (true, 1, 0) => dot4_run_live::<S, FAST, 1, false>(pack, ptrs, advance, len, out),
+                (true, 2, 0) => dot4_run_live::<S, FAST, 2, false>(pack, ptrs, advance, len, out),
+                _ => dot4_run::<S, FAST>(pack, ptrs, advance, len, out),
             }
         }
     }

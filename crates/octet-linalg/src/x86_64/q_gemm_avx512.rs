@@ -189,112 +189,115 @@ unsafe fn store_512(out: OutPtr, index: usize, v: __m512i, count: usize) {
 /// narrowed with saturating packs into bytes in column order, clamped and stored with one
 /// masked store of `cols` bytes.
 ///
-/// # Safety
-/// `cols <= NV * 16` bytes must be writable at `out + (row0 + r) * out_stride + first` for
-/// every `r < R`, and the stage's per-column slices must hold `first + NV * 16` elements.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq")]
-unsafe fn checked_rows<const R: usize, const NV: usize, const SIGNED: bool>(
-    acc: &[[__m512i; NV]; R],
-    stage: &OutputStage<'_>,
-    c: &CheckedStage<'_>,
-    first: usize,
-    cols: usize,
-    out: *mut u8,
-    row0: usize,
-    out_stride: usize,
-) {
-    // SAFETY: see above; loads of 16 parameters at `first + 16 v`, stores of `cols` bytes.
-    unsafe {
-        let window = _mm512_set1_ps(c.window);
-        let lo = _mm512_set1_epi8(stage.min as i8);
-        let hi = _mm512_set1_epi8(stage.max as i8);
-        let mask: __mmask64 = if cols >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << cols) - 1
-        };
-        // Rows whose outputs are contiguous (the block is the whole, narrow, output row) are
-        // packed `4 / NV` at a time into one 64-byte vector.
-        let per = if NV < 4 && cols == NV * 16 && out_stride == cols {
-            4 / NV
-        } else {
-            1
-        };
-        let mut r = 0;
-        while r < R {
-            let rows = per.min(R - r);
-            let mut q = [_mm512_setzero_si512(); 4];
-            for j in 0..rows {
-                let acc = &acc[r + j];
-                let mut ambiguous: __mmask16 = 0;
-                for v in 0..NV {
-                    let o = first + 16 * v;
-                    q[j * NV + v] = fast_requant_avx512(
-                        acc[v],
-                        _mm512_loadu_ps(c.scale.as_ptr().add(o)),
-                        _mm512_loadu_ps(c.offset.as_ptr().add(o)),
-                        _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
-                        _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
-                        window,
-                        &mut ambiguous,
-                    );
-                }
-                if ambiguous != 0 {
-                    super::cold_path();
+/// A macro, not a function: the compiler does not inline a function this size into the
+/// kernel bodies, and the call (with its parameter loads) cost a tenth of a pointwise GEMM with
+/// a short `k`. Expands, inside a body generic over `R` and `NV`, to statements that need an
+/// `unsafe` context where `cols <= NV * 16` bytes are writable at `out + (row0 + r) *
+/// out_stride + first` for every `r < R`, and the stage's per-column slices hold `first + NV *
+/// 16` elements.
+macro_rules! checked_rows {
+    (
+        $signed:expr, $acc:expr, $stage:expr, $c:expr, $first:expr, $cols:expr, $out:expr,
+        $row0:expr, $out_stride:expr
+    ) => {{
+        const SIGNED: bool = $signed;
+        let acc: &[[__m512i; NV]; R] = $acc;
+        let stage: &OutputStage<'_> = $stage;
+        let c: &CheckedStage<'_> = $c;
+        let (first, cols, out, row0, out_stride): (usize, usize, *mut u8, usize, usize) =
+            ($first, $cols, $out, $row0, $out_stride);
+        // Expanded inside the body's `unsafe` block (see above): loads of 16 parameters at
+        // `first + 16 v`, stores of `cols` bytes.
+        {
+            let window = _mm512_set1_ps(c.window);
+            let lo = _mm512_set1_epi8(stage.min as i8);
+            let hi = _mm512_set1_epi8(stage.max as i8);
+            let mask: __mmask64 = if cols >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << cols) - 1
+            };
+            // Rows whose outputs are contiguous (the block is the whole, narrow, output row) are
+            // packed `4 / NV` at a time into one 64-byte vector.
+            let per = if NV < 4 && cols == NV * 16 && out_stride == cols {
+                4 / NV
+            } else {
+                1
+            };
+            let mut r = 0;
+            while r < R {
+                let rows = per.min(R - r);
+                let mut q = [_mm512_setzero_si512(); 4];
+                for j in 0..rows {
+                    let acc = &acc[r + j];
+                    let mut ambiguous: __mmask16 = 0;
                     for v in 0..NV {
-                        let p = Params512::load(stage, first + 16 * v);
-                        if let Params512::Fixed { fixed, .. } = p {
-                            q[j * NV + v] = _mm512_min_epi32(
-                                _mm512_max_epi32(
-                                    _mm512_add_epi32(
-                                        fixed.apply(acc[v]),
-                                        _mm512_set1_epi32(stage.zero_point),
+                        let o = first + 16 * v;
+                        q[j * NV + v] = fast_requant_avx512(
+                            acc[v],
+                            _mm512_loadu_ps(c.scale.as_ptr().add(o)),
+                            _mm512_loadu_ps(c.offset.as_ptr().add(o)),
+                            _mm512_loadu_ps(c.offset_neg.as_ptr().add(o)),
+                            _mm512_loadu_si512(c.threshold.as_ptr().add(o).cast()),
+                            window,
+                            &mut ambiguous,
+                        );
+                    }
+                    if ambiguous != 0 {
+                        super::cold_path();
+                        for v in 0..NV {
+                            let p = Params512::load(stage, first + 16 * v);
+                            if let Params512::Fixed { fixed, .. } = p {
+                                q[j * NV + v] = _mm512_min_epi32(
+                                    _mm512_max_epi32(
+                                        _mm512_add_epi32(
+                                            fixed.apply(acc[v]),
+                                            _mm512_set1_epi32(stage.zero_point),
+                                        ),
+                                        _mm512_set1_epi32(stage.min),
                                     ),
-                                    _mm512_set1_epi32(stage.min),
-                                ),
-                                _mm512_set1_epi32(stage.max),
-                            );
+                                    _mm512_set1_epi32(stage.max),
+                                );
+                            }
                         }
                     }
                 }
-            }
-            // Saturating packs interleave 128-bit lanes: dword 4 l + j of the packed vector
-            // holds elements 16 j + 4 l ..; gather them back into order.
-            let used = rows * NV;
-            let words_lo = _mm512_packs_epi32(q[0], if used > 1 { q[1] } else { q[0] });
-            let words_hi = if used > 2 {
-                _mm512_packs_epi32(q[2], q[3])
-            } else {
-                words_lo
-            };
-            let bytes = if SIGNED {
-                _mm512_packs_epi16(words_lo, words_hi)
-            } else {
-                _mm512_packus_epi16(words_lo, words_hi)
-            };
-            let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-            let bytes = _mm512_permutexvar_epi32(order, bytes);
-            let bytes = if SIGNED {
-                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
-            } else {
-                _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
-            };
-            let dst = out.add((row0 + r) * out_stride + first);
-            let mask = if per > 1 {
-                if rows * cols >= 64 {
-                    u64::MAX
+                // Saturating packs interleave 128-bit lanes: dword 4 l + j of the packed vector
+                // holds elements 16 j + 4 l ..; gather them back into order.
+                let used = rows * NV;
+                let words_lo = _mm512_packs_epi32(q[0], if used > 1 { q[1] } else { q[0] });
+                let words_hi = if used > 2 {
+                    _mm512_packs_epi32(q[2], q[3])
                 } else {
-                    (1u64 << (rows * cols)) - 1
-                }
-            } else {
-                mask
-            };
-            _mm512_mask_storeu_epi8(dst.cast(), mask, bytes);
-            r += rows;
+                    words_lo
+                };
+                let bytes = if SIGNED {
+                    _mm512_packs_epi16(words_lo, words_hi)
+                } else {
+                    _mm512_packus_epi16(words_lo, words_hi)
+                };
+                let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                let bytes = _mm512_permutexvar_epi32(order, bytes);
+                let bytes = if SIGNED {
+                    _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+                } else {
+                    _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
+                };
+                let dst = out.add((row0 + r) * out_stride + first);
+                let mask = if per > 1 {
+                    if rows * cols >= 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << (rows * cols)) - 1
+                    }
+                } else {
+                    mask
+                };
+                _mm512_mask_storeu_epi8(dst.cast(), mask, bytes);
+                r += rows;
+            }
         }
-    }
+    }};
 }
 
 /// Generates a safe entry point, its row splitter and its `#[target_feature]` body for one
@@ -436,7 +439,8 @@ macro_rules! q_gemm_512 {
                             },
                             OutPtr::I8(p),
                         ) if in_type((-128, 127)) => {
-                            checked_rows::<R, NV, true>(
+                            checked_rows!(
+                                true,
                                 &spilled,
                                 stage,
                                 &c,
@@ -444,7 +448,7 @@ macro_rules! q_gemm_512 {
                                 cols,
                                 p.cast(),
                                 row0,
-                                out_stride,
+                                out_stride
                             );
                             true
                         }
@@ -454,8 +458,8 @@ macro_rules! q_gemm_512 {
                             },
                             OutPtr::U8(p),
                         ) if in_type((0, 255)) => {
-                            checked_rows::<R, NV, false>(
-                                &spilled, stage, &c, first, cols, p, row0, out_stride,
+                            checked_rows!(
+                                false, &spilled, stage, &c, first, cols, p, row0, out_stride
                             );
                             true
                         }
