@@ -69,26 +69,40 @@ impl Threads {
         f: impl Fn(usize, &mut [T]) -> Result<(), LinalgError> + Sync,
     ) -> Result<(), LinalgError> {
         let chunk_len = chunk_len.max(1).max(data.len().div_ceil(MAX_CHUNKS));
+        self.for_each_part(data.chunks_mut(chunk_len), f)
+    }
+
+    /// Calls `f(index, part)` for each of `parts` (disjoint pieces of the work, such as chunks of
+    /// an output together with scratch of their own), in parallel when there is more than one
+    /// thread: part `t` runs on thread `t` first. At most [`MAX_CHUNKS`] parts: more is an error
+    /// (before anything runs). The first error wins; a panic in `f` is re-raised.
+    pub fn for_each_part<P: Send>(
+        &self,
+        parts: impl ExactSizeIterator<Item = P>,
+        f: impl Fn(usize, P) -> Result<(), LinalgError> + Sync,
+    ) -> Result<(), LinalgError> {
+        let count = parts.len();
+        if count > MAX_CHUNKS {
+            return Err(LinalgError::InvalidParameter(format!(
+                "{count} parts, at most {MAX_CHUNKS}"
+            )));
+        }
         let pool = match &self.pool {
-            Some(pool) if data.len() > chunk_len => pool,
+            Some(pool) if count > 1 => pool,
             _ => {
-                return data
-                    .chunks_mut(chunk_len)
-                    .enumerate()
-                    .try_for_each(|(i, chunk)| f(i, chunk));
+                return parts.enumerate().try_for_each(|(i, part)| f(i, part));
             }
         };
-        let count = data.len().div_ceil(chunk_len);
-        let mut chunks = data.chunks_mut(chunk_len);
-        let slots: [Mutex<Option<&mut [T]>>; MAX_CHUNKS] =
-            std::array::from_fn(|_| Mutex::new(chunks.next()));
+        let mut parts = parts;
+        let slots: [Mutex<Option<P>>; MAX_CHUNKS] =
+            std::array::from_fn(|_| Mutex::new(parts.next()));
         let error: Mutex<Option<LinalgError>> = Mutex::new(None);
         pool.run(count, &|i| {
-            let chunk = slots
+            let part = slots
                 .get(i)
                 .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
-            if let Some(chunk) = chunk
-                && let Err(e) = f(i, chunk)
+            if let Some(part) = part
+                && let Err(e) = f(i, part)
                 && let Ok(mut first) = error.lock()
             {
                 first.get_or_insert(e);
@@ -142,6 +156,27 @@ mod tests {
                 }
             });
             assert!(err.is_err());
+        }
+    }
+
+    #[test]
+    fn jobs_survive_parked_and_withdrawn_workers() {
+        for threads in [2, 4] {
+            let pool = Threads::new(threads).unwrap();
+            for round in 0..3000usize {
+                if round % 1000 == 999 {
+                    // Let the workers park.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                let len = 1 + round % 97;
+                let mut data = vec![0u32; len];
+                pool.for_each_chunk(&mut data, 1 + round % 5, |_, chunk| {
+                    chunk.iter_mut().for_each(|v| *v += 1);
+                    Ok(())
+                })
+                .unwrap();
+                assert!(data.iter().all(|&v| v == 1));
+            }
         }
     }
 

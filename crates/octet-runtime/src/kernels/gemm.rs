@@ -17,6 +17,7 @@ use octet_linalg::frame::gemm_q::{
     PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
 };
 use octet_linalg::frame::window::{Indirection, PAD, Window2d};
+use octet_linalg::threads::MAX_CHUNKS;
 use octet_linalg::{Isa, LinalgError, Threads};
 
 use crate::RuntimeError;
@@ -763,6 +764,18 @@ impl QuantGemm {
         let rows = GemmRows::new(&layout, stride)?;
         let scratch_bytes = match &rows {
             GemmRows::Padded { image, .. } => format.padded_scratch_bytes(image, shape.in_c)?,
+            // Converted chunk by chunk: every chunk's slack and alignment on top.
+            GemmRows::Dense => format
+                .scratch_bytes(0, shape.in_c)?
+                .checked_add(8)
+                .and_then(|per_chunk| per_chunk.checked_mul(MAX_CHUNKS))
+                .and_then(|extra| {
+                    format
+                        .scratch_bytes(shape.in_pixels, shape.in_c)
+                        .ok()?
+                        .checked_add(extra)
+                })
+                .ok_or_else(|| LinalgError::TooLarge("converted input".into()))?,
             _ => format.scratch_bytes(shape.in_pixels, shape.in_c)?,
         };
         Ok(QuantGemm {
@@ -793,6 +806,9 @@ impl QuantGemm {
         let Some(first) = self.gemms.first() else {
             return Ok(());
         };
+        if matches!(self.rows, GemmRows::Dense) && (s.m > 1 || threads.count() == 1) {
+            return self.run_dense_rows(input, out, scratch, threads);
+        }
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
         let converted = match &self.rows {
             GemmRows::Padded { image, .. } => {
@@ -824,6 +840,69 @@ impl QuantGemm {
                 Ok(())
             },
         )
+    }
+
+    /// [`QuantGemm::run`] for dense rows split by rows: every chunk converts its own input rows
+    /// into scratch of its own before its GEMM, so the conversion runs in parallel too and each
+    /// thread reads the rows it (most likely) produced in the previous operator.
+    fn run_dense_rows<X: QElem, O: QElem>(
+        &self,
+        input: &[X],
+        out: &mut [O],
+        scratch: &mut [u64],
+        threads: &Threads,
+    ) -> Result<(), RuntimeError> {
+        let s = &self.shape;
+        let out_c = s.out_c();
+        let Some(first) = self.gemms.first() else {
+            return Ok(());
+        };
+        let mr = first.row_block().max(1);
+        let macs_per_row = out_c.saturating_mul(s.depth).max(1);
+        let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
+        let chunk_rows = threads
+            .chunk_units(s.m, min_rows)
+            .max(s.m.div_ceil(MAX_CHUNKS))
+            .next_multiple_of(mr)
+            .max(1);
+        let in_c = s.in_c;
+        let mut rest = scratch;
+        let parts = out
+            .chunks_mut(chunk_rows * out_c)
+            .enumerate()
+            .map(move |(i, out)| {
+                let rows = out.len() / out_c.max(1);
+                let words = self.format.scratch_bytes(rows, in_c)?.div_ceil(8);
+                if words > rest.len() {
+                    return Err(LinalgError::Mismatch("scratch too short".into()));
+                }
+                let (mine, others) = std::mem::take(&mut rest).split_at_mut(words);
+                rest = others;
+                Ok((i * chunk_rows, out, mine))
+            });
+        threads
+            .for_each_part(parts, |_, part| {
+                let (first, out, scratch) = part?;
+                let rows = out.len() / out_c.max(1);
+                let x = input
+                    .get(first * in_c..(first + rows) * in_c)
+                    .ok_or_else(|| LinalgError::Mismatch("input shorter than the rows".into()))?;
+                let converted =
+                    self.format
+                        .convert(X::input(x), in_c, bytemuck::cast_slice_mut(scratch))?;
+                let offsets = RowOffsets::Dense {
+                    stride: converted.pixel_stride(),
+                };
+                for (g, gemm) in self.gemms.iter().enumerate() {
+                    let a = converted.source(g * s.depth, offsets)?;
+                    let out = out
+                        .get_mut(g * s.per_group..)
+                        .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
+                    gemm.run(&a, 0..rows, out, out_c)?;
+                }
+                Ok(())
+            })
+            .map_err(eval_error)
     }
 }
 

@@ -15,6 +15,7 @@ use octet_linalg::frame::pool::{Pool2d, PoolKind};
 use octet_linalg::frame::window::Window2d;
 use octet_linalg::{Isa, LinalgError};
 
+use crate::kernels::binary::SPLIT_BYTES;
 use crate::kernels::common::{activation_range_f32, activation_range_quantized, dtype_range};
 use crate::{Kernel, OpContext, OpIo, RuntimeError};
 
@@ -294,7 +295,12 @@ fn run_rows<T: Pod + Send + Sync>(
         return Ok(());
     }
     let row_len = plan.row_len();
-    let per_chunk = parts.threads.chunk_units(plan.rows(), 1);
+    // Chunks of at least SPLIT_BYTES of output, like the element-wise operators: smaller ones
+    // cost more to hand to another thread than they save.
+    let row_bytes = (row_len * size_of::<T>()).max(1);
+    let per_chunk = parts
+        .threads
+        .chunk_units(plan.rows(), SPLIT_BYTES.div_ceil(row_bytes));
     parts
         .threads
         .for_each_chunk(parts.output, per_chunk * row_len, |i, chunk| {

@@ -376,7 +376,13 @@ fn linalg_q8(
     Ok(Some(Box::new(LinalgQ8Depthwise { dw })))
 }
 
-/// Runs `f(rows, out_rows)` over chunks of whole output rows, in parallel.
+/// Fewest multiply-adds worth a chunk of a depthwise convolution of its own: about a
+/// microsecond and a half of work, which is more than handing a chunk to another thread costs
+/// (the smallest layers of the MediaPipe models took four times longer split over two threads).
+const MIN_MACS_PER_CHUNK: usize = 1 << 15;
+
+/// Runs `f(rows, out_rows)` over chunks of whole output rows, in parallel when each chunk gets
+/// at least [`MIN_MACS_PER_CHUNK`] multiply-adds.
 fn run_rows<T: Send>(
     threads: &Threads,
     plan: &DwPlan,
@@ -385,7 +391,8 @@ fn run_rows<T: Send>(
 ) -> Result<(), RuntimeError> {
     check_len("output", out.len(), plan.output_len())?;
     let row_len = plan.row_len();
-    let per_chunk = threads.chunk_units(plan.rows(), 1);
+    let macs_per_row = row_len.saturating_mul(plan.taps()).max(1);
+    let per_chunk = threads.chunk_units(plan.rows(), MIN_MACS_PER_CHUNK.div_ceil(macs_per_row));
     threads
         .for_each_chunk(out, per_chunk * row_len, |i, chunk| {
             let start = i * per_chunk;
