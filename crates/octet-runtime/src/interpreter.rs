@@ -631,6 +631,12 @@ impl Interpreter {
 
     /// Runs the model on the current inputs. Allocates nothing.
     pub fn invoke(&mut self) -> Result<(), RuntimeError> {
+        self.run(None)
+    }
+
+    /// Runs every step, on the pool when the model is worth it, timing steps into `seconds`
+    /// when given.
+    fn run(&mut self, seconds: Option<&mut [f64]>) -> Result<(), RuntimeError> {
         let pooled = self.pooled();
         let Interpreter {
             steps,
@@ -642,7 +648,7 @@ impl Interpreter {
         } = self;
         let single = Threads::single();
         let threads = if pooled { &*threads } else { &single };
-        run_steps(steps, arena, constants, scratch, threads, None, None)
+        run_steps(steps, arena, constants, scratch, threads, None, seconds)
     }
 
     /// Whether an inference is worth handing to the thread pool: below about a million
@@ -658,26 +664,7 @@ impl Interpreter {
     /// to `seconds` (parallel to [`operators`](Self::operators); shorter slices get the first
     /// operators only).
     pub fn invoke_profiled(&mut self, seconds: &mut [f64]) -> Result<(), RuntimeError> {
-        let pooled = self.pooled();
-        let Interpreter {
-            steps,
-            arena,
-            constants,
-            scratch,
-            threads,
-            ..
-        } = self;
-        let single = Threads::single();
-        let threads = if pooled { &*threads } else { &single };
-        run_steps(
-            steps,
-            arena,
-            constants,
-            scratch,
-            threads,
-            None,
-            Some(seconds),
-        )
+        self.run(Some(seconds))
     }
 
     /// Runs the model and shows `observer` every graph input and then every operator output as
