@@ -28,19 +28,32 @@ impl Rng {
 
 /// A random convolution window (with padding, strides and dilations) over a small image.
 pub(crate) fn random_window(rng: &mut Rng) -> Window2d {
-    let filter_h = rng.usize(1..=5);
-    let filter_w = rng.usize(1..=5);
-    let stride_h = rng.usize(1..=2);
-    let stride_w = rng.usize(1..=2);
+    let filter = (rng.usize(1..=5), rng.usize(1..=5));
+    // As much padding after the image as before it.
+    random_window_of(rng, filter, 2, (9, 9), |_, before| before)
+}
+
+/// A random window of a `filter` (height, width): strides up to `max_stride`, dilations up to
+/// 2, an image up to `max_in` (height, width), padding before the image up to the dilated
+/// filter's span and `pad_after(span, before)` after it.
+pub(crate) fn random_window_of(
+    rng: &mut Rng,
+    (filter_h, filter_w): (usize, usize),
+    max_stride: usize,
+    (max_in_h, max_in_w): (usize, usize),
+    pad_after: impl Fn(usize, usize) -> usize,
+) -> Window2d {
+    let stride_h = rng.usize(1..=max_stride);
+    let stride_w = rng.usize(1..=max_stride);
     let dilation_h = rng.usize(1..=2);
     let dilation_w = rng.usize(1..=2);
-    let in_h = rng.usize(1..=9);
-    let in_w = rng.usize(1..=9);
+    let in_h = rng.usize(1..=max_in_h);
+    let in_w = rng.usize(1..=max_in_w);
     let pad_top = rng.usize(0..=(filter_h - 1) * dilation_h);
     let pad_left = rng.usize(0..=(filter_w - 1) * dilation_w);
     let out = |size: usize, pad: usize, filter: usize, dilation: usize, stride: usize| {
         let span = (filter - 1) * dilation + 1;
-        (size + 2 * pad).saturating_sub(span) / stride + 1
+        (size + pad + pad_after(span, pad)).saturating_sub(span) / stride + 1
     };
     Window2d {
         batches: rng.usize(1..=2),

@@ -7,7 +7,7 @@
 
 use octet_core::fixed_point::{QuantizedMultiplier, multiply_by_quantized_multiplier};
 
-use crate::battery::Rng;
+use crate::battery::{Rng, random_window_of};
 use crate::frame::depthwise::{
     DwPlan, F32DwUkernel, PackedF32Depthwise, PackedQ8Depthwise, Q8DwParams, Q8DwUkernel,
 };
@@ -24,38 +24,10 @@ pub(crate) fn random_dw_window(rng: &mut Rng, case: usize) -> Window2d {
         1 => (5, 5),
         _ => (rng.usize(1..=7), rng.usize(1..=7)),
     };
-    let stride_h = rng.usize(1..=3);
-    let stride_w = rng.usize(1..=3);
-    let dilation_h = rng.usize(1..=2);
-    let dilation_w = rng.usize(1..=2);
-    let in_h = rng.usize(1..=12);
-    let in_w = rng.usize(1..=14);
-    let pad_top = rng.usize(0..=(filter_h - 1) * dilation_h);
-    let pad_left = rng.usize(0..=(filter_w - 1) * dilation_w);
-    let out = |size: usize, pad: usize, filter: usize, dilation: usize, stride: usize| {
-        let span = (filter - 1) * dilation + 1;
-        // Sometimes also pad after the image (SAME-style), up to the span.
-        (size + pad + rng_pad(span, pad)).saturating_sub(span) / stride + 1
-    };
-    Window2d {
-        batches: rng.usize(1..=2),
-        in_h,
-        in_w,
-        out_h: out(in_h, pad_top, filter_h, dilation_h, stride_h),
-        out_w: out(in_w, pad_left, filter_w, dilation_w, stride_w),
-        filter_h,
-        filter_w,
-        stride_h,
-        stride_w,
-        dilation_h,
-        dilation_w,
-        pad_top,
-        pad_left,
-    }
-}
-
-fn rng_pad(span: usize, pad: usize) -> usize {
-    (span - 1).saturating_sub(pad)
+    // Sometimes also pad after the image (SAME-style), up to the span.
+    random_window_of(rng, (filter_h, filter_w), 3, (12, 14), |span, before| {
+        (span - 1).saturating_sub(before)
+    })
 }
 
 /// The input pixel index of tap (fy, fx) of output (b, oy, ox), `None` in the padding.

@@ -564,20 +564,7 @@ unsafe fn quant_prelu8_fast<T: QuantElem>(
     // (count <= 64) inside `x` and `out`; its per-channel operands `i % period..+64` lie
     // inside the expanded arrays (`period` is a multiple of 64, `i` of 64).
     unsafe {
-        let t = prepared.positive.as_ptr();
-        let k = PreluVbmi {
-            table: [
-                _mm512_loadu_si512(t.cast()),
-                _mm512_loadu_si512(t.add(64).cast()),
-                _mm512_loadu_si512(t.add(128).cast()),
-                _mm512_loadu_si512(t.add(192).cast()),
-            ],
-            alpha_mult: Fixed512::splat(p.alpha_multiplier),
-            xo: _mm512_set1_epi32(p.input_offset),
-            zo: _mm512_set1_epi32(p.output_offset),
-            scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
-            zero_point: p.input_offset.wrapping_neg(),
-        };
+        let k = PreluVbmi::new(prepared);
         let [t0, t1, t2, t3] = k.table;
         let mut i = 0;
         let mut j = 0;
@@ -898,6 +885,32 @@ struct PreluVbmi {
 }
 
 impl PreluVbmi {
+    /// The registers of `prepared`: its 256-byte positive table and its parameters.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+    fn new(prepared: &QuantPreluPrepared) -> Self {
+        let p = &prepared.params;
+        let t = &prepared.positive;
+        // SAFETY: the positive table holds 256 bytes, read as four 64-byte vectors.
+        let table = unsafe {
+            let t = t.as_ptr();
+            [
+                _mm512_loadu_si512(t.cast()),
+                _mm512_loadu_si512(t.add(64).cast()),
+                _mm512_loadu_si512(t.add(128).cast()),
+                _mm512_loadu_si512(t.add(192).cast()),
+            ]
+        };
+        PreluVbmi {
+            table,
+            alpha_mult: Fixed512::splat(p.alpha_multiplier),
+            xo: _mm512_set1_epi32(p.input_offset),
+            zo: _mm512_set1_epi32(p.output_offset),
+            scalar_alpha: _mm512_set1_epi32(p.alpha.first().copied().unwrap_or(0)),
+            zero_point: p.input_offset.wrapping_neg(),
+        }
+    }
+
     /// Which of the 64 bytes lie below the input zero point.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
@@ -985,20 +998,7 @@ unsafe fn quant_prelu8_vbmi<T: QuantElem>(prepared: &QuantPreluPrepared, x: &[T]
     // `period` elements: rows lie inside `x`/`out` as the period divides their common length)
     // or inside the expanded alphas (blocks start at multiples of 64 of it, a multiple of 64).
     unsafe {
-        let t = prepared.positive.as_ptr();
-        let k = PreluVbmi {
-            table: [
-                _mm512_loadu_si512(t.cast()),
-                _mm512_loadu_si512(t.add(64).cast()),
-                _mm512_loadu_si512(t.add(128).cast()),
-                _mm512_loadu_si512(t.add(192).cast()),
-            ],
-            alpha_mult: Fixed512::splat(p.alpha_multiplier),
-            xo: _mm512_set1_epi32(p.input_offset),
-            zo: _mm512_set1_epi32(p.output_offset),
-            scalar_alpha: _mm512_set1_epi32(p.alpha[0]),
-            zero_point: p.input_offset.wrapping_neg(),
-        };
+        let k = PreluVbmi::new(prepared);
         if period == 1 {
             let mut i = 0;
             while i < x.len() {
