@@ -90,6 +90,8 @@ pub struct Interpreter {
     slots: Vec<Slot>,
     steps: Vec<Step>,
     operators: Vec<OperatorInfo>,
+    /// Whether inferences run on the thread pool (see [`POOL_MIN_MACS`]).
+    pooled: bool,
     arena: Vec<u64>,
     /// Words of arena [`Interpreter::invoke_observed`] needs: the planned arena and the memory
     /// of absorbed operators' outputs past it (allocated on the first observed run).
@@ -505,11 +507,14 @@ impl Interpreter {
             });
         }
 
+        let pooled =
+            threads.count() > 1 && operators.iter().map(|o| o.macs).sum::<u64>() >= POOL_MIN_MACS;
         Ok(Interpreter {
             tensors,
             slots,
             steps,
             operators,
+            pooled,
             arena: vec![0u64; plan.size / 8],
             observed_words: observed_bytes / 8,
             constants,
@@ -637,27 +642,18 @@ impl Interpreter {
     /// Runs every step, on the pool when the model is worth it, timing steps into `seconds`
     /// when given.
     fn run(&mut self, seconds: Option<&mut [f64]>) -> Result<(), RuntimeError> {
-        let pooled = self.pooled();
         let Interpreter {
             steps,
             arena,
             constants,
             scratch,
             threads,
+            pooled,
             ..
         } = self;
         let single = Threads::single();
-        let threads = if pooled { &*threads } else { &single };
+        let threads = if *pooled { &*threads } else { &single };
         run_steps(steps, arena, constants, scratch, threads, None, seconds)
-    }
-
-    /// Whether an inference is worth handing to the thread pool: below about a million
-    /// multiply-accumulates the hand-over costs more than a second thread saves, and kernels
-    /// too small to split run on the caller's thread anyway.
-    fn pooled(&self) -> bool {
-        const POOL_MIN_MACS: u64 = 1_000_000;
-        self.threads.count() > 1
-            && self.operators.iter().map(|o| o.macs).sum::<u64>() >= POOL_MIN_MACS
     }
 
     /// Runs the model like [`invoke`](Self::invoke) and adds each operator's time in seconds
@@ -705,6 +701,11 @@ impl Interpreter {
         )
     }
 }
+
+/// Below about a million multiply-accumulates per inference the hand-over to the thread pool
+/// costs more than a second thread saves (and kernels that small run on the caller's thread
+/// anyway), so such models do not use the pool.
+const POOL_MIN_MACS: u64 = 1_000_000;
 
 /// An observer and the tensor infos it is shown with.
 type Observer<'o, 't> = (&'o mut dyn FnMut(Observation<'_>), &'t [TensorInfo]);
