@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The most indices one job may have (the bits of the claim mask).
+/// The most indices one job may have (a split keeps its parts in an array of this size).
 pub(crate) const MAX_TASKS: usize = 64;
 
 /// How long an idle worker spins before it parks.

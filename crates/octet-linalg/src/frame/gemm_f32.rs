@@ -213,7 +213,7 @@ impl F32GemmUkernel {
         out: &mut [f32],
         out_stride: usize,
     ) -> Result<(), LinalgError> {
-        (self.run)(tile, clamp, F32Epilogue::None, out, out_stride)
+        self.run_fused(tile, clamp, F32Epilogue::None, out, out_stride)
     }
 
     /// Runs one tile with a fused epilogue.
