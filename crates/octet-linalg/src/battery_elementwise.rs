@@ -234,7 +234,7 @@ fn quant_binary_rejects_bad_operands() {
 
 fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
     let mut rng = Rng::new(seed);
-    let mut fast = 0;
+    let (mut fast, mut linear) = (0, 0);
     for case in 0..300 {
         let zp = |rng: &mut Rng| [T::MIN, T::MAX, i32_in(rng, T::MIN, T::MAX)][rng.usize(0..=2)];
         let channels = [1, rng.usize(1..=70), 16, 32][rng.usize(0..=3)];
@@ -273,6 +273,16 @@ fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
             let mut out = vec![T::from_i32(0); len];
             kernel.run(&x, &mut out).unwrap();
             assert_eq!(out, expected, "{} case {case}", kernel.isa());
+            if kernel.take_linear() {
+                linear += 1;
+                kernel.run(&x, &mut out).unwrap();
+                assert_eq!(
+                    out,
+                    expected,
+                    "{} without the 16-bit form, case {case}",
+                    kernel.isa()
+                );
+            }
             if kernel.widen_window() {
                 fast += 1;
                 kernel.run(&x, &mut out).unwrap();
@@ -289,6 +299,7 @@ fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
         }
     }
     assert!(fast > 100, "the float form ran {fast} times");
+    assert!(linear > 100, "the 16-bit form ran {linear} times");
 }
 
 #[test]

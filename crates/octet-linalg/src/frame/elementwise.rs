@@ -375,6 +375,189 @@ pub(crate) struct QuantPreluPrepared {
     pub(crate) expanded_alpha: Vec<i32>,
     /// The checked float form of the negative branch (8-bit types), when it applies.
     pub(crate) fast: Option<FastPreluExpanded>,
+    /// The 16-bit form of the negative branch (8-bit types), when one was found.
+    pub(crate) linear: Option<PreluLinear16>,
+}
+
+/// The negative branch of an 8-bit PRELU as one 16-bit rounding multiply and a saturating add
+/// per element, `vpmulhrsw` and `vpaddsw` (32 lanes per AVX-512 register, against the 16 of
+/// the float form and its checks): for an input `x` below the zero point `z` of channel `c`
+/// and `v = x - z`, `clamp(sat16(v * whole[c] + mulhrs(v, slope[c]) + fix + offset[c]))` with
+/// `mulhrs(v, a) = (v * a + 2^14) >> 15` (a slope of `whole + slope / 2^15` output steps per
+/// input step, 16-bit wrapping arithmetic), where `fix` corrects the few inputs per channel
+/// whose result TFLite rounds differently.
+///
+/// TFLite's result is `z_out + round(round(v * alpha_c * m'), k)` (the multiplier's fixed
+/// point, then its shift, each rounded), which a slope near `alpha_c * m * 2^15` and an offset
+/// near `z_out` reproduce except where the double rounding lands on the other side of a tie.
+/// The slope, offset and corrections are chosen at prepare time by computing every input byte
+/// below the zero point both ways ([`PreluLinear16::linear`] against the exact integer
+/// arithmetic), so the form is exact by construction, and absent when some channel needs more
+/// than [`PRELU_FIXES`] corrections.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PreluLinear16 {
+    /// Per element of a [`chunk_period`] of the channels: the channel's whole slope...
+    pub(crate) whole: Vec<i16>,
+    /// ...its fractional slope (in 2^-15)...
+    pub(crate) slope: Vec<i16>,
+    /// ...its offset...
+    pub(crate) offset: Vec<i16>,
+    /// ...and per correction, the offset input `v` it applies to (`i16::MIN`: none)...
+    pub(crate) fix_input: [Vec<i16>; PRELU_FIXES],
+    /// ...and what it adds to the rounded product.
+    pub(crate) fix_delta: [Vec<i16>; PRELU_FIXES],
+    /// Corrections in use (the kernel skips the others).
+    pub(crate) fixes: usize,
+    /// Whether some whole slope is not 0.
+    pub(crate) steep: bool,
+    /// The input zero point.
+    pub(crate) zero_point: i16,
+}
+
+/// Corrections per channel of [`PreluLinear16`].
+pub(crate) const PRELU_FIXES: usize = 2;
+
+/// One channel's slope, offset and corrections in [`PreluLinear16`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PreluLine {
+    whole: i16,
+    slope: i16,
+    offset: i16,
+    fixes: [(i16, i16); PRELU_FIXES],
+}
+
+impl PreluLinear16 {
+    /// The form's result for `v = x - z` (below zero) with one channel's slope, offset and
+    /// corrections `(input, delta)`, in `T`'s range and then `[min, max]`: exactly what the
+    /// SIMD kernel computes.
+    pub(crate) fn linear<T: QuantElem>(
+        v: i32,
+        (whole, slope): (i16, i16),
+        offset: i16,
+        fixes: &[(i16, i16)],
+        (min, max): (i32, i32),
+    ) -> i32 {
+        let mut rounded = PreluLinear16::rounded(v, (whole, slope));
+        for &(input, delta) in fixes {
+            if v == i32::from(input) {
+                rounded = rounded.wrapping_add(delta);
+            }
+        }
+        let rounded = i32::from(rounded);
+        let sum = (rounded + i32::from(offset)).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
+        sum.clamp(T::MIN, T::MAX).clamp(min, max)
+    }
+
+    /// `v * whole + mulhrs(v, slope)` in 16-bit wrapping arithmetic, as `vpmullw`,
+    /// `vpmulhrsw` and `vpaddw` compute it (`v` is an 8-bit input minus a zero point, within
+    /// 16 bits).
+    fn rounded(v: i32, (whole, slope): (i16, i16)) -> i16 {
+        let fraction = (((v * i32::from(slope)) >> 14) + 1) >> 1;
+        (v as i16).wrapping_mul(whole).wrapping_add(fraction as i16)
+    }
+
+    /// Finds a slope, offset and corrections per channel that reproduce the exact negative
+    /// branch for every input byte below the zero point (`None` when a channel needs more
+    /// corrections than there are).
+    fn new<T: QuantElem>(p: &QuantPreluParams) -> Option<Self> {
+        if T::MAX - T::MIN != 255 {
+            return None;
+        }
+        let zero_point = i16::try_from(p.input_offset.checked_neg()?).ok()?;
+        let z = i32::from(zero_point);
+        let below: Vec<i32> = (T::MIN..=T::MAX).filter(|&x| x < z).collect();
+        let multiplier = p.alpha_multiplier.to_f64();
+        let exact = generic::elementwise::quant_prelu_one::<T>;
+        let mut lines = Vec::with_capacity(p.alpha.len());
+        for &alpha in &p.alpha {
+            let want: Vec<i32> = below
+                .iter()
+                .map(|&x| exact(p, T::from_i32(x), alpha).to_i32())
+                .collect();
+            let ideal = (f64::from(alpha) * multiplier * 32768.0).round();
+            if !ideal.is_finite() || ideal.abs() > 100.0 * 32768.0 {
+                return None;
+            }
+            let ideal = ideal as i32;
+            // The candidates with the fewest corrections win.
+            let line = (-1..=1)
+                .flat_map(|dz| (-3..=3).map(move |ds| (ideal + ds, p.output_offset + dz)))
+                .filter_map(|(a, b)| {
+                    let line = PreluLine::fit::<T>(
+                        (
+                            i16::try_from(a.div_euclid(32768)).ok()?,
+                            i16::try_from(a.rem_euclid(32768)).ok()?,
+                        ),
+                        i16::try_from(b).ok()?,
+                        (&below, &want),
+                        z,
+                        (p.min, p.max),
+                    )?;
+                    let count = line.fixes.iter().filter(|f| f.0 != i16::MIN).count();
+                    Some((count, line))
+                })
+                .min_by_key(|(count, _)| *count)?;
+            lines.push(line);
+        }
+        let fixes = lines.iter().map(|(count, _)| *count).max().unwrap_or(0);
+        let period = chunk_period(p.alpha.len());
+        let per_element = |f: &dyn Fn(&PreluLine) -> i16| -> Vec<i16> {
+            (0..period).map(|i| f(&lines[i % lines.len()].1)).collect()
+        };
+        Some(PreluLinear16 {
+            whole: per_element(&|l| l.whole),
+            slope: per_element(&|l| l.slope),
+            offset: per_element(&|l| l.offset),
+            fix_input: [
+                per_element(&|l| l.fixes[0].0),
+                per_element(&|l| l.fixes[1].0),
+            ],
+            fix_delta: [
+                per_element(&|l| l.fixes[0].1),
+                per_element(&|l| l.fixes[1].1),
+            ],
+            fixes,
+            steep: lines.iter().any(|(_, l)| l.whole != 0),
+            zero_point,
+        })
+    }
+}
+
+impl PreluLine {
+    /// `slope` and `offset` with the corrections that make them reproduce `results` for
+    /// `inputs`, or `None` when that takes more than [`PRELU_FIXES`].
+    fn fit<T: QuantElem>(
+        (whole, slope): (i16, i16),
+        offset: i16,
+        (inputs, results): (&[i32], &[i32]),
+        z: i32,
+        clamp: (i32, i32),
+    ) -> Option<Self> {
+        let mut fixes = [(i16::MIN, 0i16); PRELU_FIXES];
+        let mut used = 0;
+        for (&x, &w) in inputs.iter().zip(results) {
+            let v = x - z;
+            if PreluLinear16::linear::<T>(v, (whole, slope), offset, &[], clamp) == w {
+                continue;
+            }
+            let rounded = i32::from(PreluLinear16::rounded(v, (whole, slope)));
+            let fix = (
+                i16::try_from(v).ok()?,
+                i16::try_from(w - i32::from(offset) - rounded).ok()?,
+            );
+            *fixes.get_mut(used)? = fix;
+            used += 1;
+            if PreluLinear16::linear::<T>(v, (whole, slope), offset, &fixes[..used], clamp) != w {
+                return None;
+            }
+        }
+        Some(PreluLine {
+            whole,
+            slope,
+            offset,
+            fixes,
+        })
+    }
 }
 
 /// [`FastPrelu`] with its per-channel operands repeated over [`chunk_period`] elements, so
@@ -418,11 +601,13 @@ impl QuantPreluPrepared {
                 window: f.window,
             }
         });
+        let linear = PreluLinear16::new::<T>(&params);
         QuantPreluPrepared {
             params,
             positive,
             expanded_alpha,
             fast,
+            linear,
         }
     }
 }
@@ -479,6 +664,13 @@ impl<T: QuantElem> QuantPrelu<T> {
     /// Number of channels (the alpha period).
     pub fn channels(&self) -> usize {
         self.prepared.params.alpha.len()
+    }
+
+    /// Whether the negative branch runs in its 16-bit form, and then drops it (tests: the
+    /// other forms run next).
+    #[cfg(test)]
+    pub(crate) fn take_linear(&mut self) -> bool {
+        self.prepared.linear.take().is_some()
     }
 
     /// Widens the checked float form's window (see [`QuantBinary::widen_window`]).

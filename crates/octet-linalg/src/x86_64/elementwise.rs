@@ -11,8 +11,8 @@ use std::arch::x86_64::*;
 use super::requant::{Fixed256, Fixed512};
 use crate::LinalgError;
 use crate::frame::elementwise::{
-    BilinearRow, F32BinaryOp, F32UnaryOp, FastPreluExpanded, QuantBinaryPrepared, QuantElem,
-    QuantPreluParams, QuantPreluPrepared, check_cyclic, check_same,
+    BilinearRow, F32BinaryOp, F32UnaryOp, FastPreluExpanded, PRELU_FIXES, PreluLinear16,
+    QuantBinaryPrepared, QuantElem, QuantPreluParams, QuantPreluPrepared, check_cyclic, check_same,
 };
 use crate::frame::gemm_f32::F32Clamp;
 use crate::frame::requant::FastSum;
@@ -838,6 +838,22 @@ pub(crate) fn quant_prelu_vbmi<T: QuantElem>(
         return quant_prelu_avx512(p, x, out);
     }
     check_cyclic(x.len(), p.params.alpha.len(), out.len())?;
+    if let Some(linear) = &p.linear
+        && linear.slope.len().is_multiple_of(64)
+        && linear.slope.len().is_multiple_of(p.params.alpha.len())
+        && linear.offset.len() == linear.slope.len()
+        && linear
+            .fix_input
+            .iter()
+            .chain(&linear.fix_delta)
+            .chain([&linear.whole])
+            .all(|f| f.len() == linear.slope.len())
+    {
+        // SAFETY: as below; the slopes and offsets cover whole 64-element chunks of a period
+        // of the channels.
+        unsafe { quant_prelu8_linear(p, linear, x, out) };
+        return Ok(());
+    }
     if let Some(fast) = &p.fast
         && fast.scale.len().is_multiple_of(64)
         && fast.scale.len().is_multiple_of(p.params.alpha.len())
@@ -852,6 +868,105 @@ pub(crate) fn quant_prelu_vbmi<T: QuantElem>(
     // is an 8-bit type, and the CPU has AVX-512 F, BW, DQ, VL and VBMI (checked by the frame).
     unsafe { quant_prelu8_vbmi(p, x, out) };
     Ok(())
+}
+
+/// [`quant_prelu8_fast`] with the negative branch in its 16-bit form ([`PreluLinear16`]):
+/// 32 lanes per rounding multiply, exact by construction.
+///
+/// # Safety
+/// `T` must be an 8-bit type, `x` and `out` equally long and a multiple of the channels, the
+/// slopes and offsets a whole number of 64-element chunks of a period of the channels, and the
+/// CPU must have AVX-512 F, BW, DQ, VL and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
+unsafe fn quant_prelu8_linear<T: QuantElem>(
+    prepared: &QuantPreluPrepared,
+    linear: &PreluLinear16,
+    x: &[T],
+    out: &mut [T],
+) {
+    let p = &prepared.params;
+    let period = linear.slope.len();
+    let lo = _mm512_set1_epi8(p.min as i8);
+    let hi = _mm512_set1_epi8(p.max as i8);
+    let zero_point = _mm512_set1_epi16(linear.zero_point);
+    // Within each 128-bit lane the pack puts 8 bytes of the low half before 8 of the high
+    // half; put the quadwords back in element order.
+    let order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    // SAFETY (whole body): the table holds 256 bytes; every chunk covers `i..i + count`
+    // (count <= 64) inside `x` and `out`; its per-channel operands `j..j + 64` lie inside the
+    // slopes and offsets (`period` is a multiple of 64, `j` of 64 and below `period`).
+    unsafe {
+        let k = PreluVbmi::new(prepared);
+        let [t0, t1, t2, t3] = k.table;
+        let slope = linear.slope.as_ptr();
+        let offset = linear.offset.as_ptr();
+        let mut i = 0;
+        let mut j = 0;
+        while i < x.len() {
+            let count = (x.len() - i).min(64);
+            let mask = mask64(count);
+            let bytes = _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(i).cast());
+            let lo_half = _mm512_permutex2var_epi8(t0, bytes, t1);
+            let hi_half = _mm512_permutex2var_epi8(t2, bytes, t3);
+            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo_half, hi_half);
+            let below = k.below::<T>(bytes) & mask;
+            let result = if below != 0 {
+                let halves = [
+                    _mm512_castsi512_si256(bytes),
+                    _mm512_extracti64x4_epi64::<1>(bytes),
+                ];
+                let [low, high] = halves.map(|half| {
+                    if T::MIN < 0 {
+                        _mm512_cvtepi8_epi16(half)
+                    } else {
+                        _mm512_cvtepu8_epi16(half)
+                    }
+                });
+                let negative = |x: __m512i, o: usize| {
+                    let v = _mm512_sub_epi16(x, zero_point);
+                    let mut scaled =
+                        _mm512_mulhrs_epi16(v, _mm512_loadu_si512(slope.add(j + o).cast()));
+                    if linear.steep {
+                        let whole = _mm512_loadu_si512(linear.whole.as_ptr().add(j + o).cast());
+                        scaled = _mm512_add_epi16(scaled, _mm512_mullo_epi16(v, whole));
+                    }
+                    for e in 0..linear.fixes.min(PRELU_FIXES) {
+                        let at = linear.fix_input[e].as_ptr().add(j + o);
+                        let hit = _mm512_cmpeq_epi16_mask(v, _mm512_loadu_si512(at.cast()));
+                        let delta = linear.fix_delta[e].as_ptr().add(j + o);
+                        scaled = _mm512_mask_add_epi16(
+                            scaled,
+                            hit,
+                            scaled,
+                            _mm512_loadu_si512(delta.cast()),
+                        );
+                    }
+                    _mm512_adds_epi16(scaled, _mm512_loadu_si512(offset.add(j + o).cast()))
+                };
+                let (low, high) = (negative(low, 0), negative(high, 32));
+                let packed = if T::MIN < 0 {
+                    _mm512_packs_epi16(low, high)
+                } else {
+                    _mm512_packus_epi16(low, high)
+                };
+                let ordered = _mm512_permutexvar_epi64(order, packed);
+                let clamped = if T::MIN < 0 {
+                    _mm512_min_epi8(_mm512_max_epi8(ordered, lo), hi)
+                } else {
+                    _mm512_min_epu8(_mm512_max_epu8(ordered, lo), hi)
+                };
+                _mm512_mask_blend_epi8(below, positive, clamped)
+            } else {
+                positive
+            };
+            _mm512_mask_storeu_epi8(out.as_mut_ptr().add(i).cast(), mask, result);
+            i += 64;
+            j += 64;
+            if j == period {
+                j = 0;
+            }
+        }
+    }
 }
 
 /// Packs four vectors of 16 `i32` (in range for `T`) into 64 bytes in lane order, saturating
