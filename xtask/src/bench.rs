@@ -3,10 +3,14 @@
 //! For each model: seeded calibration data (16 samples); octet's int8 file (`octet quantize`,
 //! whole-process wall time) and AI Edge Quantizer's (`static_wi8_ai8` on a copy octet rewrote
 //! with float32 weights and a signature, which AEQ needs; its in-process time, imports
-//! excluded), each made three times, alternately, and timed by the median; then the latency of LiteRT's default CPU path (XNNPACK, 1 thread) on the float,
-//! octet-int8 and AEQ-int8 files and of `octet bench` on the float and octet-int8 files with
-//! each thread count, interleaved model by model so that all see the same machine state. The
-//! tables are Markdown, ready for `docs/performance.md`.
+//! excluded), each made three times, alternately, and timed by the median; then the latency of
+//! LiteRT's default CPU path (XNNPACK, 1 thread) on the float, octet-int8 and AEQ-int8 files
+//! and of `octet bench` on the float and octet-int8 files with each thread count. The latencies
+//! are taken in rounds (`--rounds`, 3 by default): every configuration once per round, in turn,
+//! a share of `--seconds` each, and the tables give the median of its rounds' medians, so that
+//! a machine whose speed drifts over minutes (a shared host) slows every configuration alike
+//! instead of whichever ran during a slow spell. The tables are Markdown, ready for
+//! `docs/performance.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,8 +65,10 @@ fn json_line<T: for<'de> Deserialize<'de>>(command: &mut Command) -> Result<T> {
 pub struct BenchOptions {
     /// Models (default: the fixtures and the fetched third-party models).
     pub paths: Vec<PathBuf>,
-    /// Seconds of measurement per model, runtime and file.
+    /// Seconds of measurement per model, runtime and file, over all rounds.
     pub seconds: f64,
+    /// Rounds over all configurations of a model; the tables give the median round.
+    pub rounds: usize,
     /// Thread counts for octet (LiteRT always runs 1 thread, its benchmark's default).
     pub threads: Vec<usize>,
     /// Skip the quantizers (latency of the float files only).
@@ -104,6 +110,9 @@ impl Row {
 pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<()> {
     if options.threads.is_empty() || options.threads.contains(&0) {
         bail!("--threads takes thread counts of at least 1");
+    }
+    if options.rounds == 0 || !(options.seconds.is_finite() && options.seconds > 0.0) {
+        bail!("--rounds must be at least 1 and --seconds positive");
     }
     let venv = venv::ensure(
         workspace,
@@ -160,7 +169,7 @@ fn bench_model(
         name: stem,
         ..Row::default()
     };
-    let seconds = options.seconds.to_string();
+    let seconds = (options.seconds / options.rounds as f64).to_string();
     let litert = |file: &Path| -> Result<f64> {
         let timing: Timing = json_line(
             venv.python_command()
@@ -179,7 +188,7 @@ fn bench_model(
                 .arg(threads.to_string()),
         )
     };
-    let note = |row: &mut Row, what: &str, e: anyhow::Error| {
+    let note = |notes: &mut Vec<String>, what: &str, e: &anyhow::Error| {
         let first = format!("{e:#}");
         let reason = first
             .lines()
@@ -188,7 +197,7 @@ fn bench_model(
             .unwrap_or_else(|| first.lines().next().unwrap_or("failed"))
             .trim()
             .to_owned();
-        row.notes.push(format!("{what}: {reason}"));
+        notes.push(format!("{what}: {reason}"));
     };
 
     let mut octet_int8: Option<PathBuf> = None;
@@ -201,51 +210,89 @@ fn bench_model(
                 octet_int8 = q.octet_file;
                 aeq_int8 = q.aeq_file;
                 for (what, e) in q.errors {
-                    note(&mut row, what, e);
+                    note(&mut row.notes, what, &e);
                 }
             }
-            Err(e) => note(&mut row, "calibration data", e),
+            Err(e) => note(&mut row.notes, "calibration data", &e),
         }
     }
-    match litert(model) {
-        Ok(ms) => row.litert_float = Some(ms),
-        Err(e) => note(&mut row, "LiteRT float", e),
-    }
-    if let Some(file) = &octet_int8 {
-        match litert(file) {
-            Ok(ms) => row.litert_octet = Some(ms),
-            Err(e) => note(&mut row, "LiteRT on octet int8", e),
+    // Every configuration once per round; one that fails is noted and not tried again.
+    let mut float = Latency::new("LiteRT float");
+    let mut litert_octet = Latency::new("LiteRT on octet int8");
+    let mut litert_aeq = Latency::new("LiteRT on AEQ int8");
+    let mut octet_runs: Vec<(usize, Latency, Latency)> = options
+        .threads
+        .iter()
+        .map(|&t| (t, Latency::new("octet float"), Latency::new("octet int8")))
+        .collect();
+    for _ in 0..options.rounds {
+        float.time(|| litert(model));
+        if let Some(file) = &octet_int8 {
+            litert_octet.time(|| litert(file));
         }
-    }
-    if let Some(file) = &aeq_int8 {
-        match litert(file) {
-            Ok(ms) => row.litert_aeq = Some(ms),
-            Err(e) => note(&mut row, "LiteRT on AEQ int8", e),
+        if let Some(file) = &aeq_int8 {
+            litert_aeq.time(|| litert(file));
         }
-    }
-    for &threads in &options.threads {
-        let float = match octet_bench(model, threads) {
-            Ok(t) => {
+        for (threads, float, int8) in &mut octet_runs {
+            float.time(|| {
+                let t = octet_bench(model, *threads)?;
                 row.macs = row.macs.or(t.macs);
-                Some(t.median_ms)
-            }
-            Err(e) => {
-                note(&mut row, "octet float", e);
-                None
-            }
-        };
-        let int8 = octet_int8
-            .as_deref()
-            .and_then(|file| match octet_bench(file, threads) {
-                Ok(t) => Some(t.median_ms),
-                Err(e) => {
-                    note(&mut row, "octet int8", e);
-                    None
-                }
+                Ok(t.median_ms)
             });
+            if let Some(file) = &octet_int8 {
+                int8.time(|| Ok(octet_bench(file, *threads)?.median_ms));
+            }
+        }
+    }
+    row.litert_float = float.finish(&mut row.notes, &note);
+    row.litert_octet = litert_octet.finish(&mut row.notes, &note);
+    row.litert_aeq = litert_aeq.finish(&mut row.notes, &note);
+    for (threads, mut float, mut int8) in octet_runs {
+        let float = float.finish(&mut row.notes, &note);
+        let int8 = int8.finish(&mut row.notes, &note);
         row.octet.push((threads, float, int8));
     }
     row
+}
+
+/// One configuration's latency over the rounds.
+struct Latency {
+    what: &'static str,
+    medians: Vec<f64>,
+    error: Option<anyhow::Error>,
+}
+
+impl Latency {
+    fn new(what: &'static str) -> Self {
+        Latency {
+            what,
+            medians: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Runs one round's measurement, unless an earlier round failed.
+    fn time(&mut self, measure: impl FnOnce() -> Result<f64>) {
+        if self.error.is_none() {
+            match measure() {
+                Ok(ms) => self.medians.push(ms),
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    /// The median round, noting the error if a round failed.
+    fn finish(
+        &mut self,
+        notes: &mut Vec<String>,
+        note: &impl Fn(&mut Vec<String>, &str, &anyhow::Error),
+    ) -> Option<f64> {
+        if let Some(e) = &self.error {
+            note(notes, self.what, e);
+            return None;
+        }
+        median(&mut self.medians)
+    }
 }
 
 /// The two quantizers' results for one model.
@@ -422,7 +469,9 @@ fn clock_ghz() -> Option<f64> {
 fn print_tables(rows: &[Row], options: &BenchOptions) {
     let ghz = clock_ghz();
     println!(
-        "Latency, median of one inference in ms (LiteRT: default CPU path = XNNPACK, 1 thread):"
+        "Latency, median of one inference in ms, median of {} rounds taken in turn (LiteRT: \
+         default CPU path = XNNPACK, 1 thread):",
+        options.rounds
     );
     println!();
     println!(

@@ -70,9 +70,14 @@ enum Command {
     Bench {
         /// Models to time [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
         paths: Vec<PathBuf>,
-        /// Seconds of measurement per model, runtime and file.
+        /// Seconds of measurement per model, runtime and file (split over the rounds).
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Rounds per model: each runtime and file is timed once per round, in turn, and the
+        /// tables give the median of the rounds, so that a machine whose speed drifts (a
+        /// shared host) slows every configuration alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Thread counts to run octet with.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         threads: Vec<usize>,
@@ -151,6 +156,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             paths,
             seconds,
+            rounds,
             threads,
             no_quantize,
         } => bench::run(
@@ -158,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
             &bench::BenchOptions {
                 paths,
                 seconds,
+                rounds,
                 threads,
                 no_quantize,
             },
