@@ -302,6 +302,43 @@ fn quant_prelu_case<T: QuantElem + PartialEq + std::fmt::Debug>(seed: u64) {
     assert!(linear > 100, "the 16-bit form ran {linear} times");
 }
 
+/// The 16-bit PRELU form is not tried where it cannot hold (a zero point far outside the type,
+/// whose offset inputs would wrap in 16 bits) or would cost too much memory (thousands of
+/// channels); the other forms still give the exact results there.
+#[test]
+fn quant_prelu_16_bit_form_stays_within_its_bounds() {
+    let m = quantize_multiplier(0.01).unwrap();
+    let params = |input_offset: i32, channels: usize| QuantPreluParams {
+        input_offset,
+        alpha: (0..channels).map(|c| (c % 200) as i32 - 100).collect(),
+        output_offset: -3,
+        identity_multiplier: m,
+        alpha_multiplier: m,
+        min: -128,
+        max: 127,
+    };
+    let prepared =
+        |p: &QuantPreluParams| crate::frame::elementwise::QuantPreluPrepared::new::<i8>(p.clone());
+    assert!(prepared(&params(5, 64)).linear.is_some());
+    assert!(prepared(&params(-5000, 64)).linear.is_none());
+    assert!(prepared(&params(5, 5000)).linear.is_none());
+    let x: Vec<i8> = (0..5000 * 2).map(|i| (i % 256) as u8 as i8).collect();
+    for p in [params(-5000, 64), params(5, 5000), params(5, 64)] {
+        let len = x.len() / p.alpha.len() * p.alpha.len();
+        let mut expected = vec![0i8; len];
+        QuantPrelu::<i8>::new(Isa::Generic, p.clone())
+            .unwrap()
+            .run(&x[..len], &mut expected)
+            .unwrap();
+        let mut out = vec![0i8; len];
+        QuantPrelu::<i8>::new(Isa::detect(), p.clone())
+            .unwrap()
+            .run(&x[..len], &mut out)
+            .unwrap();
+        assert_eq!(out, expected);
+    }
+}
+
 #[test]
 fn quant_prelu_kernels_agree() {
     quant_prelu_case::<i8>(6);

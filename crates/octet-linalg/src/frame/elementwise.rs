@@ -417,6 +417,10 @@ pub(crate) struct PreluLinear16 {
 /// Corrections per channel of [`PreluLinear16`].
 pub(crate) const PRELU_FIXES: usize = 2;
 
+/// Channels up to which [`PreluLinear16`] is tried: its per-element arrays span a period of
+/// `lcm(channels, 64)` elements.
+const PRELU_LINEAR_MAX_CHANNELS: usize = 4096;
+
 /// One channel's slope, offset and corrections in [`PreluLinear16`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PreluLine {
@@ -460,16 +464,27 @@ impl PreluLinear16 {
     /// branch for every input byte below the zero point (`None` when a channel needs more
     /// corrections than there are).
     fn new<T: QuantElem>(p: &QuantPreluParams) -> Option<Self> {
-        if T::MAX - T::MIN != 255 {
+        if T::MAX - T::MIN != 255 || p.alpha.len() > PRELU_LINEAR_MAX_CHANNELS {
             return None;
         }
-        let zero_point = i16::try_from(p.input_offset.checked_neg()?).ok()?;
+        // `x - z` must not wrap in 16 bits (the kernel subtracts in 16-bit lanes).
+        let zero_point = i16::try_from(p.input_offset.checked_neg()?)
+            .ok()
+            .filter(|z| (-1024..=1024).contains(z))?;
         let z = i32::from(zero_point);
         let below: Vec<i32> = (T::MIN..=T::MAX).filter(|&x| x < z).collect();
         let multiplier = p.alpha_multiplier.to_f64();
         let exact = generic::elementwise::quant_prelu_one::<T>;
+        // Channels share alphas (8-bit values): each distinct one is fitted once, so the work
+        // is bounded whatever the channel count.
+        let mut fitted: std::collections::HashMap<i32, (usize, PreluLine)> =
+            std::collections::HashMap::new();
         let mut lines = Vec::with_capacity(p.alpha.len());
         for &alpha in &p.alpha {
+            if let Some(&line) = fitted.get(&alpha) {
+                lines.push(line);
+                continue;
+            }
             let want: Vec<i32> = below
                 .iter()
                 .map(|&x| exact(p, T::from_i32(x), alpha).to_i32())
@@ -479,24 +494,31 @@ impl PreluLinear16 {
                 return None;
             }
             let ideal = ideal as i32;
-            // The candidates with the fewest corrections win.
-            let line = (-1..=1)
-                .flat_map(|dz| (-3..=3).map(move |ds| (ideal + ds, p.output_offset + dz)))
-                .filter_map(|(a, b)| {
-                    let line = PreluLine::fit::<T>(
-                        (
-                            i16::try_from(a.div_euclid(32768)).ok()?,
-                            i16::try_from(a.rem_euclid(32768)).ok()?,
-                        ),
-                        i16::try_from(b).ok()?,
-                        (&below, &want),
-                        z,
-                        (p.min, p.max),
-                    )?;
-                    let count = line.fixes.iter().filter(|f| f.0 != i16::MIN).count();
-                    Some((count, line))
-                })
-                .min_by_key(|(count, _)| *count)?;
+            let fit = |(a, b): (i32, i32)| {
+                let line = PreluLine::fit::<T>(
+                    (
+                        i16::try_from(a.div_euclid(32768)).ok()?,
+                        i16::try_from(a.rem_euclid(32768)).ok()?,
+                    ),
+                    i16::try_from(b).ok()?,
+                    (&below, &want),
+                    z,
+                    (p.min, p.max),
+                )?;
+                let count = line.fixes.iter().filter(|f| f.0 != i16::MIN).count();
+                Some((count, line))
+            };
+            // The nearest slope and offset first; else the candidate with the fewest
+            // corrections.
+            let nearest = fit((ideal, p.output_offset));
+            let line = match nearest {
+                Some((0, _)) => nearest,
+                _ => (-1..=1)
+                    .flat_map(|dz| (-3..=3).map(move |ds| (ideal + ds, p.output_offset + dz)))
+                    .filter_map(fit)
+                    .min_by_key(|(count, _)| *count),
+            }?;
+            fitted.insert(alpha, line);
             lines.push(line);
         }
         let fixes = lines.iter().map(|(count, _)| *count).max().unwrap_or(0);
