@@ -241,6 +241,9 @@ impl<T: Pod + Send> Kernel for Pad<T> {
     }
 }
 
+/// Output rows up to this size are padded by filling the whole block first.
+const SHORT_ROW_BYTES: usize = 64;
+
 /// Writes the padded `input` into `out` (the output block of `dims[0]`): the padding before,
 /// each input slab (recursively), the padding after, so every output element is written once.
 /// The plan's sizes were checked against the buffers (`in_len`, `out_len`), so the slicing
@@ -256,6 +259,29 @@ fn pad_rec<T: Copy>(input: &[T], out: &mut [T], dims: &[PadDim], value: T) {
     tail.fill(value);
     if inner.is_empty() {
         body.copy_from_slice(input);
+        return;
+    }
+    // The innermost padded dimension (channels, mostly: residual blocks widen their input
+    // with a channel PAD) without a call per row. Short rows: one fill of the block, then the
+    // rows copied in (fewer, larger writes); long rows: each byte written once.
+    if let [last] = inner
+        && last.out_stride == 1
+    {
+        let row = last.extent;
+        if s * size_of::<T>() <= SHORT_ROW_BYTES {
+            body.fill(value);
+            for (part, o) in input.chunks_exact(row.max(1)).zip(body.chunks_exact_mut(s)) {
+                o[last.before..last.before + row].copy_from_slice(part);
+            }
+            return;
+        }
+        for (part, o) in input.chunks_exact(row.max(1)).zip(body.chunks_exact_mut(s)) {
+            let (head, rest) = o.split_at_mut(last.before);
+            let (middle, tail) = rest.split_at_mut(row);
+            head.fill(value);
+            middle.copy_from_slice(part);
+            tail.fill(value);
+        }
         return;
     }
     let slab = input.len() / d.extent.max(1);
@@ -474,6 +500,33 @@ mod tests {
         // SYMMETRIC: b a | a b c | c b
         let symmetric: Vec<_> = (0..7).map(|o| mirror_index(o, 2, 3, 0).unwrap()).collect();
         assert_eq!(symmetric, vec![1, 0, 0, 1, 2, 2, 1]);
+    }
+
+    #[test]
+    fn channel_padding_matches_the_index_arithmetic() {
+        // Short output rows (filled first) and long ones (each element written once), with
+        // padding before and after the channels and around the image.
+        for (channels, before, after) in [(3, 1, 2), (16, 0, 16), (40, 5, 35), (70, 0, 1)] {
+            let (h, w) = (3, 5);
+            let out_c = before + channels + after;
+            let plan = PadPlan::new(
+                &[1, h, w, channels],
+                &[1, h + 1, w, out_c],
+                &[(0, 0), (1, 0), (0, 0), (before, after)],
+            );
+            let input: Vec<u16> = (1..=(h * w * channels) as u16).collect();
+            let mut out = vec![9u16; (h + 1) * w * out_c];
+            pad_rec(&input, &mut out, &plan.dims, 0);
+            for (i, &v) in out.iter().enumerate() {
+                let (y, x, c) = (i / (w * out_c), i / out_c % w, i % out_c);
+                let want = if y == 0 || c < before || c >= before + channels {
+                    0
+                } else {
+                    input[((y - 1) * w + x) * channels + c - before]
+                };
+                assert_eq!(v, want, "{channels} channels, element {i}");
+            }
+        }
     }
 
     #[test]
