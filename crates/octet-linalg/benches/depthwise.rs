@@ -21,9 +21,9 @@ fn window(hw: usize, size: usize, stride: usize) -> Window2d {
     common::window(hw, hw, size, stride, true)
 }
 
-/// (name, image size, channels, filter, stride): face_landmark's, palm_detection's and
-/// hand_landmark's shapes.
-const SHAPES: [(&str, usize, usize, usize, usize); 10] = [
+/// (name, image size, channels, filter, stride): face_landmark's, palm_detection's,
+/// hand_landmark's and face_detection's shapes.
+const SHAPES: [(&str, usize, usize, usize, usize); 12] = [
     ("96x96x32 5x5", 96, 32, 5, 1),
     ("96x96x32 3x3", 96, 32, 3, 1),
     ("32x32x32 3x3", 32, 32, 3, 1),
@@ -34,6 +34,8 @@ const SHAPES: [(&str, usize, usize, usize, usize); 10] = [
     ("56x56x144 3x3", 56, 144, 3, 1),
     ("14x14x672 5x5", 14, 672, 5, 1),
     ("7x7x1152 5x5", 7, 1152, 5, 1),
+    ("96x96x8 3x3", 96, 8, 3, 1),
+    ("112x112x24 3x3", 112, 24, 3, 1),
 ];
 
 fn depthwise(c: &mut Criterion) {

@@ -351,9 +351,25 @@ impl F32DwUkernel {
     }
 
     /// The kernel to use on `isa` (or the best set below it this CPU supports) for `taps` taps
-    /// and `channels` channels.
+    /// and `channels` channels: the widest SIMD kernel whose vectors divide the channels, if
+    /// one does, else the best instruction set's. A last, masked block of channels costs more
+    /// than the narrower vectors it saves (measured: 96x96x8 3x3, AVX2 30 µs against AVX-512
+    /// 51 µs; 112x112x24, 111 µs against 137 µs; with 16 or 32 channels AVX-512 is faster).
     pub fn select(isa: Isa, taps: usize, channels: usize) -> F32DwUkernel {
-        select(F32DwUkernel::all(), |k| k.info, isa, taps, channels)
+        let all = F32DwUkernel::all();
+        let exact = all
+            .iter()
+            .filter(|k| {
+                let i = k.info;
+                i.isa != Isa::Generic
+                    && i.isa <= isa
+                    && (i.taps == 0 || i.taps == taps)
+                    && channels.is_multiple_of(i.cr.max(1))
+            })
+            .max_by_key(|k| (k.info.cr, k.info.taps == taps, k.info.isa))
+            .copied();
+        exact
+            .or_else(|| select(all, |k| k.info, isa, taps, channels))
             .unwrap_or(generic::depthwise::F32_UKERNELS[0])
     }
 }
