@@ -317,6 +317,13 @@ pub struct DwUkernelInfo {
     pub taps: usize,
 }
 
+impl DwUkernelInfo {
+    /// Whether the kernel may run when `isa` is asked for, on a filter of `taps` taps.
+    fn usable(&self, isa: Isa, taps: usize) -> bool {
+        self.isa <= isa && (self.taps == 0 || self.taps == taps)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Float.
 
@@ -361,10 +368,7 @@ impl F32DwUkernel {
             .iter()
             .filter(|k| {
                 let i = k.info;
-                i.isa != Isa::Generic
-                    && i.isa <= isa
-                    && (i.taps == 0 || i.taps == taps)
-                    && channels.is_multiple_of(i.cr.max(1))
+                i.isa != Isa::Generic && i.usable(isa, taps) && channels.is_multiple_of(i.cr.max(1))
             })
             .max_by_key(|k| (k.info.cr, k.info.taps == taps, k.info.isa))
             .copied();
@@ -385,10 +389,7 @@ fn select<K: Copy>(
 ) -> Option<K> {
     let usable: Vec<K> = all
         .into_iter()
-        .filter(|k| {
-            let i = info(k);
-            i.isa <= isa && (i.taps == 0 || i.taps == taps)
-        })
+        .filter(|k| info(k).usable(isa, taps))
         .collect();
     let best = usable.iter().map(|k| info(k).isa).max()?;
     usable

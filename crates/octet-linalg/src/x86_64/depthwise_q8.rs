@@ -567,11 +567,12 @@ macro_rules! dot4_finish {
         );
         let w01 = _mm512_packs_epi32(q[0], q[1]);
         let w23 = _mm512_packs_epi32(q[2], q[3]);
-        let bytes = if $s {
-            _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(w01, w23), lo8), hi8)
+        let packed = if $s {
+            _mm512_packs_epi16(w01, w23)
         } else {
-            _mm512_min_epu8(_mm512_max_epu8(_mm512_packus_epi16(w01, w23), lo8), hi8)
+            _mm512_packus_epi16(w01, w23)
         };
+        let bytes = super::clamp_bytes_512(packed, lo8, hi8, $s);
         _mm512_mask_storeu_epi8($dst.cast(), $mask, bytes);
     }};
 }

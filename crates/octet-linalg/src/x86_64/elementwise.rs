@@ -9,6 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::requant::{Fixed256, Fixed512};
+use super::{clamp_bytes_512, load_table_512, lookup_bytes_vbmi};
 use crate::LinalgError;
 use crate::frame::elementwise::{
     BilinearRow, F32BinaryOp, F32UnaryOp, FastPreluExpanded, PRELU_FIXES, PreluLinear16,
@@ -202,20 +203,12 @@ unsafe fn lut8_vbmi_body(table: &[u8; 256], x: &[u8], out: &mut [u8]) {
     let n = x.len().min(out.len());
     let src = x.as_ptr();
     let dst = out.as_mut_ptr();
-    // SAFETY: the table holds 256 bytes (four 64-byte loads); every full-vector access below
-    // covers `i..i + 64` with `i + 64 <= n`, and the tail is masked to the `n - i` valid bytes,
-    // so nothing outside `x` and `out` is read or written.
+    let table = load_table_512(table);
+    let lookup = |idx: __m512i| lookup_bytes_vbmi(&table, idx);
+    // SAFETY: every full-vector access below covers `i..i + 64` with `i + 64 <= n`, and the
+    // tail is masked to the `n - i` valid bytes, so nothing outside `x` and `out` is read or
+    // written.
     unsafe {
-        let t = table.as_ptr();
-        let t0 = _mm512_loadu_si512(t.cast());
-        let t1 = _mm512_loadu_si512(t.add(64).cast());
-        let t2 = _mm512_loadu_si512(t.add(128).cast());
-        let t3 = _mm512_loadu_si512(t.add(192).cast());
-        let lookup = |idx: __m512i| {
-            let lo = _mm512_permutex2var_epi8(t0, idx, t1);
-            let hi = _mm512_permutex2var_epi8(t2, idx, t3);
-            _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi)
-        };
         let mut i = 0;
         while i + 128 <= n {
             let a = _mm512_loadu_si512(src.add(i).cast());
@@ -445,12 +438,7 @@ fn checked_floor(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 fn narrow_clamp<T: QuantElem>(q: [__m512i; 4], lo: __m512i, hi: __m512i) -> __m512i {
-    let bytes = pack_bytes::<T>(q);
-    if T::MIN < 0 {
-        _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
-    } else {
-        _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
-    }
+    clamp_bytes_512(pack_bytes::<T>(q), lo, hi, T::MIN < 0)
 }
 
 /// 8-bit ADD/SUB by the checked float form: `floor(fma(x, kx, fma(y, ky, offset)))` on 16
@@ -565,7 +553,6 @@ unsafe fn quant_prelu8_fast<T: QuantElem>(
     // inside the expanded arrays (`period` is a multiple of 64, `i` of 64).
     unsafe {
         let k = PreluVbmi::new(prepared);
-        let [t0, t1, t2, t3] = k.table;
         let mut i = 0;
         let mut j = 0;
         while i < x.len() {
@@ -574,9 +561,7 @@ unsafe fn quant_prelu8_fast<T: QuantElem>(
             let mask = mask64(count);
             let src = x.as_ptr().add(i);
             let bytes = _mm512_maskz_loadu_epi8(mask, src.cast());
-            let lo_half = _mm512_permutex2var_epi8(t0, bytes, t1);
-            let hi_half = _mm512_permutex2var_epi8(t2, bytes, t3);
-            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo_half, hi_half);
+            let positive = lookup_bytes_vbmi(&k.table, bytes);
             let below = k.below::<T>(bytes) & mask;
             let mut ambiguous = 0u64;
             let mut q = [_mm512_setzero_si512(); 4];
@@ -897,7 +882,6 @@ unsafe fn quant_prelu8_linear<T: QuantElem>(
     // slopes and offsets (`period` is a multiple of 64, `j` of 64 and below `period`).
     unsafe {
         let k = PreluVbmi::new(prepared);
-        let [t0, t1, t2, t3] = k.table;
         let slope = linear.slope.as_ptr();
         let offset = linear.offset.as_ptr();
         let mut i = 0;
@@ -906,9 +890,7 @@ unsafe fn quant_prelu8_linear<T: QuantElem>(
             let count = (x.len() - i).min(64);
             let mask = mask64(count);
             let bytes = _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(i).cast());
-            let lo_half = _mm512_permutex2var_epi8(t0, bytes, t1);
-            let hi_half = _mm512_permutex2var_epi8(t2, bytes, t3);
-            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo_half, hi_half);
+            let positive = lookup_bytes_vbmi(&k.table, bytes);
             let below = k.below::<T>(bytes) & mask;
             let result = if below != 0 {
                 let halves = [
@@ -950,11 +932,7 @@ unsafe fn quant_prelu8_linear<T: QuantElem>(
                     _mm512_packus_epi16(low, high)
                 };
                 let ordered = _mm512_permutexvar_epi64(order, packed);
-                let clamped = if T::MIN < 0 {
-                    _mm512_min_epi8(_mm512_max_epi8(ordered, lo), hi)
-                } else {
-                    _mm512_min_epu8(_mm512_max_epu8(ordered, lo), hi)
-                };
+                let clamped = clamp_bytes_512(ordered, lo, hi, T::MIN < 0);
                 _mm512_mask_blend_epi8(below, positive, clamped)
             } else {
                 positive
@@ -1005,19 +983,8 @@ impl PreluVbmi {
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi")]
     fn new(prepared: &QuantPreluPrepared) -> Self {
         let p = &prepared.params;
-        let t = &prepared.positive;
-        // SAFETY: the positive table holds 256 bytes, read as four 64-byte vectors.
-        let table = unsafe {
-            let t = t.as_ptr();
-            [
-                _mm512_loadu_si512(t.cast()),
-                _mm512_loadu_si512(t.add(64).cast()),
-                _mm512_loadu_si512(t.add(128).cast()),
-                _mm512_loadu_si512(t.add(192).cast()),
-            ]
-        };
         PreluVbmi {
-            table,
+            table: load_table_512(&prepared.positive),
             alpha_mult: Fixed512::splat(p.alpha_multiplier),
             xo: _mm512_set1_epi32(p.input_offset),
             zo: _mm512_set1_epi32(p.output_offset),
@@ -1061,13 +1028,10 @@ impl PreluVbmi {
         } else {
             (1u64 << count) - 1
         };
-        let [t0, t1, t2, t3] = self.table;
         // SAFETY: the loads and the store are masked to the `count` valid elements.
         unsafe {
             let bytes = _mm512_maskz_loadu_epi8(mask, src.cast());
-            let lo = _mm512_permutex2var_epi8(t0, bytes, t1);
-            let hi = _mm512_permutex2var_epi8(t2, bytes, t3);
-            let positive = _mm512_mask_blend_epi8(_mm512_movepi8_mask(bytes), lo, hi);
+            let positive = lookup_bytes_vbmi(&self.table, bytes);
             let quarters = [
                 _mm512_castsi512_si128(bytes),
                 _mm512_extracti32x4_epi32::<1>(bytes),

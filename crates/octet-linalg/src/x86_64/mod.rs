@@ -9,6 +9,49 @@
 #[inline]
 fn cold_path() {}
 
+use std::arch::x86_64::{
+    __m512i, _mm512_loadu_si512, _mm512_mask_blend_epi8, _mm512_max_epi8, _mm512_max_epu8,
+    _mm512_min_epi8, _mm512_min_epu8, _mm512_movepi8_mask, _mm512_permutex2var_epi8,
+};
+
+/// Clamps 64 bytes to `[lo, hi]`, compared as int8 when `signed`, else as uint8.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn clamp_bytes_512(v: __m512i, lo: __m512i, hi: __m512i, signed: bool) -> __m512i {
+    if signed {
+        _mm512_min_epi8(_mm512_max_epi8(v, lo), hi)
+    } else {
+        _mm512_min_epu8(_mm512_max_epu8(v, lo), hi)
+    }
+}
+
+/// A 256-entry byte table in four registers, for [`lookup_bytes_vbmi`].
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load_table_512(table: &[u8; 256]) -> [__m512i; 4] {
+    let t = table.as_ptr();
+    // SAFETY: the table holds 256 bytes, read as four unaligned 64-byte vectors.
+    unsafe {
+        [
+            _mm512_loadu_si512(t.cast()),
+            _mm512_loadu_si512(t.add(64).cast()),
+            _mm512_loadu_si512(t.add(128).cast()),
+            _mm512_loadu_si512(t.add(192).cast()),
+        ]
+    }
+}
+
+/// Looks 64 bytes up in a 256-entry byte table held in four registers: `vpermi2b` looks up
+/// either half (7 index bits) and the index's top bit picks the half.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn lookup_bytes_vbmi(table: &[__m512i; 4], index: __m512i) -> __m512i {
+    let [t0, t1, t2, t3] = *table;
+    let low = _mm512_permutex2var_epi8(t0, index, t1);
+    let high = _mm512_permutex2var_epi8(t2, index, t3);
+    _mm512_mask_blend_epi8(_mm512_movepi8_mask(index), low, high)
+}
+
 mod f32_gemm;
 mod q_gemm_avx2;
 mod q_gemm_avx512;

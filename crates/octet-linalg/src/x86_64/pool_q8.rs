@@ -95,11 +95,7 @@ unsafe fn body<const S: bool>(
                         _mm512_max_epu8(acc, v)
                     };
                 }
-                let acc = if S {
-                    _mm512_min_epi8(_mm512_max_epi8(acc, lo), hi)
-                } else {
-                    _mm512_min_epu8(_mm512_max_epu8(acc, lo), hi)
-                };
+                let acc = super::clamp_bytes_512(acc, lo, hi, S);
                 _mm512_mask_storeu_epi8(dst.add(p * c + ch).cast(), mask, acc);
                 ch += 64;
             }

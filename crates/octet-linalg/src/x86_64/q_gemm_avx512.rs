@@ -278,11 +278,7 @@ macro_rules! checked_rows {
                 };
                 let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
                 let bytes = _mm512_permutexvar_epi32(order, bytes);
-                let bytes = if SIGNED {
-                    _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
-                } else {
-                    _mm512_min_epu8(_mm512_max_epu8(bytes, lo), hi)
-                };
+                let bytes = super::clamp_bytes_512(bytes, lo, hi, SIGNED);
                 let dst = out.add((row0 + r) * out_stride + first);
                 let mask = if per > 1 {
                     if rows * cols >= 64 {

@@ -14,7 +14,7 @@ use octet_core::fixed_point::{
 use octet_linalg::frame::gemm::{ASource, PaddedImage, RowOffsets};
 use octet_linalg::frame::gemm_f32::{F32Clamp, F32Epilogue, PackedF32Gemm};
 use octet_linalg::frame::gemm_q::{
-    PackedQGemm, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
+    PackedQGemm, QConverted, QElement, QGemmSpec, QInputFormat, QType, QWeights, Requant,
 };
 use octet_linalg::frame::window::{Indirection, PAD, Window2d};
 use octet_linalg::threads::MAX_CHUNKS;
@@ -807,7 +807,7 @@ impl QuantGemm {
             return Ok(());
         };
         if matches!(self.rows, GemmRows::Dense) && (s.m > 1 || threads.count() == 1) {
-            return self.run_dense_rows(input, out, scratch, threads);
+            return self.run_dense_rows(input, out, scratch, threads, first.row_block());
         }
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
         let converted = match &self.rows {
@@ -819,45 +819,55 @@ impl QuantGemm {
         }
         .map_err(eval_error)?;
         let rows = self.rows.offsets(converted.pixel_stride());
-        let out_c = s.out_c();
         split(
             threads,
             s,
             first.row_block(),
             first.column_block(),
             out,
-            |range, columns, out| {
-                for (g, gemm) in self.gemms.iter().enumerate() {
-                    let a = converted.source(g * s.depth, rows)?;
-                    let out = out
-                        .get_mut(g * s.per_group..)
-                        .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
-                    match &columns {
-                        None => gemm.run(&a, range.clone(), out, out_c)?,
-                        Some(c) => gemm.run_columns(&a, range.clone(), c.clone(), out, out_c)?,
-                    }
-                }
-                Ok(())
-            },
+            |range, columns, out| self.run_groups(&converted, rows, range, columns, out),
         )
     }
 
-    /// [`QuantGemm::run`] for dense rows split by rows: every chunk converts its own input rows
-    /// into scratch of its own before its GEMM, so the conversion runs in parallel too and each
-    /// thread reads the rows it (most likely) produced in the previous operator.
+    /// Every group's GEMM on rows `range` (and `columns`, or all) of the converted input, into
+    /// `out` (whose first row is row `range.start`).
+    fn run_groups<O: QElem>(
+        &self,
+        converted: &QConverted<'_>,
+        rows: RowOffsets<'_>,
+        range: Range<usize>,
+        columns: Option<Range<usize>>,
+        out: &mut [O],
+    ) -> Result<(), LinalgError> {
+        let s = &self.shape;
+        for (g, gemm) in self.gemms.iter().enumerate() {
+            let a = converted.source(g * s.depth, rows)?;
+            let out = out
+                .get_mut(g * s.per_group..)
+                .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
+            match &columns {
+                None => gemm.run(&a, range.clone(), out, s.out_c())?,
+                Some(c) => gemm.run_columns(&a, range.clone(), c.clone(), out, s.out_c())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// [`QuantGemm::run`] for dense rows split by rows (whole blocks of `mr`): every chunk
+    /// converts its own input rows into scratch of its own before its GEMM, so the conversion
+    /// runs in parallel too and each thread reads the rows it (most likely) produced in the
+    /// previous operator.
     fn run_dense_rows<X: QElem, O: QElem>(
         &self,
         input: &[X],
         out: &mut [O],
         scratch: &mut [u64],
         threads: &Threads,
+        mr: usize,
     ) -> Result<(), RuntimeError> {
         let s = &self.shape;
         let out_c = s.out_c();
-        let Some(first) = self.gemms.first() else {
-            return Ok(());
-        };
-        let mr = first.row_block().max(1);
+        let mr = mr.max(1);
         let macs_per_row = out_c.saturating_mul(s.depth).max(1);
         let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
         let chunk_rows = threads
@@ -893,14 +903,7 @@ impl QuantGemm {
                 let offsets = RowOffsets::Dense {
                     stride: converted.pixel_stride(),
                 };
-                for (g, gemm) in self.gemms.iter().enumerate() {
-                    let a = converted.source(g * s.depth, offsets)?;
-                    let out = out
-                        .get_mut(g * s.per_group..)
-                        .ok_or_else(|| LinalgError::Mismatch("group".into()))?;
-                    gemm.run(&a, 0..rows, out, out_c)?;
-                }
-                Ok(())
+                self.run_groups(&converted, offsets, 0..rows, None, out)
             })
             .map_err(eval_error)
     }
