@@ -201,6 +201,7 @@ fn bench_model(
     };
 
     let mut octet_int8: Option<PathBuf> = None;
+    let mut octet_own: Option<PathBuf> = None;
     let mut aeq_int8: Option<PathBuf> = None;
     if !options.no_quantize {
         match quantize_both(workspace, venv, octet, model, &dir) {
@@ -208,6 +209,7 @@ fn bench_model(
                 row.octet_quantize_s = q.octet_seconds;
                 row.aeq_quantize_s = q.aeq_seconds;
                 octet_int8 = q.octet_file;
+                octet_own = q.octet_own_file;
                 aeq_int8 = q.aeq_file;
                 for (what, e) in q.errors {
                     note(&mut row.notes, what, &e);
@@ -239,7 +241,7 @@ fn bench_model(
                 row.macs = row.macs.or(t.macs);
                 Ok(t.median_ms)
             });
-            if let Some(file) = &octet_int8 {
+            if let Some(file) = &octet_own {
                 int8.time(|| Ok(octet_bench(file, *threads)?.median_ms));
             }
         }
@@ -297,7 +299,10 @@ impl Latency {
 
 /// The two quantizers' results for one model.
 struct Quantized {
+    /// octet's int8 file for LiteRT (the default `--target litert`).
     octet_file: Option<PathBuf>,
+    /// octet's int8 file for its own runtime (`--target octet`).
+    octet_own_file: Option<PathBuf>,
     octet_seconds: Option<f64>,
     aeq_file: Option<PathBuf>,
     aeq_seconds: Option<f64>,
@@ -323,6 +328,7 @@ fn quantize_both(
     let mut result = Quantized {
         octet_file: None,
         octet_seconds: None,
+        octet_own_file: None,
         aeq_file: None,
         aeq_seconds: None,
         errors: Vec::new(),
@@ -388,6 +394,23 @@ fn quantize_both(
     if octet_runs.len() == QUANTIZE_RUNS {
         result.octet_seconds = median(&mut octet_runs);
         result.octet_file = Some(octet_file);
+        // The same job for octet's own runtime (`--target octet`: every op with an integer
+        // kernel integer), untimed: the timed file is for LiteRT, the default target.
+        let own_file = dir.join("octet_int8_own.tflite");
+        let own = process::stdout_of(
+            Command::new(octet)
+                .arg("quantize")
+                .arg(model)
+                .arg("-o")
+                .arg(&own_file)
+                .args(["--target", "octet", "--calib"])
+                .arg(&calib.npz)
+                .args(["--samples", &CALIBRATION_SAMPLES.to_string()]),
+        );
+        match own {
+            Ok(_) => result.octet_own_file = Some(own_file),
+            Err(e) => result.errors.push(("octet quantize --target octet", e)),
+        }
     }
     if aeq_runs.len() == QUANTIZE_RUNS {
         result.aeq_seconds = median(&mut aeq_runs);

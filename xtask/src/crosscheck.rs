@@ -13,7 +13,25 @@ use crate::runtime_check::{Outcome, Tools, check_model};
 use crate::workspace::Workspace;
 
 /// Every mode of `octet quantize`.
-const MODES: [&str; 6] = ["int8", "uint8", "int16x8", "dynamic", "fp16", "weight-int8"];
+/// Each mode, and int8 for octet's own runtime (`MODE@TARGET` means `--mode MODE --target
+/// TARGET`), so that the integer kernels that `--target litert` keeps float stay checked.
+const MODES: [&str; 7] = [
+    "int8",
+    "int8@octet",
+    "uint8",
+    "int16x8",
+    "dynamic",
+    "fp16",
+    "weight-int8",
+];
+
+/// The `octet quantize` arguments of a mode spec (`int8`, `int8@octet`).
+fn mode_args(spec: &str) -> Vec<&str> {
+    match spec.split_once('@') {
+        Some((mode, target)) => vec!["--mode", mode, "--target", target],
+        None => vec!["--mode", spec],
+    }
+}
 
 /// Quantizes and checks `paths` (default: fixtures and third-party models) in `modes` (default:
 /// all). Fails when a quantized model octet wrote does not load in LiteRT, or octet-runtime
@@ -55,7 +73,8 @@ pub fn run(
                     .arg(model)
                     .arg("-o")
                     .arg(&output)
-                    .args(["--mode", mode, "--calib", "random:-1,1", "--samples", "8"]),
+                    .args(mode_args(mode))
+                    .args(["--calib", "random:-1,1", "--samples", "8"]),
             );
             if let Err(e) = quantized {
                 let text = format!("{e:#}");

@@ -9,6 +9,7 @@ mod codegen;
 mod crosscheck;
 mod fetch_models;
 mod fixtures;
+mod litert_ops;
 mod process;
 mod roundtrip;
 mod runtime_check;
@@ -114,6 +115,9 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         samples: usize,
     },
+    /// Which ops LiteRT's XNNPACK delegate runs in int8 and in float (one-op models), checked
+    /// against the ops `octet quantize --target litert` keeps float.
+    LitertOps,
     /// Read and rewrite models with octet-tflite and check LiteRT computes the same bits.
     Roundtrip {
         /// Models to check [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
@@ -178,5 +182,6 @@ fn run(cli: Cli) -> Result<()> {
         } => crosscheck::run(&workspace, &paths, &modes, samples, record.as_deref()),
         Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),
         Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
+        Command::LitertOps => litert_ops::run(&workspace),
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use octet_core::{DType, Model, QuantParams};
 use octet_quant::metrics::{ErrorAccumulator, ErrorStats};
-use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport};
+use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport, Target};
 use octet_runtime::{Interpreter, InterpreterOptions, TensorInfo};
 
 use crate::run::{RuntimeArgs, all_cores};
@@ -23,6 +23,27 @@ enum ModeArg {
     Dynamic,
     Fp16,
     WeightInt8,
+}
+
+/// The `--target` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TargetArg {
+    /// LiteRT's default CPU path (XNNPACK): ops it runs only in float stay float.
+    Litert,
+    /// Every op integer (microcontrollers, NPUs); an op that cannot be is an error.
+    IntegerOnly,
+    /// octet's own runtime: every op that has an integer kernel is integer.
+    Octet,
+}
+
+impl TargetArg {
+    fn target(self) -> Target {
+        match self {
+            TargetArg::Litert => Target::Litert,
+            TargetArg::IntegerOnly => Target::IntegerOnly,
+            TargetArg::Octet => Target::Octet,
+        }
+    }
 }
 
 /// `--input-type` / `--output-type` values.
@@ -44,6 +65,12 @@ pub struct QuantizeArgs {
     /// The quantization scheme.
     #[arg(long, value_enum, default_value = "int8")]
     mode: ModeArg,
+    /// Where the file will run, for the full-integer modes: `litert` keeps float the ops that
+    /// LiteRT's XNNPACK delegate runs only in float (PRELU, standalone RELUs, HARD_SWISH,
+    /// SOFTMAX...), so they do not split its graph; `integer-only` makes every op integer or
+    /// fails naming the op; `octet` makes integer every op octet's runtime has a kernel for.
+    #[arg(long, value_enum, default_value = "litert")]
+    target: TargetArg,
     /// The legacy converter's flag: QUANTIZED_UINT8 means --mode uint8.
     #[arg(long, value_name = "TYPE")]
     inference_type: Option<String>,
@@ -171,15 +198,28 @@ struct OutputAccuracy {
     max_abs_error: f64,
 }
 
+/// An op that stayed float.
+#[derive(Serialize)]
+struct FloatOpReport {
+    operator: usize,
+    op: String,
+    reason: &'static str,
+}
+
 /// The report `octet quantize` prints.
 #[derive(Serialize)]
 struct Report {
     model: String,
     output: String,
     mode: &'static str,
+    /// `--target`, for the full-integer modes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'static str>,
     tensors_quantized: usize,
     tensors_float: usize,
-    float_ops: Vec<String>,
+    /// Standalone RELU/RELU6/RELU_N1_TO_1 folded into their producers.
+    activations_fused: usize,
+    float_ops: Vec<FloatOpReport>,
     file_bytes_before: u64,
     file_bytes_after: u64,
     size_ratio: f64,
@@ -269,6 +309,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         .transpose()?;
 
     let mut options = QuantizeOptions::new(mode);
+    options.target = args.target.target();
     // The legacy converter's input statistics describe a uint8 input: with them, tflite_convert
     // makes a model with uint8 input and output.
     let legacy_io = if mode == Mode::UInt8 && !input_stats.is_empty() {
@@ -665,12 +706,20 @@ fn build_report(
         model: args.model.display().to_string(),
         output: args.output.display().to_string(),
         mode: mode.name(),
+        target: mode
+            .needs_activation_ranges()
+            .then(|| args.target.target().name()),
         tensors_quantized: summary.tensors_quantized,
         tensors_float: summary.tensors_float,
+        activations_fused: summary.activations_fused,
         float_ops: summary
             .float_ops
             .iter()
-            .map(|(i, name)| format!("{name} (operator {i})"))
+            .map(|f| FloatOpReport {
+                operator: f.index,
+                op: f.op.clone(),
+                reason: f.reason.explain(),
+            })
             .collect(),
         file_bytes_before: before,
         file_bytes_after: after,
@@ -686,29 +735,63 @@ fn build_report(
     })
 }
 
+/// "4.00x smaller" or "1.19x larger": a ratio a reader does not have to invert.
+fn size_change(before: u64, after: u64) -> String {
+    if after <= before {
+        format!("{:.2}x smaller", before as f64 / after.max(1) as f64)
+    } else {
+        format!("{:.2}x larger", after as f64 / before.max(1) as f64)
+    }
+}
+
 fn print_report(r: &Report) {
-    println!("{} -> {} ({})", r.model, r.output, r.mode);
+    match r.target {
+        Some(target) => println!("{} -> {} ({}, target {target})", r.model, r.output, r.mode),
+        None => println!("{} -> {} ({})", r.model, r.output, r.mode),
+    }
     println!(
-        "  size        {} -> {} bytes ({:.2}x smaller)",
-        r.file_bytes_before, r.file_bytes_after, r.size_ratio
+        "  size        {} -> {} bytes ({})",
+        r.file_bytes_before,
+        r.file_bytes_after,
+        size_change(r.file_bytes_before, r.file_bytes_after)
     );
     println!(
-        "  weights     {} -> {} bytes ({:.2}x smaller)",
+        "  weights     {} -> {} bytes ({})",
         r.constant_bytes_before,
         r.constant_bytes_after,
-        r.constant_bytes_before as f64 / r.constant_bytes_after.max(1) as f64
+        size_change(
+            r.constant_bytes_before as u64,
+            r.constant_bytes_after as u64
+        )
     );
     println!(
         "  tensors     {} quantized, {} left float",
         r.tensors_quantized, r.tensors_float
     );
+    if r.activations_fused > 0 {
+        println!(
+            "  fused       {} standalone RELU/RELU6/RELU_N1_TO_1 into the op before them",
+            r.activations_fused
+        );
+    }
     if r.float_ops.is_empty() {
         println!("  float ops   none");
     } else {
-        println!(
-            "  float ops   {} (no integer kernel in TFLite)",
-            r.float_ops.join(", ")
-        );
+        // Grouped by op and reason: "PRELU x23 (LiteRT's XNNPACK ...)".
+        let mut groups: Vec<(&str, &str, usize)> = Vec::new();
+        for f in &r.float_ops {
+            match groups
+                .iter_mut()
+                .find(|g| g.0 == f.op.as_str() && g.1 == f.reason)
+            {
+                Some(g) => g.2 += 1,
+                None => groups.push((f.op.as_str(), f.reason, 1)),
+            }
+        }
+        for (k, (op, reason, n)) in groups.iter().enumerate() {
+            let label = if k == 0 { "float ops" } else { "" };
+            println!("  {label:<11} {op} x{n} ({reason})");
+        }
     }
     if let (Some(f), Some(q)) = (r.top1_float, r.top1_quantized) {
         println!(

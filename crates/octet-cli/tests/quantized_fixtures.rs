@@ -80,6 +80,8 @@ fn octet_writes_the_same_files_and_matches_litert_on_them() {
         // (1) The quantizer still writes exactly this file.
         let again = scratch.join(format!("{stem}.tflite"));
         let source = models().join(format!("{fixture}.tflite"));
+        // `int8@octet`: --mode int8 --target octet.
+        let (mode, target) = mode.split_once('@').unwrap_or((mode, "litert"));
         let q = octet(&[
             "quantize".as_ref(),
             source.as_os_str(),
@@ -87,6 +89,8 @@ fn octet_writes_the_same_files_and_matches_litert_on_them() {
             again.as_os_str(),
             "--mode".as_ref(),
             mode.as_ref(),
+            "--target".as_ref(),
+            target.as_ref(),
             "--calib".as_ref(),
             "random:-1,1".as_ref(),
             "--samples".as_ref(),

@@ -18,6 +18,7 @@ pub mod weight_modes;
 use octet_core::{DType, Model};
 
 pub use error::QuantError;
+pub use full_integer::rules::litert_delegates_int8;
 
 /// The quantization schemes of TFLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,11 +57,40 @@ impl Mode {
     }
 }
 
+/// Where the quantized file will run. The full-integer modes use it to decide which ops stay
+/// float; the other modes ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// LiteRT's default CPU path (its XNNPACK delegate): an op that LiteRT has an int8 kernel
+    /// for but XNNPACK runs only in float stays float, so that it does not split the delegated
+    /// graph ([`FloatReason::LiteRtDelegate`]).
+    #[default]
+    Litert,
+    /// Microcontrollers and NPUs: every op integer, as TensorFlow's converter makes them; an op
+    /// without an integer kernel is an error naming it.
+    IntegerOnly,
+    /// octet's own runtime: every op with an integer kernel is integer.
+    Octet,
+}
+
+impl Target {
+    /// The target's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Litert => "litert",
+            Target::IntegerOnly => "integer-only",
+            Target::Octet => "octet",
+        }
+    }
+}
+
 /// How to quantize.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeOptions {
     /// The scheme.
     pub mode: Mode,
+    /// Where the file will run.
+    pub target: Target,
     /// dtype of the model's inputs after quantization: `Float32` keeps float inputs with a
     /// QUANTIZE op after them; an integer type makes the inputs themselves quantized.
     pub input_type: DType,
@@ -86,6 +116,7 @@ impl QuantizeOptions {
     pub fn new(mode: Mode) -> Self {
         QuantizeOptions {
             mode,
+            target: Target::default(),
             input_type: DType::Float32,
             output_type: DType::Float32,
             input_stats: Vec::new(),
@@ -111,9 +142,12 @@ pub struct QuantizeReport {
     pub tensors_quantized: usize,
     /// Float tensors left float.
     pub tensors_float: usize,
-    /// Ops left in float because TFLite has no integer kernel for them (or octet no rule yet),
-    /// with QUANTIZE/DEQUANTIZE around them: `(operator index, op name)`.
-    pub float_ops: Vec<(usize, String)>,
+    /// Ops left in float, with DEQUANTIZE/QUANTIZE around them, and why.
+    pub float_ops: Vec<FloatOp>,
+    /// Standalone RELU, RELU6 and RELU_N1_TO_1 ops folded into the fused activation of the op
+    /// that produces their input (exact in float; integer kernels then clamp for free, and
+    /// LiteRT's XNNPACK delegate takes no standalone int8 RELU).
+    pub activations_fused: usize,
     /// Bytes of constant data before.
     pub constant_bytes_before: usize,
     /// Bytes of constant data after.
@@ -123,6 +157,38 @@ pub struct QuantizeReport {
     /// sample `s` (as `octet_runtime::Interpreter::output` gives them). Empty for the modes
     /// that do not calibrate.
     pub float_outputs: Vec<calibrate::Outputs>,
+}
+
+/// An op that stayed float in a quantized model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatOp {
+    /// Its index in the float model's main subgraph (after the float passes).
+    pub index: usize,
+    /// The op's name (`PRELU`).
+    pub op: String,
+    /// Why it stayed float.
+    pub reason: FloatReason,
+}
+
+/// Why an op stayed float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatReason {
+    /// TFLite has no integer kernel for it in this mode (or octet has no rule for it yet).
+    NoIntegerKernel,
+    /// [`Target::Litert`]: LiteRT's XNNPACK delegate runs it only in float.
+    LiteRtDelegate,
+}
+
+impl FloatReason {
+    /// A short explanation for reports.
+    pub fn explain(self) -> &'static str {
+        match self {
+            FloatReason::NoIntegerKernel => "no integer kernel in TFLite",
+            FloatReason::LiteRtDelegate => {
+                "LiteRT's XNNPACK runs it only in float (--target litert)"
+            }
+        }
+    }
 }
 
 /// Quantizes `model` as `options` say. Modes that quantize activations need `calibration` or a

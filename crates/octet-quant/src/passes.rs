@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use octet_core::{
-    Buffer, BufferId, DType, Model, Op, Operator, QuantDetails, Subgraph, Tensor, TensorId,
+    ActivationFunction, Buffer, BufferId, DType, Model, Op, Operator, QuantDetails, Subgraph,
+    Tensor, TensorId,
 };
 use octet_runtime::Interpreter;
 
@@ -281,6 +282,115 @@ pub fn fold_to_float(model: &mut Model) -> Result<usize, QuantError> {
     }
     remove_unused_buffers(model);
     Ok(folded)
+}
+
+/// The fused activation a standalone activation op amounts to.
+fn activation_of(op: &Op) -> Option<ActivationFunction> {
+    match op {
+        Op::Relu => Some(ActivationFunction::Relu),
+        Op::Relu6 => Some(ActivationFunction::Relu6),
+        Op::ReluN1To1 => Some(ActivationFunction::ReluN1To1),
+        _ => None,
+    }
+}
+
+/// The fused-activation slot of `op`, if it has one this pass may fill: the ops whose TFLite
+/// kernels (float and integer) and LiteRT's XNNPACK delegate all apply it.
+fn activation_slot(op: &mut Op) -> Option<&mut ActivationFunction> {
+    match op {
+        Op::Conv2D(o) => Some(&mut o.activation),
+        Op::DepthwiseConv2D(o) => Some(&mut o.activation),
+        Op::FullyConnected(o) => Some(&mut o.activation),
+        Op::Add(o) | Op::Sub(o) => Some(&mut o.activation),
+        Op::Mul { activation } => Some(activation),
+        _ => None,
+    }
+}
+
+/// Folds each standalone RELU, RELU6 and RELU_N1_TO_1 of the main subgraph into the fused
+/// activation of the op that produces its input, as TensorFlow's converter does: when that op
+/// (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB, MUL) has no activation yet, is the
+/// input's only consumer, and the input is neither a graph output nor in a signature. Float
+/// results do not change (the kernels clamp the same value); quantized, the op's output takes
+/// the activation's range, and the clamp costs nothing. Returns how many ops were folded.
+pub fn fuse_activations(model: &mut Model) -> Result<usize, QuantError> {
+    let Some(sg) = model.subgraphs.first() else {
+        return Ok(0);
+    };
+    let in_signature = |id: TensorId| {
+        model.signature_defs.iter().any(|s| {
+            s.subgraph == 0
+                && s.inputs
+                    .iter()
+                    .chain(s.outputs.iter())
+                    .any(|t| t.tensor == id)
+        })
+    };
+    let mut consumers: HashMap<TensorId, usize> = HashMap::new();
+    let mut producer: HashMap<TensorId, usize> = HashMap::new();
+    for (o, op) in sg.operators.iter().enumerate() {
+        for id in op.present_inputs() {
+            *consumers.entry(id).or_default() += 1;
+        }
+        for &id in &op.outputs {
+            producer.insert(id, o);
+        }
+    }
+    // (activation op, its producer, the activation)
+    let mut folds: Vec<(usize, usize, ActivationFunction)> = Vec::new();
+    for (o, op) in sg.operators.iter().enumerate() {
+        let Some(activation) = activation_of(&op.op) else {
+            continue;
+        };
+        let (Some(Some(x)), [y]) = (op.inputs.first(), op.outputs.as_slice()) else {
+            continue;
+        };
+        let float = |id: TensorId| sg.tensor(id).is_some_and(|t| t.dtype == DType::Float32);
+        let Some(&p) = producer.get(x) else { continue };
+        let Some(prod) = sg.operators.get(p) else {
+            continue;
+        };
+        let mut candidate = prod.op.clone();
+        let free_slot =
+            activation_slot(&mut candidate).is_some_and(|slot| *slot == ActivationFunction::None);
+        if free_slot
+            && prod.outputs.as_slice() == [*x]
+            && consumers.get(x) == Some(&1)
+            && float(*x)
+            && float(*y)
+            && !sg.outputs.contains(x)
+            && !sg.inputs.contains(x)
+            && !in_signature(*x)
+        {
+            folds.push((o, p, activation));
+        }
+    }
+    if folds.is_empty() {
+        return Ok(0);
+    }
+    let Some(sg) = model.subgraphs.first_mut() else {
+        return Ok(0);
+    };
+    let mut drop = vec![false; sg.operators.len()];
+    for &(o, p, activation) in &folds {
+        let y = sg
+            .operators
+            .get(o)
+            .and_then(|op| op.outputs.first().copied());
+        if let (Some(y), Some(prod)) = (y, sg.operators.get_mut(p)) {
+            if let Some(slot) = activation_slot(&mut prod.op) {
+                *slot = activation;
+            }
+            prod.outputs = vec![y];
+            if let Some(d) = drop.get_mut(o) {
+                *d = true;
+            }
+        }
+    }
+    let mut drop = drop.into_iter();
+    sg.operators.retain(|_| !drop.next().unwrap_or(false));
+    remove_unused_tensors(model, 0)?;
+    Ok(folds.len())
 }
 
 /// Removes the tensors of subgraph `subgraph` that no operator, graph input or output or

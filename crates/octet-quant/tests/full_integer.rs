@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use octet_core::{DType, Model, Op, TensorData, TensorId};
-use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport, quantize};
+use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport, Target, quantize};
 use octet_runtime::Interpreter;
 
 fn root() -> PathBuf {
@@ -258,7 +258,9 @@ fn file_size(model: &Model) -> usize {
 fn digits_int8_keeps_accuracy_and_shrinks() {
     for name in ["digits_cnn", "digits_mlp", "digits_cnn_fp16"] {
         let float = load(&root().join(format!("models/{name}.tflite")));
-        let options = QuantizeOptions::new(Mode::Int8);
+        // Integer-only: every op integer, as TensorFlow's converter makes these models.
+        let mut options = QuantizeOptions::new(Mode::Int8);
+        options.target = Target::IntegerOnly;
         let (q, report) = quantize(&float, &options, Some(&digits_calibration(100))).unwrap();
         let q = check(&q, &report, Mode::Int8);
         assert!(
@@ -375,12 +377,11 @@ fn every_float_op_fixture_quantizes_to_int8() {
     for path in paths {
         let float = load(&path);
         let calibration = calibration_for(&path, &float, 2);
-        let (q, report) = quantize(
-            &float,
-            &QuantizeOptions::new(Mode::Int8),
-            Some(&calibration),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // For octet's runtime: every op with an int8 rule is quantized.
+        let mut options = QuantizeOptions::new(Mode::Int8);
+        options.target = Target::Octet;
+        let (q, report) = quantize(&float, &options, Some(&calibration))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         check(&q, &report, Mode::Int8);
     }
 }

@@ -20,7 +20,9 @@ use octet_core::{DType, Model, Op, Operator, QuantParams, Subgraph, Tensor, Tens
 use crate::calibrate::{TensorRanges, calibrate_keeping_outputs};
 use crate::params::{self, AffineParams, IntRange};
 use crate::passes;
-use crate::{Calibration, Mode, QuantError, QuantizeOptions, QuantizeReport};
+use crate::{
+    Calibration, FloatOp, FloatReason, Mode, QuantError, QuantizeOptions, QuantizeReport, Target,
+};
 use rules::{FixedOutput, InputRule, OutputRule, Rule, rule_for};
 
 /// How a full-integer mode quantizes.
@@ -108,6 +110,7 @@ pub fn quantize(
     let mut model = model.clone();
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
+    let activations_fused = passes::fuse_activations(&mut model)?;
     let (ranges, float_outputs) = match calibration {
         Some(c) if !c.samples.is_empty() => calibrate_keeping_outputs(
             &model,
@@ -148,6 +151,18 @@ pub fn quantize(
         ..
     } = pass;
     model.subgraphs[0] = sg;
+    if options.target == Target::IntegerOnly && !float_ops.is_empty() {
+        let ops: Vec<String> = float_ops
+            .iter()
+            .map(|f| format!("{} (operator {})", f.op, f.index))
+            .collect();
+        return Err(QuantError::Unsupported(format!(
+            "--target integer-only: {} op(s) have no {} kernel in TFLite and would stay float: {}",
+            ops.len(),
+            scheme.act.name(),
+            ops.join(", ")
+        )));
+    }
     passes::remove_unused_tensors(&mut model, 0)?;
     passes::remove_unused_buffers(&mut model);
     model
@@ -166,6 +181,7 @@ pub fn quantize(
             .filter(|t| t.dtype == DType::Float32)
             .count(),
         float_ops,
+        activations_fused,
         constant_bytes_before,
         constant_bytes_after: passes::constant_bytes(&model),
         float_outputs,
@@ -202,7 +218,7 @@ struct Pass<'a> {
     requant: HashMap<(TensorId, u32, i64), TensorId>,
     /// (float constant, how) -> quantized constant.
     consts: HashMap<(TensorId, String), TensorId>,
-    float_ops: Vec<(usize, String)>,
+    float_ops: Vec<FloatOp>,
 }
 
 impl Pass<'_> {
@@ -631,13 +647,23 @@ impl Pass<'_> {
         let outputs = self.sg.outputs.clone();
         let wanted = self.options.output_type;
         for (k, id) in outputs.into_iter().enumerate() {
-            let Some(&tw) = self.twin.get(&id) else {
-                continue;
+            let tw = match self.twin.get(&id) {
+                Some(&tw) => {
+                    if !self.replaced.contains(&id) {
+                        // A graph input passed straight through.
+                        continue;
+                    }
+                    tw
+                }
+                // Produced by an op that stayed float: quantized for an integer output.
+                None if wanted.is_quantizable_integer()
+                    && self.tensor(id)?.dtype == DType::Float32
+                    && !self.sg.inputs.contains(&id) =>
+                {
+                    self.integer_input(id, None, false)?
+                }
+                None => continue,
             };
-            if !self.replaced.contains(&id) {
-                // A graph input passed straight through.
-                continue;
-            }
             let new = if wanted == self.scheme.act {
                 tw
             } else if wanted.is_quantizable_integer() {
@@ -672,7 +698,10 @@ impl Pass<'_> {
         self.setup_inputs()?;
         let ops = std::mem::take(&mut self.old.operators);
         for (index, op) in ops.iter().enumerate() {
-            if !self.try_quantize(op)? {
+            let kept_for_litert = self.options.target == Target::Litert
+                && self.scheme.act == DType::Int8
+                && !rules::litert_delegates_int8(&op.op);
+            if kept_for_litert || !self.try_quantize(op)? {
                 let has_float = op
                     .present_inputs()
                     .chain(op.outputs.iter().copied())
@@ -680,7 +709,15 @@ impl Pass<'_> {
                 // SHAPE reads only the shape: it takes the integer tensor as it is.
                 let shape_only = matches!(op.op, Op::Shape { .. });
                 if has_float && !shape_only && !matches!(op.op, Op::Quantize | Op::Dequantize) {
-                    self.float_ops.push((index, op.op.name().into_owned()));
+                    self.float_ops.push(FloatOp {
+                        index,
+                        op: op.op.name().into_owned(),
+                        reason: if kept_for_litert {
+                            FloatReason::LiteRtDelegate
+                        } else {
+                            FloatReason::NoIntegerKernel
+                        },
+                    });
                 }
                 let mut op = op.clone();
                 for input in op.inputs.iter_mut().flatten() {

@@ -184,3 +184,30 @@ pub fn rule_for(op: &Op, inputs: usize, const_input: &dyn Fn(usize) -> bool) -> 
     };
     Some(rule)
 }
+
+/// Whether LiteRT's default CPU path runs `op` in int8 inside its XNNPACK delegate.
+///
+/// The ops listed here have an int8 kernel in LiteRT's builtin resolver, but the XNNPACK delegate
+/// (LiteRT 2.3) takes them only in float. In an int8 file each one ends a delegated partition
+/// and runs on TFLite's own int8 kernel: on face_landmark, 23 int8 PRELUs made the file run in
+/// 6.8 ms where the float model takes 1.1 ms. Kept float between DEQUANTIZE and QUANTIZE, they
+/// stay inside the one delegated partition. The list was measured with one-op models (an op
+/// counts as delegated when QUANTIZE, the op and DEQUANTIZE form one partition): `cargo xtask
+/// litert-ops` measures it again and fails where this list disagrees. Ops that XNNPACK does not take in float
+/// either (MIRROR_PAD, STRIDED_SLICE with strides, L2_NORMALIZATION...) are not listed: keeping
+/// them float would gain nothing.
+pub fn litert_delegates_int8(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Prelu
+            | Op::Relu
+            | Op::Relu6
+            | Op::ReluN1To1
+            | Op::HardSwish
+            | Op::Maximum
+            | Op::Minimum
+            | Op::AveragePool2D(_)
+            | Op::Softmax { .. }
+            | Op::BatchMatMul(_)
+    )
+}

@@ -1,0 +1,297 @@
+//! `--target` and the graph passes it goes with: which ops stay float for LiteRT, what
+//! integer-only refuses, and the folding of standalone activations into their producers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use octet_core::builder::{ModelBuilder, TensorSpec};
+use octet_core::{
+    ActivationFunction, Conv2DOptions, DType, Model, Op, Padding, TensorData, TensorId,
+};
+use octet_quant::{Calibration, FloatReason, Mode, QuantizeOptions, Target, passes, quantize};
+use octet_runtime::Interpreter;
+
+const SHAPE: [usize; 4] = [1, 6, 6, 4];
+
+fn conv_options(activation: ActivationFunction) -> Op {
+    Op::Conv2D(Conv2DOptions {
+        padding: Padding::Same,
+        stride_w: 1,
+        stride_h: 1,
+        activation,
+        dilation_w: 1,
+        dilation_h: 1,
+        ..Default::default()
+    })
+}
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A 3x3 convolution of `x` (4 -> 4 channels) with `activation`.
+fn conv(b: &mut ModelBuilder, x: TensorId, seed: u32, activation: ActivationFunction) -> TensorId {
+    let w = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4, 3, 3, 4]),
+            TensorData::F32(values(144, seed)),
+        )
+        .unwrap();
+    let bias = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4]),
+            TensorData::F32(values(4, seed + 1)),
+        )
+        .unwrap();
+    b.op(
+        conv_options(activation),
+        &[Some(x), Some(w), Some(bias)],
+        TensorSpec::new(DType::Float32, &SHAPE),
+    )
+    .unwrap()
+}
+
+/// conv -> `op` -> conv, with `op`'s extra constant input if it has one.
+fn sandwich(op: Op) -> Model {
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let mut inputs = vec![Some(c)];
+    if op == Op::Prelu {
+        let alpha = b
+            .constant(
+                TensorSpec::new(DType::Float32, &[1, 1, 4]),
+                TensorData::F32(vec![0.1, -0.5, 1.3, 0.25]),
+            )
+            .unwrap();
+        inputs.push(Some(alpha));
+    }
+    let a = b
+        .op(op, &inputs, TensorSpec::new(DType::Float32, &SHAPE))
+        .unwrap();
+    let y = conv(&mut b, a, 3, ActivationFunction::None);
+    b.output(y);
+    b.finish().unwrap()
+}
+
+fn calibration() -> Calibration {
+    Calibration {
+        samples: (0..4)
+            .map(|s| vec![values(SHAPE.iter().product(), 100 + s)])
+            .collect(),
+    }
+}
+
+fn ops_of(model: &Model) -> Vec<String> {
+    model
+        .main_subgraph()
+        .unwrap()
+        .operators
+        .iter()
+        .map(|o| o.op.name().into_owned())
+        .collect()
+}
+
+fn options(target: Target) -> QuantizeOptions {
+    let mut options = QuantizeOptions::new(Mode::Int8);
+    options.target = target;
+    options
+}
+
+/// The float model's outputs on one input, as raw bytes.
+fn run(model: &Model, input: &[f32]) -> Vec<u8> {
+    let mut interpreter = Interpreter::new(model).unwrap();
+    interpreter.set_input(0, &le_bytes(input)).unwrap();
+    interpreter.invoke().unwrap();
+    interpreter.output(0).unwrap().to_vec()
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn litert_keeps_prelu_float_between_dequantize_and_quantize() {
+    let model = sandwich(Op::Prelu);
+    let (q, report) = quantize(&model, &options(Target::Litert), Some(&calibration())).unwrap();
+    assert_eq!(
+        ops_of(&q),
+        [
+            "QUANTIZE",
+            "CONV_2D",
+            "DEQUANTIZE",
+            "PRELU",
+            "QUANTIZE",
+            "CONV_2D",
+            "DEQUANTIZE"
+        ]
+    );
+    assert_eq!(report.float_ops.len(), 1);
+    assert_eq!(report.float_ops[0].op, "PRELU");
+    assert_eq!(report.float_ops[0].reason, FloatReason::LiteRtDelegate);
+    // The quantized model still computes PRELU: close to the float model.
+    let input = values(SHAPE.iter().product(), 7);
+    let (f, qo) = (run(&model, &input), run(&q, &input));
+    let max = f
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()).abs())
+        .fold(0.0f32, f32::max);
+    for (a, b) in f.chunks_exact(4).zip(qo.chunks_exact(4)) {
+        let (a, b) = (
+            f32::from_le_bytes(a.try_into().unwrap()),
+            f32::from_le_bytes(b.try_into().unwrap()),
+        );
+        assert!((a - b).abs() < 0.05 * max, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn octet_and_integer_only_quantize_prelu() {
+    for target in [Target::Octet, Target::IntegerOnly] {
+        let (q, report) =
+            quantize(&sandwich(Op::Prelu), &options(target), Some(&calibration())).unwrap();
+        assert_eq!(
+            ops_of(&q),
+            ["QUANTIZE", "CONV_2D", "PRELU", "CONV_2D", "DEQUANTIZE"],
+            "{target:?}"
+        );
+        assert!(report.float_ops.is_empty());
+    }
+}
+
+#[test]
+fn integer_only_names_the_op_without_an_integer_kernel() {
+    let error = quantize(
+        &sandwich(Op::Elu),
+        &options(Target::IntegerOnly),
+        Some(&calibration()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("integer-only"), "{error}");
+    assert!(error.contains("ELU (operator 1)"), "{error}");
+    // The other targets keep it float and say why.
+    let (_, report) = quantize(
+        &sandwich(Op::Elu),
+        &options(Target::Litert),
+        Some(&calibration()),
+    )
+    .unwrap();
+    assert_eq!(report.float_ops.len(), 1);
+    assert_eq!(report.float_ops[0].reason, FloatReason::NoIntegerKernel);
+}
+
+#[test]
+fn standalone_relus_fold_into_their_producer_without_changing_float_results() {
+    for (op, activation) in [
+        (Op::Relu, ActivationFunction::Relu),
+        (Op::Relu6, ActivationFunction::Relu6),
+        (Op::ReluN1To1, ActivationFunction::ReluN1To1),
+    ] {
+        let model = sandwich(op.clone());
+        let mut fused = model.clone();
+        assert_eq!(passes::fuse_activations(&mut fused).unwrap(), 1);
+        assert_eq!(ops_of(&fused), ["CONV_2D", "CONV_2D"]);
+        let first = &fused.main_subgraph().unwrap().operators[0];
+        assert_eq!(first.op, conv_options(activation));
+        fused.validate().unwrap();
+        let input = values(SHAPE.iter().product(), 9);
+        assert_eq!(run(&model, &input), run(&fused, &input), "{op:?}");
+        // Quantizing reports the fold, and no RELU is left to fall off XNNPACK.
+        let (q, report) = quantize(&model, &options(Target::Litert), Some(&calibration())).unwrap();
+        assert_eq!(report.activations_fused, 1);
+        assert!(report.float_ops.is_empty());
+        assert_eq!(ops_of(&q), ["QUANTIZE", "CONV_2D", "CONV_2D", "DEQUANTIZE"]);
+    }
+}
+
+#[test]
+fn a_relu_whose_input_is_used_elsewhere_or_an_output_is_not_folded() {
+    // The convolution's output also feeds an ADD: folding would clamp the ADD's input.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let r = b
+        .op(
+            Op::Relu,
+            &[Some(c)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    let s = b
+        .op(
+            Op::Add(Default::default()),
+            &[Some(r), Some(c)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(s);
+    let mut model = b.finish().unwrap();
+    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+    // The convolution's output is a graph output.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let r = b
+        .op(
+            Op::Relu,
+            &[Some(c)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(c);
+    b.output(r);
+    let mut model = b.finish().unwrap();
+    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+    // The producer already has an activation.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::Relu6);
+    let r = b
+        .op(
+            Op::Relu,
+            &[Some(c)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(r);
+    let mut model = b.finish().unwrap();
+    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+}
+
+#[test]
+fn an_integer_output_after_a_float_op_is_quantized() {
+    // ... -> CONV_2D -> PRELU (float for LiteRT) as the graph output, int8 outputs asked for.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let alpha = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[1, 1, 4]),
+            TensorData::F32(vec![0.1, 0.2, 0.3, 0.4]),
+        )
+        .unwrap();
+    let y = b
+        .op(
+            Op::Prelu,
+            &[Some(c), Some(alpha)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(y);
+    let model = b.finish().unwrap();
+    let mut options = options(Target::Litert);
+    options.input_type = DType::Int8;
+    options.output_type = DType::Int8;
+    let (q, _) = quantize(&model, &options, Some(&calibration())).unwrap();
+    let sg = q.main_subgraph().unwrap();
+    let out = &sg.tensors[sg.outputs[0].index()];
+    assert_eq!(out.dtype, DType::Int8);
+    assert_eq!(ops_of(&q).last().map(String::as_str), Some("QUANTIZE"));
+}
