@@ -5,6 +5,16 @@
         one .npy per input, OUT.npy for input 0 and OUT.<i>.npy for input i > 0, each shaped
         (N, *input shape). Prints {"inputs": [...paths]}.
 
+        --kind smooth makes image-like float inputs instead: for a 4-D (NHWC) input, each
+        sample and channel is noise with a 1/f amplitude spectrum (the spectrum of natural
+        images), scaled to [-1, 1].
+
+    peers.py sqnr FLOAT.tflite DATA.npz Q.tflite [Q.tflite ...]
+        Runs the float model and each quantized model in LiteRT (default CPU path) on every
+        sample of DATA.npz (arrays in input order, leading sample axis), dequantizing integer
+        inputs and outputs, and prints {"files": [{"file", "sqnr_db": [per output]}]}: each
+        output's SQNR against the float model over all samples.
+
     peers.py aeq MODEL OUT.tflite CALIB.npy [CALIB.1.npy ...]
         AI Edge Quantizer's static int8 recipe (static_wi8_ai8) on MODEL, calibrated with the
         given samples. MODEL must have a signature and float32 weights. Prints
@@ -32,7 +42,10 @@ def calib(args):
     for i, detail in enumerate(input_details(args.model)):
         shape = [max(1, int(d)) for d in detail["shape"]]
         dtype = detail["dtype"]
-        if np.issubdtype(dtype, np.floating):
+        if np.issubdtype(dtype, np.floating) and args.kind == "smooth" and len(shape) == 4:
+            data = np.stack([_smooth_image(rng, shape[1:]) for _ in range(args.samples)])
+            data = data.reshape([args.samples] + shape).astype(np.float32)
+        elif np.issubdtype(dtype, np.floating):
             data = rng.uniform(-1.0, 1.0, size=[args.samples] + shape).astype(np.float32)
         else:
             info = np.iinfo(dtype)
@@ -44,6 +57,70 @@ def calib(args):
     npz = args.out[: -len(".npy")] + ".npz"
     np.savez(npz, *[np.load(p) for p in paths])
     print(json.dumps({"inputs": paths, "npz": npz}))
+
+
+def _smooth_image(rng, hwc):
+    """An H x W x C image of 1/f noise per channel, in [-1, 1]."""
+    h, w, c = hwc
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    f[0, 0] = 1.0 / max(h, w)
+    channels = []
+    for _ in range(c):
+        phase = rng.uniform(0, 2 * np.pi, size=f.shape)
+        spectrum = (1.0 / f) * np.exp(1j * phase)
+        image = np.fft.irfft2(spectrum, s=(h, w))
+        lo, hi = image.min(), image.max()
+        channels.append(2.0 * (image - lo) / max(hi - lo, 1e-12) - 1.0)
+    return np.stack(channels, axis=-1)
+
+
+def _run_all(path, arrays):
+    """Outputs of `path` in LiteRT on every sample, as float arrays (dequantized)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter.allocate_tensors()
+    inputs = interpreter.get_input_details()
+    outputs = interpreter.get_output_details()
+    if len(inputs) != len(arrays):
+        sys.exit(f"{path} has {len(inputs)} inputs, the data {len(arrays)}")
+    results = [[] for _ in outputs]
+    for s in range(len(arrays[0])):
+        for detail, array in zip(inputs, arrays):
+            x = array[s].reshape(detail["shape"])
+            if np.issubdtype(detail["dtype"], np.integer):
+                scale, zero = detail["quantization"]
+                info = np.iinfo(detail["dtype"])
+                x = np.clip(np.round(x / scale) + zero, info.min, info.max)
+            interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
+        interpreter.invoke()
+        for k, detail in enumerate(outputs):
+            y = interpreter.get_tensor(detail["index"]).astype(np.float64)
+            if np.issubdtype(detail["dtype"], np.integer):
+                scale, zero = detail["quantization"]
+                y = (y - zero) * scale
+            results[k].append(y)
+    return [np.stack(r) for r in results]
+
+
+def sqnr(args):
+    data = np.load(args.data)
+    arrays = [data[key] for key in data.files]
+    reference = _run_all(args.float, arrays)
+    files = []
+    for path in args.quantized:
+        got = _run_all(path, arrays)
+        if len(got) != len(reference):
+            sys.exit(f"{path} has {len(got)} outputs, the float model {len(reference)}")
+        values = []
+        for f, q in zip(reference, got):
+            noise = np.sum((f - q) ** 2)
+            signal = np.sum(f ** 2)
+            values.append(None if noise == 0 else float(10 * np.log10(signal / noise)))
+        files.append({"file": path, "sqnr_db": values})
+    print(json.dumps({"files": files}))
 
 
 def aeq(args):
@@ -81,12 +158,17 @@ def main():
     p.add_argument("out")
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--seed", type=int, default=0x5EED)
+    p.add_argument("--kind", choices=["uniform", "smooth"], default="uniform")
+    p = sub.add_parser("sqnr")
+    p.add_argument("float")
+    p.add_argument("data")
+    p.add_argument("quantized", nargs="+")
     p = sub.add_parser("aeq")
     p.add_argument("model")
     p.add_argument("out")
     p.add_argument("calib", nargs="+")
     args = parser.parse_args()
-    {"calib": calib, "aeq": aeq}[args.command](args)
+    {"calib": calib, "sqnr": sqnr, "aeq": aeq}[args.command](args)
 
 
 if __name__ == "__main__":

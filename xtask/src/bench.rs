@@ -45,9 +45,9 @@ struct Timing {
 }
 
 #[derive(Debug, Deserialize)]
-struct CalibFiles {
-    inputs: Vec<PathBuf>,
-    npz: PathBuf,
+pub(crate) struct CalibFiles {
+    pub(crate) inputs: Vec<PathBuf>,
+    pub(crate) npz: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +55,7 @@ struct AeqRun {
     seconds: f64,
 }
 
-fn json_line<T: for<'de> Deserialize<'de>>(command: &mut Command) -> Result<T> {
+pub(crate) fn json_line<T: for<'de> Deserialize<'de>>(command: &mut Command) -> Result<T> {
     let stdout = process::stdout_of(command)?;
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("unexpected output: {line}"))
@@ -422,7 +422,7 @@ fn quantize_both(
 /// Writes `model` with sparse and float16 weights turned into dense float32 and a
 /// `serving_default` signature over its inputs and outputs, if it has none: AI Edge Quantizer
 /// rejects models without these.
-fn aeq_ready_copy(model: &Path, out: &Path) -> Result<()> {
+pub(crate) fn aeq_ready_copy(model: &Path, out: &Path) -> Result<()> {
     let mut m = octet_tflite::read_file(model)
         .with_context(|| format!("cannot read {}", model.display()))?;
     octet_quant::passes::fold_to_float(&mut m)?;

@@ -10,6 +10,7 @@ mod crosscheck;
 mod fetch_models;
 mod fixtures;
 mod litert_ops;
+mod peer_accuracy;
 mod process;
 mod roundtrip;
 mod runtime_check;
@@ -115,6 +116,22 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         samples: usize,
     },
+    /// octet's int8 files against AI Edge Quantizer's from the same calibration samples: each
+    /// output's SQNR against the float model in LiteRT, on held-out samples.
+    PeerAccuracy {
+        /// Models [default: `models/*.tflite` and `.cache/third_party/**/*.tflite`].
+        paths: Vec<PathBuf>,
+        /// Calibration samples.
+        #[arg(long, default_value_t = 16)]
+        samples: usize,
+        /// Evaluation samples.
+        #[arg(long, default_value_t = 32)]
+        eval: usize,
+        /// Extra `octet quantize` arguments for one more octet column (repeatable), e.g.
+        /// `--octet "--target octet"`.
+        #[arg(long, allow_hyphen_values = true)]
+        octet: Vec<String>,
+    },
     /// Which ops LiteRT's XNNPACK delegate runs in int8 and in float (one-op models), checked
     /// against the ops `octet quantize --target litert` keeps float.
     LitertOps,
@@ -183,5 +200,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::RuntimeCheck { paths, samples } => runtime_check::run(&workspace, &paths, samples),
         Command::Roundtrip { paths } => roundtrip::run(&workspace, &paths),
         Command::LitertOps => litert_ops::run(&workspace),
+        Command::PeerAccuracy {
+            paths,
+            samples,
+            eval,
+            octet,
+        } => peer_accuracy::run(
+            &workspace,
+            &peer_accuracy::PeerOptions {
+                paths,
+                samples,
+                eval,
+                octet,
+            },
+        ),
     }
 }

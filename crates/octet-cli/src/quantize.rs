@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use octet_core::{DType, Model, QuantParams};
 use octet_quant::metrics::{ErrorAccumulator, ErrorStats};
-use octet_quant::{Calibration, Mode, QuantizeOptions, QuantizeReport, Target};
+use octet_quant::{
+    Calibration, CalibrationMethod, Mode, OpPattern, QuantizeOptions, QuantizeReport, RangeMethod,
+    Target,
+};
 use octet_runtime::{Interpreter, InterpreterOptions, TensorInfo};
 
 use crate::run::{RuntimeArgs, all_cores};
@@ -71,6 +74,19 @@ pub struct QuantizeArgs {
     /// fails naming the op; `octet` makes integer every op octet's runtime has a kernel for.
     #[arg(long, value_enum, default_value = "litert")]
     target: TargetArg,
+    /// How each activation's range is chosen from the calibration data (8-bit modes): `minmax`
+    /// (the extremes seen), `percentile[=P]` (clip the outer 100-P % of values, default
+    /// 99.99), `mse` (the range whose quantization error over the values seen is smallest), or
+    /// `auto`: each of those quantizes the model and the one whose outputs on half the
+    /// calibration samples are closest to the float model's, with ranges from the other half,
+    /// is kept.
+    #[arg(long, value_name = "METHOD", default_value = "percentile", value_parser = parse_calibration)]
+    calibration: CalibrationMethod,
+    /// Keep float the ops whose name (PRELU) or output tensor name matches this regular
+    /// expression (full-integer modes), e.g. `--keep-float 'classificator|regressor'` for a
+    /// detector's heads.
+    #[arg(long, value_name = "REGEX")]
+    keep_float: Option<String>,
     /// The legacy converter's flag: QUANTIZED_UINT8 means --mode uint8.
     #[arg(long, value_name = "TYPE")]
     inference_type: Option<String>,
@@ -114,6 +130,31 @@ pub struct QuantizeArgs {
     json: bool,
     #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+fn parse_calibration(text: &str) -> Result<CalibrationMethod, String> {
+    Ok(match text {
+        "auto" => CalibrationMethod::Auto,
+        "minmax" => CalibrationMethod::Fixed(RangeMethod::MinMax),
+        "mse" => CalibrationMethod::Fixed(RangeMethod::Mse),
+        "percentile" => CalibrationMethod::Fixed(RangeMethod::Percentile(99.99)),
+        other => match other.strip_prefix("percentile=") {
+            Some(p) => {
+                let p: f32 = p
+                    .parse()
+                    .map_err(|_| format!("percentile={p}: not a number"))?;
+                if !(p > 50.0 && p <= 100.0) {
+                    return Err(format!("percentile={p}: give a percentage in (50, 100]"));
+                }
+                CalibrationMethod::Fixed(RangeMethod::Percentile(p))
+            }
+            None => {
+                return Err(format!(
+                    "{other}: expected minmax, percentile[=P], mse or auto"
+                ));
+            }
+        },
+    })
 }
 
 fn dtype_of(t: IoType) -> DType {
@@ -198,6 +239,13 @@ struct OutputAccuracy {
     max_abs_error: f64,
 }
 
+/// How activation ranges were chosen.
+#[derive(Serialize)]
+struct CalibrationReport {
+    requested: String,
+    used: String,
+}
+
 /// An op that stayed float.
 #[derive(Serialize)]
 struct FloatOpReport {
@@ -219,6 +267,9 @@ struct Report {
     tensors_float: usize,
     /// Standalone RELU/RELU6/RELU_N1_TO_1 folded into their producers.
     activations_fused: usize,
+    /// `--calibration` as given, and the range method used (what `auto` chose).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration: Option<CalibrationReport>,
     float_ops: Vec<FloatOpReport>,
     file_bytes_before: u64,
     file_bytes_after: u64,
@@ -310,6 +361,13 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
 
     let mut options = QuantizeOptions::new(mode);
     options.target = args.target.target();
+    options.calibration = args.calibration;
+    options.keep_float = args
+        .keep_float
+        .as_deref()
+        .map(OpPattern::new)
+        .transpose()
+        .context("--keep-float")?;
     // The legacy converter's input statistics describe a uint8 input: with them, tflite_convert
     // makes a model with uint8 input and output.
     let legacy_io = if mode == Mode::UInt8 && !input_stats.is_empty() {
@@ -712,6 +770,10 @@ fn build_report(
         tensors_quantized: summary.tensors_quantized,
         tensors_float: summary.tensors_float,
         activations_fused: summary.activations_fused,
+        calibration: summary.calibration.map(|used| CalibrationReport {
+            requested: args.calibration.name(),
+            used: used.name(),
+        }),
         float_ops: summary
             .float_ops
             .iter()
@@ -768,6 +830,16 @@ fn print_report(r: &Report) {
         "  tensors     {} quantized, {} left float",
         r.tensors_quantized, r.tensors_float
     );
+    if let Some(c) = &r.calibration {
+        if c.requested == c.used {
+            println!("  ranges      {}", c.used);
+        } else {
+            println!(
+                "  ranges      {} (chosen by {}: best on held-out calibration samples)",
+                c.used, c.requested
+            );
+        }
+    }
     if r.activations_fused > 0 {
         println!(
             "  fused       {} standalone RELU/RELU6/RELU_N1_TO_1 into the op before them",

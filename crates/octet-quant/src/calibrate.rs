@@ -7,13 +7,50 @@ use octet_core::{DType, Model, TensorId};
 use octet_linalg::frame::elementwise::FiniteRange;
 use octet_runtime::{Interpreter, InterpreterOptions, Observation};
 
+use crate::histogram::Histogram;
 use crate::parallel::in_order;
+use crate::params::IntRange;
 use crate::{Calibration, QuantError};
 
-/// Observed `[min, max]` of the float32 tensors of a model's main subgraph, by tensor id.
+/// Observed `[min, max]` of the float32 tensors of a model's main subgraph, by tensor id, and
+/// (when asked for) a histogram of each tensor's values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TensorRanges {
     ranges: HashMap<TensorId, (f32, f32)>,
+    /// Collect histograms too.
+    histograms_wanted: bool,
+    /// Calibration samples in all (sizes the exact tails of the histograms).
+    samples: usize,
+    histograms: HashMap<TensorId, Histogram>,
+}
+
+/// How the range of each activation is chosen from what calibration observed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum RangeMethod {
+    /// The smallest and largest value seen.
+    #[default]
+    MinMax,
+    /// Clip the given percentage of the values symmetrically: `Percentile(99.99)` leaves out
+    /// 0.005 % at each end.
+    Percentile(f32),
+    /// The range whose quantization has the smallest mean squared error over the values seen.
+    Mse,
+}
+
+impl RangeMethod {
+    /// Whether the method needs histograms.
+    pub fn needs_histograms(self) -> bool {
+        !matches!(self, RangeMethod::MinMax)
+    }
+
+    /// The method's name on the command line.
+    pub fn name(self) -> String {
+        match self {
+            RangeMethod::MinMax => "minmax".into(),
+            RangeMethod::Percentile(p) => format!("percentile={p}"),
+            RangeMethod::Mse => "mse".into(),
+        }
+    }
 }
 
 impl TensorRanges {
@@ -31,6 +68,38 @@ impl TensorRanges {
                 r.1 = r.1.max(max);
             })
             .or_insert((min, max));
+    }
+
+    /// Observed ranges with histograms of the values: what [`TensorRanges::clipped`] needs.
+    pub fn with_histograms(samples: usize) -> Self {
+        TensorRanges {
+            histograms_wanted: true,
+            samples,
+            ..TensorRanges::default()
+        }
+    }
+
+    /// The ranges `method` chooses for integers of `range`: each tensor with a histogram gets
+    /// its clipped range (always containing 0, as every quantized range does); the others, and
+    /// every tensor for [`RangeMethod::MinMax`], keep their observed range.
+    pub fn clipped(
+        &self,
+        method: RangeMethod,
+        range: IntRange,
+    ) -> Result<TensorRanges, QuantError> {
+        let mut out = TensorRanges::default();
+        for (&tensor, &(lo, hi)) in &self.ranges {
+            let chosen = match (method, self.histograms.get(&tensor)) {
+                (RangeMethod::MinMax, _) | (_, None) => Some((lo, hi)),
+                (RangeMethod::Percentile(p), Some(h)) => h.percentile_range(f64::from(p) / 100.0),
+                (RangeMethod::Mse, Some(h)) => h.mse_range(range)?,
+            };
+            // Within the observed range widened to 0, which every quantized range contains.
+            let (a, b) = chosen.unwrap_or((lo, hi));
+            let (a, b) = (a.min(0.0).max(lo.min(0.0)), b.max(0.0).min(hi.max(0.0)));
+            out.ranges.insert(tensor, (a, b));
+        }
+        Ok(out)
     }
 
     /// Number of tensors with a range.
@@ -60,6 +129,26 @@ impl TensorRanges {
         };
         if let Some((lo, hi)) = found {
             self.insert(obs.tensor, lo, hi);
+            if self.histograms_wanted {
+                let values: Vec<f32>;
+                let values = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
+                    Ok(v) if cfg!(target_endian = "little") => v,
+                    _ => {
+                        values = obs
+                            .bytes
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect();
+                        &values
+                    }
+                };
+                // Tails of 0.005 % of all values on each side: exact percentiles from 99.99 up.
+                let tail = (values.len() as f64 * self.samples as f64 * 0.000_05).ceil() as usize;
+                self.histograms
+                    .entry(obs.tensor)
+                    .or_insert_with(|| Histogram::new(lo.abs().max(hi.abs()), tail))
+                    .add(values, (lo, hi));
+            }
         }
     }
 
@@ -67,6 +156,14 @@ impl TensorRanges {
     fn merge(&mut self, other: TensorRanges) {
         for (tensor, (lo, hi)) in other.ranges {
             self.insert(tensor, lo, hi);
+        }
+        for (tensor, h) in other.histograms {
+            match self.histograms.get_mut(&tensor) {
+                Some(mine) => mine.merge(h),
+                None => {
+                    self.histograms.insert(tensor, h);
+                }
+            }
         }
     }
 }
@@ -86,18 +183,21 @@ pub fn calibrate(
     threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TensorRanges, QuantError> {
-    calibrate_keeping_outputs(model, calibration, threads, 0, progress).map(|(ranges, _)| ranges)
+    calibrate_keeping_outputs(model, calibration, threads, 0, false, progress)
+        .map(|(ranges, _)| ranges)
 }
 
 /// [`calibrate`], also returning the model's outputs on the first `keep` samples:
 /// `outputs[s][k]` holds the bytes of graph output `k` on sample `s`, as
 /// [`Interpreter::output`] gives them. A caller that measures accuracy on the calibration
-/// samples thereby need not run the float model again.
+/// samples thereby need not run the float model again. With `histograms`, the ranges carry a
+/// histogram of every tensor's values ([`TensorRanges::with_histograms`]).
 pub fn calibrate_keeping_outputs(
     model: &Model,
     calibration: &Calibration,
     threads: usize,
     keep: usize,
+    histograms: bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(TensorRanges, Vec<Outputs>), QuantError> {
     let total = calibration.samples.len();
@@ -117,7 +217,12 @@ pub fn calibrate_keeping_outputs(
                 QuantError::Unsupported(format!("calibration: cannot run the model: {e}"))
             })?;
             let range = FiniteRange::new(interpreter.isa());
-            Ok((interpreter, range, TensorRanges::default()))
+            let ranges = if histograms {
+                TensorRanges::with_histograms(total)
+            } else {
+                TensorRanges::default()
+            };
+            Ok((interpreter, range, ranges))
         },
         |(interpreter, range, ranges), s| {
             run_sample(interpreter, &calibration.samples[s], s, range, ranges)?;
@@ -136,7 +241,11 @@ pub fn calibrate_keeping_outputs(
             Ok(())
         },
     )?;
-    let mut ranges = TensorRanges::default();
+    let mut ranges = if histograms {
+        TensorRanges::with_histograms(total)
+    } else {
+        TensorRanges::default()
+    };
     for (_, _, worker) in workers {
         ranges.merge(worker);
     }

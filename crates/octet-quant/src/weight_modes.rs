@@ -104,6 +104,7 @@ pub fn quantize_weights_with(
         tensors_float,
         float_ops: Vec::new(),
         activations_fused: 0,
+        calibration: None,
         constant_bytes_before: before,
         constant_bytes_after: constant_bytes(&out),
         float_outputs: Vec::new(),

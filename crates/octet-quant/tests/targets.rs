@@ -1,5 +1,6 @@
 //! `--target` and the graph passes it goes with: which ops stay float for LiteRT, what
-//! integer-only refuses, and the folding of standalone activations into their producers.
+//! integer-only refuses, the folding of standalone activations into their producers,
+//! `--keep-float` and the calibration methods.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -7,7 +8,10 @@ use octet_core::builder::{ModelBuilder, TensorSpec};
 use octet_core::{
     ActivationFunction, Conv2DOptions, DType, Model, Op, Padding, TensorData, TensorId,
 };
-use octet_quant::{Calibration, FloatReason, Mode, QuantizeOptions, Target, passes, quantize};
+use octet_quant::{
+    Calibration, CalibrationMethod, FloatReason, Mode, OpPattern, QuantizeOptions, RangeMethod,
+    Target, passes, quantize,
+};
 use octet_runtime::Interpreter;
 
 const SHAPE: [usize; 4] = [1, 6, 6, 4];
@@ -294,4 +298,67 @@ fn an_integer_output_after_a_float_op_is_quantized() {
     let out = &sg.tensors[sg.outputs[0].index()];
     assert_eq!(out.dtype, DType::Int8);
     assert_eq!(ops_of(&q).last().map(String::as_str), Some("QUANTIZE"));
+}
+
+#[test]
+fn keep_float_keeps_the_ops_it_names_and_says_so() {
+    let model = sandwich(Op::Relu6);
+    // The second convolution's output is the graph output, named like every builder tensor.
+    let out = {
+        let sg = model.main_subgraph().unwrap();
+        sg.tensors[sg.outputs[0].index()].name.clone()
+    };
+    let mut options = options(Target::Litert);
+    options.keep_float = Some(OpPattern::new(&format!("^{out}$")).unwrap());
+    let (q, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    assert_eq!(
+        ops_of(&q),
+        ["QUANTIZE", "CONV_2D", "DEQUANTIZE", "CONV_2D"],
+        "{:?}",
+        report.float_ops
+    );
+    assert_eq!(report.float_ops.len(), 1);
+    assert_eq!(report.float_ops[0].reason, FloatReason::Requested);
+    // By op name.
+    options.keep_float = Some(OpPattern::new("CONV_2D").unwrap());
+    let (_, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    assert_eq!(report.float_ops.len(), 2);
+    assert!(OpPattern::new("(").is_err());
+}
+
+#[test]
+fn every_calibration_method_gives_a_valid_model_and_auto_names_its_choice() {
+    let model = sandwich(Op::Prelu);
+    for method in [
+        CalibrationMethod::Fixed(RangeMethod::MinMax),
+        CalibrationMethod::Fixed(RangeMethod::Percentile(99.0)),
+        CalibrationMethod::Fixed(RangeMethod::Mse),
+        CalibrationMethod::Auto,
+    ] {
+        let mut options = options(Target::Octet);
+        options.calibration = method;
+        let (q, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+        q.validate().unwrap();
+        let used = report.calibration.unwrap();
+        match method {
+            CalibrationMethod::Fixed(m) => assert_eq!(used, m),
+            CalibrationMethod::Auto => assert!(matches!(
+                used,
+                RangeMethod::MinMax | RangeMethod::Percentile(_) | RangeMethod::Mse
+            )),
+        }
+    }
+    // Clipping narrows a range the extremes would set: the first convolution's output.
+    let range_of = |method| {
+        let mut options = options(Target::Octet);
+        options.calibration = CalibrationMethod::Fixed(method);
+        let (q, _) = quantize(&model, &options, Some(&calibration())).unwrap();
+        let sg = q.main_subgraph().unwrap();
+        let conv = &sg.operators[1];
+        sg.tensors[conv.outputs[0].index()]
+            .single_quant()
+            .unwrap()
+            .0
+    };
+    assert!(range_of(RangeMethod::Percentile(90.0)) < range_of(RangeMethod::MinMax));
 }

@@ -17,11 +17,15 @@ use std::collections::{HashMap, HashSet};
 
 use octet_core::{DType, Model, Op, Operator, QuantParams, Subgraph, Tensor, TensorData, TensorId};
 
-use crate::calibrate::{TensorRanges, calibrate_keeping_outputs};
+use octet_runtime::{Interpreter, TensorInfo};
+
+use crate::calibrate::{RangeMethod, TensorRanges, calibrate_keeping_outputs};
+use crate::metrics::ErrorAccumulator;
 use crate::params::{self, AffineParams, IntRange};
 use crate::passes;
 use crate::{
-    Calibration, FloatOp, FloatReason, Mode, QuantError, QuantizeOptions, QuantizeReport, Target,
+    Calibration, CalibrationMethod, FloatOp, FloatReason, Mode, QuantError, QuantizeOptions,
+    QuantizeReport, Target,
 };
 use rules::{FixedOutput, InputRule, OutputRule, Rule, rule_for};
 
@@ -111,12 +115,30 @@ pub fn quantize(
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
     let activations_fused = passes::fuse_activations(&mut model)?;
-    let (ranges, float_outputs) = match calibration {
+    // Clipping is for 8-bit activations; int16 has steps to spare.
+    let method = match (options.calibration, scheme.act) {
+        (_, DType::Int16) => CalibrationMethod::Fixed(RangeMethod::MinMax),
+        (m, _) => m,
+    };
+    let histograms = match method {
+        CalibrationMethod::Fixed(m) => m.needs_histograms(),
+        CalibrationMethod::Auto => true,
+    };
+    // Auto needs the float outputs of the samples it scores the methods on.
+    let samples = calibration.map_or(0, |c| c.samples.len());
+    let auto = matches!(method, CalibrationMethod::Auto) && samples > 0;
+    let keep = if auto {
+        samples.min(2 * AUTO_SAMPLES)
+    } else {
+        0
+    };
+    let (observed, float_outputs) = match calibration {
         Some(c) if !c.samples.is_empty() => calibrate_keeping_outputs(
             &model,
             c,
             options.threads,
-            options.keep_float_outputs,
+            options.keep_float_outputs.max(keep),
+            histograms,
             progress,
         )?,
         _ => (TensorRanges::default(), Vec::new()),
@@ -124,6 +146,120 @@ pub fn quantize(
     if model.subgraphs.is_empty() {
         return Err(QuantError::Unsupported("the model has no subgraph".into()));
     }
+    let int_range = IntRange::of(scheme.act)?;
+    let chosen = match (method, calibration) {
+        (CalibrationMethod::Auto, Some(c)) if auto => {
+            choose_method(&model, c, &float_outputs, options, scheme, int_range)?
+        }
+        (CalibrationMethod::Auto, _) => RangeMethod::MinMax,
+        (CalibrationMethod::Fixed(m), _) => m,
+    };
+    let (quantized, float_ops) = build(
+        &model,
+        &observed.clipped(chosen, int_range)?,
+        options,
+        scheme,
+    )?;
+    let mut float_outputs = float_outputs;
+    float_outputs.truncate(options.keep_float_outputs);
+    let main = quantized
+        .subgraphs
+        .first()
+        .ok_or_else(|| QuantError::Unsupported("the model has no subgraph".into()))?;
+    let report = QuantizeReport {
+        tensors_quantized: main
+            .tensors
+            .iter()
+            .filter(|t| t.quant.as_ref().is_some_and(QuantParams::is_affine))
+            .count(),
+        tensors_float: main
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == DType::Float32)
+            .count(),
+        float_ops,
+        activations_fused,
+        calibration: calibration
+            .is_some_and(|c| !c.samples.is_empty())
+            .then_some(chosen),
+        constant_bytes_before,
+        constant_bytes_after: passes::constant_bytes(&quantized),
+        float_outputs,
+    };
+    Ok((quantized, report))
+}
+
+/// The methods [`CalibrationMethod::Auto`] tries.
+const AUTO_METHODS: [RangeMethod; 3] = [
+    RangeMethod::MinMax,
+    RangeMethod::Percentile(99.99),
+    RangeMethod::Mse,
+];
+
+/// The most calibration samples [`CalibrationMethod::Auto`] compares the methods on.
+const AUTO_SAMPLES: usize = 32;
+
+/// [`CalibrationMethod::Auto`]'s choice: with 4 samples or more, ranges from the even-numbered
+/// samples and the score (mean output SQNR) on the odd-numbered ones, so that a method is not
+/// judged on the very values it fitted; with fewer, ranges and score on all. Ties and losses
+/// go to the earlier method in [`AUTO_METHODS`].
+fn choose_method(
+    model: &Model,
+    calibration: &Calibration,
+    float_outputs: &[crate::calibrate::Outputs],
+    options: &QuantizeOptions,
+    scheme: Scheme,
+    int_range: IntRange,
+) -> Result<RangeMethod, QuantError> {
+    let n = calibration.samples.len().min(float_outputs.len());
+    let (fit, score): (Vec<usize>, Vec<usize>) = if n >= 4 {
+        (
+            (0..n).step_by(2).collect(),
+            (1..n).step_by(2).take(AUTO_SAMPLES).collect(),
+        )
+    } else {
+        ((0..n).collect(), (0..n).collect())
+    };
+    let subset = |indices: &[usize]| Calibration {
+        samples: indices
+            .iter()
+            .filter_map(|&i| calibration.samples.get(i).cloned())
+            .collect(),
+    };
+    let fitted = calibrate_keeping_outputs(
+        model,
+        &subset(&fit),
+        options.threads,
+        0,
+        true,
+        &mut |_, _| {},
+    )?
+    .0;
+    let scored = subset(&score);
+    let references: Vec<crate::calibrate::Outputs> = score
+        .iter()
+        .filter_map(|&i| float_outputs.get(i).cloned())
+        .collect();
+    let mut best: Option<(f64, RangeMethod)> = None;
+    for m in AUTO_METHODS {
+        let (q, _) = build(model, &fitted.clipped(m, int_range)?, options, scheme)?;
+        let sqnr = mean_sqnr(&q, &scored, &references)?;
+        if best.is_none_or(|b| sqnr > b.0) {
+            best = Some((sqnr, m));
+        }
+    }
+    Ok(best.map_or(RangeMethod::MinMax, |b| b.1))
+}
+
+/// The quantized model of float `model` (after the float passes) with activation `ranges`,
+/// and the ops that stayed float.
+fn build(
+    model: &Model,
+    ranges: &TensorRanges,
+    options: &QuantizeOptions,
+    scheme: Scheme,
+) -> Result<(Model, Vec<FloatOp>), QuantError> {
+    let mut model = model.clone();
     let sg = std::mem::take(&mut model.subgraphs[0]);
     let mut pass = Pass {
         model,
@@ -133,7 +269,7 @@ pub fn quantize(
             ..sg
         },
         scheme,
-        ranges: &ranges,
+        ranges,
         options,
         twin: HashMap::new(),
         replaced: HashSet::new(),
@@ -168,25 +304,103 @@ pub fn quantize(
     model
         .validate()
         .map_err(|e| QuantError::Unsupported(format!("the quantized model is invalid: {e}")))?;
-    let main = &model.subgraphs[0];
-    let report = QuantizeReport {
-        tensors_quantized: main
-            .tensors
+    Ok((model, float_ops))
+}
+
+/// Mean over outputs of the SQNR (dB) of `quantized`'s outputs against the float model's
+/// `float_outputs` on the first samples of `calibration`. An output that matches exactly
+/// counts as 100 dB.
+fn mean_sqnr(
+    quantized: &Model,
+    calibration: &Calibration,
+    float_outputs: &[crate::calibrate::Outputs],
+) -> Result<f64, QuantError> {
+    let mut interpreter = Interpreter::new(quantized)
+        .map_err(|e| QuantError::Unsupported(format!("cannot run the quantized model: {e}")))?;
+    let outputs = interpreter.num_outputs();
+    let mut errors = vec![ErrorAccumulator::default(); outputs];
+    for (sample, reference) in calibration.samples.iter().zip(float_outputs) {
+        for (i, values) in sample.iter().enumerate() {
+            let info = interpreter
+                .input_info(i)
+                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+            let bytes = encode_as(values, info)?;
+            interpreter
+                .set_input(i, &bytes)
+                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        }
+        interpreter
+            .invoke()
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        for (k, (errors, reference)) in errors.iter_mut().zip(reference).enumerate() {
+            let info = interpreter
+                .output_info(k)
+                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+            let got = interpreter
+                .output(k)
+                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+            let got = decode_as(got, info);
+            let reference: Vec<f32> = reference
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            errors.add(&reference, &got);
+        }
+    }
+    let total: f64 = errors
+        .iter()
+        .map(|e| {
+            let db = e.stats().sqnr_db;
+            if db.is_finite() { db } else { 100.0 }
+        })
+        .sum();
+    Ok(total / outputs.max(1) as f64)
+}
+
+/// A float sample as the bytes of an input of `info`'s dtype (quantized with its parameters
+/// when the input is integer).
+fn encode_as(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>, QuantError> {
+    let (scale, zero) = affine(info);
+    let q = |v: f32| (v / scale).round() as i64 + zero;
+    Ok(match info.dtype {
+        DType::Float32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::Int8 => values
             .iter()
-            .filter(|t| t.quant.as_ref().is_some_and(QuantParams::is_affine))
-            .count(),
-        tensors_float: main
-            .tensors
-            .iter()
-            .filter(|t| t.dtype == DType::Float32)
-            .count(),
-        float_ops,
-        activations_fused,
-        constant_bytes_before,
-        constant_bytes_after: passes::constant_bytes(&model),
-        float_outputs,
-    };
-    Ok((model, report))
+            .map(|&v| q(v).clamp(-128, 127) as i8 as u8)
+            .collect(),
+        DType::UInt8 => values.iter().map(|&v| q(v).clamp(0, 255) as u8).collect(),
+        other => {
+            return Err(QuantError::Unsupported(format!(
+                "calibration: cannot feed a {other} input"
+            )));
+        }
+    })
+}
+
+/// Per-tensor `(scale, zero point)` of `info`, `(1, 0)` without parameters.
+fn affine(info: &TensorInfo) -> (f32, i64) {
+    info.quant
+        .as_ref()
+        .and_then(|q| Some((*q.scale.first()?, *q.zero_point.first()?)))
+        .unwrap_or((1.0, 0))
+}
+
+/// An output's bytes as floats (dequantized when integer).
+fn decode_as(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
+    let (scale, zero) = affine(info);
+    let real = |q: i64| (q - zero) as f32 * scale;
+    match info.dtype {
+        DType::Int8 => bytes.iter().map(|&b| real(i64::from(b as i8))).collect(),
+        DType::UInt8 => bytes.iter().map(|&b| real(i64::from(b))).collect(),
+        DType::Int16 => bytes
+            .chunks_exact(2)
+            .map(|c| real(i64::from(i16::from_le_bytes([c[0], c[1]]))))
+            .collect(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
 }
 
 fn quant_of(p: (f32, i64)) -> QuantParams {
@@ -698,10 +912,18 @@ impl Pass<'_> {
         self.setup_inputs()?;
         let ops = std::mem::take(&mut self.old.operators);
         for (index, op) in ops.iter().enumerate() {
+            let requested = self.options.keep_float.as_ref().is_some_and(|p| {
+                p.matches(
+                    &op.op.name(),
+                    op.outputs
+                        .iter()
+                        .filter_map(|&o| self.old.tensor(o).map(|t| t.name.as_str())),
+                )
+            });
             let kept_for_litert = self.options.target == Target::Litert
                 && self.scheme.act == DType::Int8
                 && !rules::litert_delegates_int8(&op.op);
-            if kept_for_litert || !self.try_quantize(op)? {
+            if requested || kept_for_litert || !self.try_quantize(op)? {
                 let has_float = op
                     .present_inputs()
                     .chain(op.outputs.iter().copied())
@@ -712,7 +934,9 @@ impl Pass<'_> {
                     self.float_ops.push(FloatOp {
                         index,
                         op: op.op.name().into_owned(),
-                        reason: if kept_for_litert {
+                        reason: if requested {
+                            FloatReason::Requested
+                        } else if kept_for_litert {
                             FloatReason::LiteRtDelegate
                         } else {
                             FloatReason::NoIntegerKernel
