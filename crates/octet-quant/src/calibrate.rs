@@ -147,7 +147,7 @@ impl TensorRanges {
                 self.histograms
                     .entry(obs.tensor)
                     .or_insert_with(|| Histogram::new(lo.abs().max(hi.abs()), tail))
-                    .add(values, (lo, hi));
+                    .add(values, (lo, hi), range);
             }
         }
     }

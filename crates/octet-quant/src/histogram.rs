@@ -10,6 +10,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use octet_linalg::frame::elementwise::FiniteRange;
+
 use crate::QuantError;
 use crate::params::{self, IntRange};
 
@@ -93,44 +95,50 @@ impl Tails {
         }
     }
 
-    /// Offers every finite value of `values`; blocks whose extremes cannot enter are skipped
-    /// after one pass over them.
-    fn offer(&mut self, values: &[f32]) {
+    /// Offers every finite value of `values`; blocks whose finite extremes (found by the SIMD
+    /// `range` kernel) cannot enter are skipped after that one pass.
+    fn offer(&mut self, values: &[f32], range: &FiniteRange) {
         if self.capacity == 0 {
             return;
         }
+        let mut high_bar = self.high_bar();
+        let mut low_bar = self.low_bar();
         for block in values.chunks(256) {
-            let (lo, hi) = block_extremes(block);
-            let high_bar = match self.high.peek() {
-                Some(r) if self.high.len() == self.capacity => r.0.0,
-                _ => f32::NEG_INFINITY,
+            let Some((lo, hi)) = range.run(block) else {
+                continue;
             };
             if hi > high_bar {
                 for &v in block {
-                    let bar = match self.high.peek() {
-                        Some(r) if self.high.len() == self.capacity => r.0.0,
-                        _ => f32::NEG_INFINITY,
-                    };
-                    if v.is_finite() && v > bar {
+                    if v > high_bar && v.is_finite() {
                         self.push_high(v);
+                        high_bar = self.high_bar();
                     }
                 }
             }
-            let low_bar = match self.low.peek() {
-                Some(o) if self.low.len() == self.capacity => o.0,
-                _ => f32::INFINITY,
-            };
             if lo < low_bar {
                 for &v in block {
-                    let bar = match self.low.peek() {
-                        Some(o) if self.low.len() == self.capacity => o.0,
-                        _ => f32::INFINITY,
-                    };
-                    if v.is_finite() && v < bar {
+                    if v < low_bar && v.is_finite() {
                         self.push_low(v);
+                        low_bar = self.low_bar();
                     }
                 }
             }
+        }
+    }
+
+    /// What a value must exceed to enter the high tail.
+    fn high_bar(&self) -> f32 {
+        match self.high.peek() {
+            Some(r) if self.high.len() >= self.capacity => r.0.0,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    /// What a value must be below to enter the low tail.
+    fn low_bar(&self) -> f32 {
+        match self.low.peek() {
+            Some(o) if self.low.len() >= self.capacity => o.0,
+            _ => f32::INFINITY,
         }
     }
 
@@ -207,35 +215,33 @@ impl Histogram {
     /// values per tensor and sample, 65,536 over 16 samples, put the 99.99th percentile on the
     /// 7th value of each tail, at a fraction of the cost of counting millions (counting 16,384
     /// per sample doubled octet's quantization time on iris_landmark).
-    pub fn add(&mut self, values: &[f32], (lo, hi): (f32, f32)) {
+    pub fn add(&mut self, values: &[f32], (lo, hi): (f32, f32), range: &FiniteRange) {
         if self.extremes().is_none() {
             self.exponent = exponent_for(lo.abs().max(hi.abs()));
         }
         self.cover(lo.abs().max(hi.abs()));
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
-        self.seen += values.iter().filter(|v| v.is_finite()).count() as u64;
-        self.tails.offer(values);
+        // Non-finite values (a model that overflows) count as seen: they are too rare to move
+        // a percentile's rank, and counting them would cost a pass over every value.
+        self.seen += values.len() as u64;
+        self.tails.offer(values, range);
         let inverse = 1.0 / self.width();
         let last = (BINS - 1) as f32;
-        let mut counts = [[0u32; BINS]; 2];
         for v in sample(values) {
             // NaN fails the comparison and is skipped; infinities cannot occur (the extremes
             // are finite) but would land in the last bin.
             if v.abs() <= f32::MAX {
                 let bin = (v.abs() * inverse).min(last) as usize;
-                let side = usize::from(v.is_sign_negative() && v != 0.0);
-                if let Some(count) = counts.get_mut(side).and_then(|c| c.get_mut(bin)) {
+                let side = if v.is_sign_negative() && v != 0.0 {
+                    &mut self.negative
+                } else {
+                    &mut self.positive
+                };
+                if let Some(count) = side.get_mut(bin) {
                     *count += 1;
                 }
             }
-        }
-        let [positive, negative] = counts;
-        for (total, n) in self.positive.iter_mut().zip(positive) {
-            *total += u64::from(n);
-        }
-        for (total, n) in self.negative.iter_mut().zip(negative) {
-            *total += u64::from(n);
         }
     }
 
@@ -369,31 +375,6 @@ impl Histogram {
     }
 }
 
-/// The smallest and largest value of `block` (NaN ignored), in 16 lanes the compiler
-/// vectorizes.
-fn block_extremes(block: &[f32]) -> (f32, f32) {
-    let mut hi = [f32::NEG_INFINITY; 16];
-    let mut lo = [f32::INFINITY; 16];
-    let mut chunks = block.chunks_exact(16);
-    for chunk in &mut chunks {
-        for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(chunk) {
-            *h = if v > *h { v } else { *h };
-            *l = if v < *l { v } else { *l };
-        }
-    }
-    for &v in chunks.remainder() {
-        hi[0] = if v > hi[0] { v } else { hi[0] };
-        lo[0] = if v < lo[0] { v } else { lo[0] };
-    }
-    let hi = hi
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    let lo = lo
-        .iter()
-        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
-    (lo, hi)
-}
-
 /// All of `values`, or [`SAMPLED`] of them spread over the whole tensor. Not every `k`-th: in
 /// an NHWC tensor a stride that is a multiple of the channel count would see one channel
 /// only. Element `(j * step) mod len` for `j < SAMPLED`, with `step` near `len` times the
@@ -447,6 +428,11 @@ fn exponent_for(max_abs: f32) -> i32 {
 mod tests {
     use super::*;
     use octet_core::DType;
+    use octet_linalg::Isa;
+
+    fn kernel() -> FiniteRange {
+        FiniteRange::new(Isa::detect())
+    }
 
     /// The histogram of `values`, added in pieces short enough to be counted whole.
     fn histogram(values: &[f32]) -> Histogram {
@@ -454,7 +440,7 @@ mod tests {
         for piece in values.chunks(SAMPLED) {
             let lo = piece.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = piece.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            h.add(piece, (lo, hi));
+            h.add(piece, (lo, hi), &kernel());
         }
         h
     }
@@ -463,7 +449,7 @@ mod tests {
     fn long_tensors_are_sampled_with_exact_extremes() {
         let values = noise(4 * SAMPLED);
         let mut h = Histogram::new(0.0, 0);
-        h.add(&values, (-1.0, 1.0));
+        h.add(&values, (-1.0, 1.0), &kernel());
         let total: u64 = h.positive.iter().chain(&h.negative).sum();
         assert_eq!(total, SAMPLED as u64);
         assert_eq!(h.extremes(), Some((-1.0, 1.0)));
