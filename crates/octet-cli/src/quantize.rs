@@ -87,6 +87,11 @@ pub struct QuantizeArgs {
     /// detector's heads.
     #[arg(long, value_name = "REGEX")]
     keep_float: Option<String>,
+    /// Quantize biases as they are. By default each CONV_2D, DEPTHWISE_CONV_2D and
+    /// FULLY_CONNECTED bias absorbs the mean shift its int8 weights cause on the calibration
+    /// data (empirical bias correction).
+    #[arg(long)]
+    no_bias_correction: bool,
     /// The legacy converter's flag: QUANTIZED_UINT8 means --mode uint8.
     #[arg(long, value_name = "TYPE")]
     inference_type: Option<String>,
@@ -362,6 +367,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let mut options = QuantizeOptions::new(mode);
     options.target = args.target.target();
     options.calibration = args.calibration;
+    options.bias_correction = !args.no_bias_correction;
     options.keep_float = args
         .keep_float
         .as_deref()

@@ -22,6 +22,9 @@ pub struct TensorRanges {
     /// Calibration samples in all (sizes the exact tails of the histograms).
     samples: usize,
     histograms: HashMap<TensorId, Histogram>,
+    /// Per-channel (last axis) sums and row counts of these tensors' values.
+    means_wanted: std::collections::HashSet<TensorId>,
+    means: HashMap<TensorId, (Vec<f64>, u64)>,
 }
 
 /// How the range of each activation is chosen from what calibration observed.
@@ -81,13 +84,17 @@ impl TensorRanges {
 
     /// The ranges `method` chooses for integers of `range`: each tensor with a histogram gets
     /// its clipped range (always containing 0, as every quantized range does); the others, and
-    /// every tensor for [`RangeMethod::MinMax`], keep their observed range.
+    /// every tensor for [`RangeMethod::MinMax`], keep their observed range. Channel means are
+    /// kept; histograms are not.
     pub fn clipped(
         &self,
         method: RangeMethod,
         range: IntRange,
     ) -> Result<TensorRanges, QuantError> {
-        let mut out = TensorRanges::default();
+        let mut out = TensorRanges {
+            means: self.means.clone(),
+            ..TensorRanges::default()
+        };
         for (&tensor, &(lo, hi)) in &self.ranges {
             let chosen = match (method, self.histograms.get(&tensor)) {
                 (RangeMethod::MinMax, _) | (_, None) => Some((lo, hi)),
@@ -100,6 +107,19 @@ impl TensorRanges {
             out.ranges.insert(tensor, (a, b));
         }
         Ok(out)
+    }
+
+    /// Also records the per-channel mean (over the last axis) of `tensors`, for bias correction.
+    pub fn with_channel_means(mut self, tensors: impl IntoIterator<Item = TensorId>) -> Self {
+        self.means_wanted.extend(tensors);
+        self
+    }
+
+    /// The mean of each channel (last axis) of `tensor` over the calibration samples, if it
+    /// was recorded ([`TensorRanges::with_channel_means`]).
+    pub fn channel_means(&self, tensor: TensorId) -> Option<Vec<f64>> {
+        let (sums, rows) = self.means.get(&tensor)?;
+        (*rows > 0).then(|| sums.iter().map(|s| s / *rows as f64).collect())
     }
 
     /// Number of tensors with a range.
@@ -127,6 +147,26 @@ impl TensorRanges {
                 range.run(&values)
             }
         };
+        if self.means_wanted.contains(&obs.tensor)
+            && let Some(&channels) = obs.info.shape.last()
+            && channels > 0
+        {
+            let (sums, rows) = self
+                .means
+                .entry(obs.tensor)
+                .or_insert_with(|| (vec![0.0; channels], 0));
+            if sums.len() == channels {
+                for row in obs.bytes.chunks_exact(4 * channels) {
+                    for (sum, c) in sums.iter_mut().zip(row.chunks_exact(4)) {
+                        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                        if v.is_finite() {
+                            *sum += f64::from(v);
+                        }
+                    }
+                    *rows += 1;
+                }
+            }
+        }
         if let Some((lo, hi)) = found {
             self.insert(obs.tensor, lo, hi);
             if self.histograms_wanted {
@@ -157,6 +197,18 @@ impl TensorRanges {
         for (tensor, (lo, hi)) in other.ranges {
             self.insert(tensor, lo, hi);
         }
+        for (tensor, (sums, rows)) in other.means {
+            let mine = self
+                .means
+                .entry(tensor)
+                .or_insert_with(|| (vec![0.0; sums.len()], 0));
+            if mine.0.len() == sums.len() {
+                for (a, b) in mine.0.iter_mut().zip(sums) {
+                    *a += b;
+                }
+                mine.1 += rows;
+            }
+        }
         for (tensor, h) in other.histograms {
             match self.histograms.get_mut(&tensor) {
                 Some(mine) => mine.merge(h),
@@ -183,7 +235,7 @@ pub fn calibrate(
     threads: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TensorRanges, QuantError> {
-    calibrate_keeping_outputs(model, calibration, threads, 0, false, progress)
+    calibrate_keeping_outputs(model, calibration, threads, 0, false, &[], progress)
         .map(|(ranges, _)| ranges)
 }
 
@@ -191,13 +243,15 @@ pub fn calibrate(
 /// `outputs[s][k]` holds the bytes of graph output `k` on sample `s`, as
 /// [`Interpreter::output`] gives them. A caller that measures accuracy on the calibration
 /// samples thereby need not run the float model again. With `histograms`, the ranges carry a
-/// histogram of every tensor's values ([`TensorRanges::with_histograms`]).
+/// histogram of every tensor's values ([`TensorRanges::with_histograms`]); the tensors in
+/// `means` get their per-channel means ([`TensorRanges::channel_means`]).
 pub fn calibrate_keeping_outputs(
     model: &Model,
     calibration: &Calibration,
     threads: usize,
     keep: usize,
     histograms: bool,
+    means: &[TensorId],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(TensorRanges, Vec<Outputs>), QuantError> {
     let total = calibration.samples.len();
@@ -222,7 +276,11 @@ pub fn calibrate_keeping_outputs(
             } else {
                 TensorRanges::default()
             };
-            Ok((interpreter, range, ranges))
+            Ok((
+                interpreter,
+                range,
+                ranges.with_channel_means(means.iter().copied()),
+            ))
         },
         |(interpreter, range, ranges), s| {
             run_sample(interpreter, &calibration.samples[s], s, range, ranges)?;

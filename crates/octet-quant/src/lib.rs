@@ -156,6 +156,10 @@ pub struct QuantizeOptions {
     pub calibration: CalibrationMethod,
     /// Ops to keep float in the full-integer modes (with DEQUANTIZE/QUANTIZE around them).
     pub keep_float: Option<OpPattern>,
+    /// Empirical bias correction in the modes with int8 weights and calibration data: each
+    /// CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED bias absorbs the mean shift its quantized
+    /// weights cause on the calibration data.
+    pub bias_correction: bool,
     /// dtype of the model's inputs after quantization: `Float32` keeps float inputs with a
     /// QUANTIZE op after them; an integer type makes the inputs themselves quantized.
     pub input_type: DType,
@@ -184,6 +188,7 @@ impl QuantizeOptions {
             target: Target::default(),
             calibration: CalibrationMethod::default(),
             keep_float: None,
+            bias_correction: true,
             input_type: DType::Float32,
             output_type: DType::Float32,
             input_stats: Vec::new(),

@@ -362,3 +362,48 @@ fn every_calibration_method_gives_a_valid_model_and_auto_names_its_choice() {
     };
     assert!(range_of(RangeMethod::Percentile(90.0)) < range_of(RangeMethod::MinMax));
 }
+
+#[test]
+fn bias_correction_removes_the_mean_shift_of_quantized_weights() {
+    // One convolution fed inputs with a large mean: the weights' rounding error then shifts
+    // every output channel's mean, which the corrected bias cancels.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let y = conv(&mut b, x, 5, ActivationFunction::None);
+    b.output(y);
+    let model = b.finish().unwrap();
+    let shifted = Calibration {
+        samples: (0..8)
+            .map(|s| {
+                vec![
+                    values(SHAPE.iter().product(), 200 + s)
+                        .iter()
+                        .map(|v| 3.0 + 0.1 * v)
+                        .collect(),
+                ]
+            })
+            .collect(),
+    };
+    let mean_error = |correct: bool| {
+        let mut options = options(Target::Octet);
+        options.bias_correction = correct;
+        let (q, _) = quantize(&model, &options, Some(&shifted)).unwrap();
+        let mut per_channel = [0.0f64; 4];
+        for sample in &shifted.samples {
+            let (f, g) = (run(&model, &sample[0]), run(&q, &sample[0]));
+            for (k, (a, b)) in f.chunks_exact(4).zip(g.chunks_exact(4)).enumerate() {
+                let (a, b) = (
+                    f32::from_le_bytes(a.try_into().unwrap()),
+                    f32::from_le_bytes(b.try_into().unwrap()),
+                );
+                per_channel[k % 4] += f64::from(b - a);
+            }
+        }
+        per_channel.iter().map(|e| e.abs()).sum::<f64>()
+    };
+    let (without, with) = (mean_error(false), mean_error(true));
+    assert!(
+        with < 0.5 * without,
+        "mean error {with} with correction, {without} without"
+    );
+}

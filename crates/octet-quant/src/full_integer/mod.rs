@@ -132,6 +132,7 @@ pub fn quantize(
     } else {
         0
     };
+    let means = bias_correction_inputs(&model, options, scheme);
     let (observed, float_outputs) = match calibration {
         Some(c) if !c.samples.is_empty() => calibrate_keeping_outputs(
             &model,
@@ -139,6 +140,7 @@ pub fn quantize(
             options.threads,
             options.keep_float_outputs.max(keep),
             histograms,
+            &means,
             progress,
         )?,
         _ => (TensorRanges::default(), Vec::new()),
@@ -189,6 +191,30 @@ pub fn quantize(
     Ok((quantized, report))
 }
 
+/// The activation inputs of the ops whose bias [`Pass::bias_shift`] corrects: CONV_2D,
+/// DEPTHWISE_CONV_2D and FULLY_CONNECTED with int8 weights (none when correction is off).
+fn bias_correction_inputs(
+    model: &Model,
+    options: &QuantizeOptions,
+    scheme: Scheme,
+) -> Vec<TensorId> {
+    if !options.bias_correction || scheme.weights != DType::Int8 {
+        return Vec::new();
+    }
+    model.subgraphs.first().map_or_else(Vec::new, |sg| {
+        sg.operators
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.op,
+                    Op::Conv2D(_) | Op::DepthwiseConv2D(_) | Op::FullyConnected(_)
+                )
+            })
+            .filter_map(|o| o.inputs.first().copied().flatten())
+            .collect()
+    })
+}
+
 /// The methods [`CalibrationMethod::Auto`] tries.
 const AUTO_METHODS: [RangeMethod; 3] = [
     RangeMethod::MinMax,
@@ -232,6 +258,7 @@ fn choose_method(
         options.threads,
         0,
         true,
+        &bias_correction_inputs(model, options, scheme),
         &mut |_, _| {},
     )?
     .0;
@@ -687,13 +714,91 @@ impl Pass<'_> {
         Ok((t, scales))
     }
 
+    /// Empirical bias correction: per output channel, how far the quantized weights move the
+    /// op's mean output, `sum_k (w_q[o, k] - w[o, k]) * mean(x)[channel of k]`, with the
+    /// per-channel means of input `x` recorded during calibration. Subtracted from the bias, it
+    /// cancels the systematic part of the weights' rounding error, which matters most for
+    /// depthwise convolutions (9 weights per channel). `None` where the op, the layout or the
+    /// recorded means do not fit (then the bias is quantized as it is).
+    fn bias_shift(
+        &self,
+        op: &Op,
+        x: TensorId,
+        weights: TensorId,
+        quantized: TensorId,
+        scales: &[f32],
+    ) -> Result<Option<Vec<f32>>, QuantError> {
+        let Some(means) = self.ranges.channel_means(x) else {
+            return Ok(None);
+        };
+        let w = self.float_values(weights)?;
+        let Some(q) = self
+            .tensor(quantized)
+            .ok()
+            .and_then(|t| self.model.tensor_bytes(t))
+        else {
+            return Ok(None);
+        };
+        if q.len() != w.len() || self.scheme.weights != DType::Int8 || w.is_empty() {
+            return Ok(None);
+        }
+        let error = |k: usize, o: usize| -> f64 {
+            let s = scales.get(o).or(scales.first()).copied().unwrap_or(0.0);
+            let qv = f32::from(q.get(k).copied().unwrap_or(0) as i8);
+            f64::from(qv * s) - f64::from(w.get(k).copied().unwrap_or(0.0))
+        };
+        let inputs = means.len();
+        let shift: Vec<f64> = match op {
+            Op::Conv2D(_) | Op::FullyConnected(_) => {
+                let outputs = scales.len().max(1);
+                let per_output = w.len() / outputs;
+                if per_output == 0 || !per_output.is_multiple_of(inputs) || scales.len() != outputs
+                {
+                    return Ok(None);
+                }
+                (0..outputs)
+                    .map(|o| {
+                        (0..per_output)
+                            .map(|j| error(o * per_output + j, o) * means[j % inputs])
+                            .sum()
+                    })
+                    .collect()
+            }
+            Op::DepthwiseConv2D(options) => {
+                let outputs = scales.len();
+                let multiplier = usize::try_from(options.depth_multiplier)
+                    .unwrap_or(0)
+                    .max(1);
+                if outputs == 0 || w.len() % outputs != 0 || outputs != inputs * multiplier {
+                    return Ok(None);
+                }
+                let mut shift = vec![0.0; outputs];
+                for k in 0..w.len() {
+                    let o = k % outputs;
+                    shift[o] += error(k, o) * means[o / multiplier];
+                }
+                shift
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(shift.into_iter().map(|v| v as f32).collect()))
+    }
+
     fn quantize_bias(
         &mut self,
         id: TensorId,
         input_scale: f32,
         weight_scales: &[f32],
+        correction: Option<&[f32]>,
     ) -> Result<TensorId, QuantError> {
-        let values = self.float_values(id)?;
+        let mut values = self.float_values(id)?.into_owned();
+        if let Some(delta) = correction
+            && delta.len() == values.len()
+        {
+            for (b, d) in values.iter_mut().zip(delta) {
+                *b -= d;
+            }
+        }
         let scales: Vec<f32> = if weight_scales.len() == 1 {
             vec![bias_scale(
                 input_scale,
@@ -716,8 +821,9 @@ impl Pass<'_> {
         let key = (
             id,
             format!(
-                "bias {:?}",
-                scales.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
+                "bias {:?} {:?}",
+                scales.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                correction.map(|c| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
             ),
         );
         if let Some(&t) = self.consts.get(&key) {
@@ -1056,7 +1162,18 @@ impl Pass<'_> {
                         None => 1.0,
                     };
                     let scales = weight_scales.get(&weights).cloned().unwrap_or_default();
-                    new_inputs[i] = Some(self.quantize_bias(id, in_scale, &scales)?);
+                    let correction = match (
+                        op.inputs.get(input).copied().flatten(),
+                        op.inputs.get(weights).copied().flatten(),
+                        new_inputs.get(weights).copied().flatten(),
+                    ) {
+                        (Some(x), Some(w), Some(wq)) if self.options.bias_correction => {
+                            self.bias_shift(&op.op, x, w, wq, &scales)?
+                        }
+                        _ => None,
+                    };
+                    new_inputs[i] =
+                        Some(self.quantize_bias(id, in_scale, &scales, correction.as_deref())?);
                 }
                 _ => {}
             }
