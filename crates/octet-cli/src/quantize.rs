@@ -92,6 +92,16 @@ pub struct QuantizeArgs {
     /// data (empirical bias correction).
     #[arg(long)]
     no_bias_correction: bool,
+    /// Measure each layer's effect alone: the mean output SQNR on the calibration samples of
+    /// the model in which only that layer is quantized (one quantization and evaluation per
+    /// layer: seconds for a MediaPipe model). Lists the 15 worst; --json lists all.
+    #[arg(long)]
+    sensitivity: bool,
+    /// Keep float the fewest layers, most damaging first (as --sensitivity ranks them), that
+    /// bring the mean output SQNR on the calibration samples to DB; the report says which and
+    /// what it cost in size.
+    #[arg(long, value_name = "DB")]
+    target_sqnr: Option<f64>,
     /// The legacy converter's flag: QUANTIZED_UINT8 means --mode uint8.
     #[arg(long, value_name = "TYPE")]
     inference_type: Option<String>,
@@ -251,6 +261,15 @@ struct CalibrationReport {
     used: String,
 }
 
+/// One layer's sensitivity.
+#[derive(Serialize)]
+struct SensitivityReport {
+    operator: usize,
+    op: String,
+    output: String,
+    sqnr_db: f64,
+}
+
 /// An op that stayed float.
 #[derive(Serialize)]
 struct FloatOpReport {
@@ -276,6 +295,13 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     calibration: Option<CalibrationReport>,
     float_ops: Vec<FloatOpReport>,
+    /// Per layer, the mean output SQNR with only it quantized (--sensitivity), worst first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sensitivity: Vec<SensitivityReport>,
+    /// Mean output SQNR on the calibration samples, where measured (--sensitivity,
+    /// --target-sqnr).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration_sqnr_db: Option<f64>,
     file_bytes_before: u64,
     file_bytes_after: u64,
     size_ratio: f64,
@@ -368,6 +394,13 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.target = args.target.target();
     options.calibration = args.calibration;
     options.bias_correction = !args.no_bias_correction;
+    options.sensitivity = args.sensitivity;
+    if let Some(t) = args.target_sqnr
+        && !t.is_finite()
+    {
+        bail!("--target-sqnr takes a finite number of dB, got {t}");
+    }
+    options.target_sqnr = args.target_sqnr;
     options.keep_float = args
         .keep_float
         .as_deref()
@@ -780,6 +813,21 @@ fn build_report(
             requested: args.calibration.name(),
             used: used.name(),
         }),
+        sensitivity: {
+            let mut layers: Vec<SensitivityReport> = summary
+                .sensitivity
+                .iter()
+                .map(|l| SensitivityReport {
+                    operator: l.index,
+                    op: l.op.clone(),
+                    output: l.output.clone(),
+                    sqnr_db: l.sqnr_db,
+                })
+                .collect();
+            layers.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+            if args.sensitivity { layers } else { Vec::new() }
+        },
+        calibration_sqnr_db: summary.calibration_sqnr_db,
         float_ops: summary
             .float_ops
             .iter()
@@ -851,6 +899,27 @@ fn print_report(r: &Report) {
             "  fused       {} standalone RELU/RELU6/RELU_N1_TO_1 into the op before them",
             r.activations_fused
         );
+    }
+    if !r.sensitivity.is_empty() {
+        println!("  sensitivity mean output SQNR with only this layer quantized, worst first:");
+        for l in r.sensitivity.iter().take(15) {
+            println!(
+                "    {:>7.2} dB  {} (operator {}) -> {}",
+                l.sqnr_db,
+                l.op,
+                l.operator,
+                l.output.escape_debug()
+            );
+        }
+        if r.sensitivity.len() > 15 {
+            println!(
+                "    ... {} more (--json lists all)",
+                r.sensitivity.len() - 15
+            );
+        }
+    }
+    if let Some(db) = r.calibration_sqnr_db {
+        println!("  calibration mean output SQNR {db:.2} dB (up to 32 calibration samples)");
     }
     if r.float_ops.is_empty() {
         println!("  float ops   none");

@@ -160,6 +160,11 @@ pub struct QuantizeOptions {
     /// CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED bias absorbs the mean shift its quantized
     /// weights cause on the calibration data.
     pub bias_correction: bool,
+    /// Measure each layer's effect alone ([`QuantizeReport::sensitivity`]).
+    pub sensitivity: bool,
+    /// Keep float the fewest most damaging layers that bring the mean output SQNR on the
+    /// calibration samples to this many dB.
+    pub target_sqnr: Option<f64>,
     /// dtype of the model's inputs after quantization: `Float32` keeps float inputs with a
     /// QUANTIZE op after them; an integer type makes the inputs themselves quantized.
     pub input_type: DType,
@@ -189,6 +194,8 @@ impl QuantizeOptions {
             calibration: CalibrationMethod::default(),
             keep_float: None,
             bias_correction: true,
+            sensitivity: false,
+            target_sqnr: None,
             input_type: DType::Float32,
             output_type: DType::Float32,
             input_stats: Vec::new(),
@@ -223,6 +230,12 @@ pub struct QuantizeReport {
     /// The range method the full-integer modes used (with [`CalibrationMethod::Auto`], the one
     /// it chose); `None` without calibration data.
     pub calibration: Option<RangeMethod>,
+    /// Per integer op, the mean output SQNR when it alone is quantized (with
+    /// [`QuantizeOptions::sensitivity`] or when [`QuantizeOptions::target_sqnr`] needed it).
+    pub sensitivity: Vec<LayerSensitivity>,
+    /// Mean output SQNR (dB) of the result on up to 32 calibration samples, measured with
+    /// sensitivity analysis or a target.
+    pub calibration_sqnr_db: Option<f64>,
     /// Bytes of constant data before.
     pub constant_bytes_before: usize,
     /// Bytes of constant data after.
@@ -232,6 +245,19 @@ pub struct QuantizeReport {
     /// sample `s` (as `octet_runtime::Interpreter::output` gives them). Empty for the modes
     /// that do not calibrate.
     pub float_outputs: Vec<calibrate::Outputs>,
+}
+
+/// One layer's effect on accuracy when it alone is quantized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSensitivity {
+    /// Operator index in the float model's main subgraph (after the float passes).
+    pub index: usize,
+    /// The op's name.
+    pub op: String,
+    /// Its first output tensor's name.
+    pub output: String,
+    /// Mean output SQNR (dB) of the model with only this op quantized (100 when exact).
+    pub sqnr_db: f64,
 }
 
 /// An op that stayed float in a quantized model.
@@ -254,6 +280,8 @@ pub enum FloatReason {
     LiteRtDelegate,
     /// Asked for ([`QuantizeOptions::keep_float`]).
     Requested,
+    /// Kept float to reach [`QuantizeOptions::target_sqnr`].
+    TargetSqnr,
 }
 
 impl FloatReason {
@@ -265,6 +293,7 @@ impl FloatReason {
                 "LiteRT's XNNPACK runs it only in float (--target litert)"
             }
             FloatReason::Requested => "--keep-float",
+            FloatReason::TargetSqnr => "--target-sqnr",
         }
     }
 }

@@ -105,6 +105,8 @@ pub fn quantize_weights_with(
         float_ops: Vec::new(),
         activations_fused: 0,
         calibration: None,
+        sensitivity: Vec::new(),
+        calibration_sqnr_db: None,
         constant_bytes_before: before,
         constant_bytes_after: constant_bytes(&out),
         float_outputs: Vec::new(),

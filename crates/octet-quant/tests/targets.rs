@@ -407,3 +407,50 @@ fn bias_correction_removes_the_mean_shift_of_quantized_weights() {
         "mean error {with} with correction, {without} without"
     );
 }
+
+#[test]
+fn sensitivity_ranks_layers_and_target_sqnr_keeps_the_worst_float() {
+    let model = sandwich(Op::Relu6);
+    let mut options = options(Target::Octet);
+    options.sensitivity = true;
+    let (q, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    // Both convolutions are ranked (the RELU6 was folded into the first).
+    let mut ranked: Vec<(usize, &str)> = report
+        .sensitivity
+        .iter()
+        .map(|l| (l.index, l.op.as_str()))
+        .collect();
+    ranked.sort_unstable();
+    assert_eq!(ranked, [(0, "CONV_2D"), (1, "CONV_2D")]);
+    let whole = report.calibration_sqnr_db.unwrap();
+    // Each layer alone loses less than both together.
+    for layer in &report.sensitivity {
+        assert!(layer.sqnr_db >= whole - 0.5, "{layer:?} vs {whole}");
+    }
+    assert!(report.float_ops.is_empty());
+    q.validate().unwrap();
+    // A target already met keeps nothing float; an unreachable one keeps everything float.
+    options.sensitivity = false;
+    options.target_sqnr = Some(whole - 1.0);
+    let (_, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    assert!(report.float_ops.is_empty());
+    options.target_sqnr = Some(150.0);
+    let (q, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    assert_eq!(report.float_ops.len(), 2);
+    assert!(
+        report
+            .float_ops
+            .iter()
+            .all(|f| f.reason == FloatReason::TargetSqnr)
+    );
+    assert!(report.calibration_sqnr_db.unwrap() > whole);
+    q.validate().unwrap();
+    // Integer-only cannot keep anything float.
+    let mut options = options_for_integer_only();
+    options.target_sqnr = Some(10.0);
+    assert!(quantize(&model, &options, Some(&calibration())).is_err());
+}
+
+fn options_for_integer_only() -> QuantizeOptions {
+    options(Target::IntegerOnly)
+}

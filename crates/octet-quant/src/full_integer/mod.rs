@@ -13,7 +13,7 @@ pub mod rules;
 pub mod versions;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use octet_core::{DType, Model, Op, Operator, QuantParams, Subgraph, Tensor, TensorData, TensorId};
 
@@ -24,8 +24,8 @@ use crate::metrics::ErrorAccumulator;
 use crate::params::{self, AffineParams, IntRange};
 use crate::passes;
 use crate::{
-    Calibration, CalibrationMethod, FloatOp, FloatReason, Mode, QuantError, QuantizeOptions,
-    QuantizeReport, Target,
+    Calibration, CalibrationMethod, FloatOp, FloatReason, LayerSensitivity, Mode, QuantError,
+    QuantizeOptions, QuantizeReport, Target,
 };
 use rules::{FixedOutput, InputRule, OutputRule, Rule, rule_for};
 
@@ -111,6 +111,11 @@ pub fn quantize(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Model, QuantizeReport), QuantError> {
     let scheme = Scheme::of(options.mode)?;
+    if options.target_sqnr.is_some() && options.target == Target::IntegerOnly {
+        return Err(QuantError::Unsupported(
+            "--target-sqnr keeps layers float, which --target integer-only forbids".into(),
+        ));
+    }
     let mut model = model.clone();
     let constant_bytes_before = passes::constant_bytes(&model);
     passes::fold_to_float(&mut model)?;
@@ -127,7 +132,8 @@ pub fn quantize(
     // Auto needs the float outputs of the samples it scores the methods on.
     let samples = calibration.map_or(0, |c| c.samples.len());
     let auto = matches!(method, CalibrationMethod::Auto) && samples > 0;
-    let keep = if auto {
+    let mixed = options.sensitivity || options.target_sqnr.is_some();
+    let keep = if auto || mixed {
         samples.min(2 * AUTO_SAMPLES)
     } else {
         0
@@ -156,12 +162,42 @@ pub fn quantize(
         (CalibrationMethod::Auto, _) => RangeMethod::MinMax,
         (CalibrationMethod::Fixed(m), _) => m,
     };
-    let (quantized, float_ops) = build(
-        &model,
-        &observed.clipped(chosen, int_range)?,
-        options,
-        scheme,
-    )?;
+    let ranges = observed.clipped(chosen, int_range)?;
+    let none = BTreeSet::new();
+    let (mut quantized, mut float_ops) = build(&model, &ranges, options, scheme, &none)?;
+    let mut sensitivity = Vec::new();
+    let mut calibration_sqnr_db = None;
+    if let (true, Some(c)) = (mixed, calibration) {
+        let scored = Calibration {
+            samples: c.samples.iter().take(AUTO_SAMPLES).cloned().collect(),
+        };
+        let references = &float_outputs[..scored.samples.len().min(float_outputs.len())];
+        let mut score = mean_sqnr(&quantized, &scored, references)?;
+        let needs_more = options.target_sqnr.is_some_and(|t| score < t);
+        if options.sensitivity || needs_more {
+            sensitivity = layer_sensitivity(
+                &model, &ranges, options, scheme, &float_ops, &scored, references,
+            )?;
+        }
+        if let Some(target) = options.target_sqnr {
+            // Keep float the layers that do the most damage alone, one by one, until the
+            // target is reached (or every layer is float).
+            let mut kept = BTreeSet::new();
+            let mut order: Vec<&LayerSensitivity> = sensitivity.iter().collect();
+            order.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+            for layer in order {
+                if score >= target {
+                    break;
+                }
+                kept.insert(layer.index);
+                let (q, ops) = build(&model, &ranges, options, scheme, &kept)?;
+                score = mean_sqnr(&q, &scored, references)?;
+                quantized = q;
+                float_ops = ops;
+            }
+        }
+        calibration_sqnr_db = Some(score);
+    }
     let mut float_outputs = float_outputs;
     float_outputs.truncate(options.keep_float_outputs);
     let main = quantized
@@ -184,6 +220,8 @@ pub fn quantize(
         calibration: calibration
             .is_some_and(|c| !c.samples.is_empty())
             .then_some(chosen),
+        sensitivity,
+        calibration_sqnr_db,
         constant_bytes_before,
         constant_bytes_after: passes::constant_bytes(&quantized),
         float_outputs,
@@ -213,6 +251,54 @@ fn bias_correction_inputs(
             .filter_map(|o| o.inputs.first().copied().flatten())
             .collect()
     })
+}
+
+/// Each integer op's effect alone: the mean output SQNR (dB, on `scored`) of the model in
+/// which only that op is quantized and every other op that could be stays float. Ops that
+/// stay float anyway (`float_ops`) are not listed.
+fn layer_sensitivity(
+    model: &Model,
+    ranges: &TensorRanges,
+    options: &QuantizeOptions,
+    scheme: Scheme,
+    float_ops: &[FloatOp],
+    scored: &Calibration,
+    references: &[crate::calibrate::Outputs],
+) -> Result<Vec<LayerSensitivity>, QuantError> {
+    let Some(sg) = model.subgraphs.first() else {
+        return Ok(Vec::new());
+    };
+    let always_float: BTreeSet<usize> = float_ops.iter().map(|f| f.index).collect();
+    let candidates: Vec<usize> = (0..sg.operators.len())
+        .filter(|i| !always_float.contains(i))
+        .filter(|&i| {
+            sg.operators
+                .get(i)
+                .is_some_and(|o| !matches!(o.op, Op::Quantize | Op::Dequantize))
+        })
+        .collect();
+    let all: BTreeSet<usize> = candidates.iter().copied().collect();
+    let mut layers = Vec::with_capacity(candidates.len());
+    for &i in &candidates {
+        let mut others = all.clone();
+        others.remove(&i);
+        let (q, _) = build(model, ranges, options, scheme, &others)?;
+        let sqnr_db = mean_sqnr(&q, scored, references)?;
+        let Some(op) = sg.operators.get(i) else {
+            continue;
+        };
+        layers.push(LayerSensitivity {
+            index: i,
+            op: op.op.name().into_owned(),
+            output: op
+                .outputs
+                .first()
+                .and_then(|&t| sg.tensor(t))
+                .map_or_else(String::new, |t| t.name.clone()),
+            sqnr_db,
+        });
+    }
+    Ok(layers)
 }
 
 /// The methods [`CalibrationMethod::Auto`] tries.
@@ -269,7 +355,13 @@ fn choose_method(
         .collect();
     let mut best: Option<(f64, RangeMethod)> = None;
     for m in AUTO_METHODS {
-        let (q, _) = build(model, &fitted.clipped(m, int_range)?, options, scheme)?;
+        let (q, _) = build(
+            model,
+            &fitted.clipped(m, int_range)?,
+            options,
+            scheme,
+            &BTreeSet::new(),
+        )?;
         let sqnr = mean_sqnr(&q, &scored, &references)?;
         if best.is_none_or(|b| sqnr > b.0) {
             best = Some((sqnr, m));
@@ -285,6 +377,7 @@ fn build(
     ranges: &TensorRanges,
     options: &QuantizeOptions,
     scheme: Scheme,
+    forced_float: &BTreeSet<usize>,
 ) -> Result<(Model, Vec<FloatOp>), QuantError> {
     let mut model = model.clone();
     let sg = std::mem::take(&mut model.subgraphs[0]);
@@ -298,6 +391,7 @@ fn build(
         scheme,
         ranges,
         options,
+        forced_float,
         twin: HashMap::new(),
         replaced: HashSet::new(),
         in_place: HashMap::new(),
@@ -447,6 +541,8 @@ struct Pass<'a> {
     scheme: Scheme,
     ranges: &'a TensorRanges,
     options: &'a QuantizeOptions,
+    /// Operator indices kept float for `--target-sqnr` or sensitivity analysis.
+    forced_float: &'a BTreeSet<usize>,
     /// Float tensor -> its integer twin.
     twin: HashMap<TensorId, TensorId>,
     /// Float tensors whose producer was quantized (a DEQUANTIZE may produce them again).
@@ -1026,10 +1122,11 @@ impl Pass<'_> {
                         .filter_map(|&o| self.old.tensor(o).map(|t| t.name.as_str())),
                 )
             });
+            let forced = self.forced_float.contains(&index);
             let kept_for_litert = self.options.target == Target::Litert
                 && self.scheme.act == DType::Int8
                 && !rules::litert_delegates_int8(&op.op);
-            if requested || kept_for_litert || !self.try_quantize(op)? {
+            if forced || requested || kept_for_litert || !self.try_quantize(op)? {
                 let has_float = op
                     .present_inputs()
                     .chain(op.outputs.iter().copied())
@@ -1040,7 +1137,9 @@ impl Pass<'_> {
                     self.float_ops.push(FloatOp {
                         index,
                         op: op.op.name().into_owned(),
-                        reason: if requested {
+                        reason: if forced {
+                            FloatReason::TargetSqnr
+                        } else if requested {
                             FloatReason::Requested
                         } else if kept_for_litert {
                             FloatReason::LiteRtDelegate
