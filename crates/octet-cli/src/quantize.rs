@@ -291,6 +291,8 @@ struct Report {
     tensors_float: usize,
     /// Standalone RELU/RELU6/RELU_N1_TO_1 folded into their producers.
     activations_fused: usize,
+    /// Sparse weights made dense.
+    densified: usize,
     /// `--calibration` as given, and the range method used (what `auto` chose).
     #[serde(skip_serializing_if = "Option::is_none")]
     calibration: Option<CalibrationReport>,
@@ -809,6 +811,7 @@ fn build_report(
         tensors_quantized: summary.tensors_quantized,
         tensors_float: summary.tensors_float,
         activations_fused: summary.activations_fused,
+        densified: summary.densified,
         calibration: summary.calibration.map(|used| CalibrationReport {
             requested: args.calibration.name(),
             used: used.name(),
@@ -884,6 +887,13 @@ fn print_report(r: &Report) {
         "  tensors     {} quantized, {} left float",
         r.tensors_quantized, r.tensors_float
     );
+    if r.densified > 0 {
+        println!(
+            "  densified   {} sparse weight tensor(s), stored dense: LiteRT's int8 convolutions \
+             take no sparse weights",
+            r.densified
+        );
+    }
     if let Some(c) = &r.calibration {
         if c.requested == c.used {
             println!("  ranges      {}", c.used);
@@ -903,12 +913,18 @@ fn print_report(r: &Report) {
     if !r.sensitivity.is_empty() {
         println!("  sensitivity mean output SQNR with only this layer quantized, worst first:");
         for l in r.sensitivity.iter().take(15) {
+            // Converted models name tensors after every op fused into them: the end says most.
+            let name: String = l.output.escape_debug().collect();
+            let chars: Vec<char> = name.chars().collect();
+            let tail: String = chars[chars.len().saturating_sub(48)..].iter().collect();
+            let shown = if chars.len() > 48 {
+                format!("...{tail}")
+            } else {
+                tail
+            };
             println!(
-                "    {:>7.2} dB  {} (operator {}) -> {}",
-                l.sqnr_db,
-                l.op,
-                l.operator,
-                l.output.escape_debug()
+                "    {:>7.2} dB  {} (operator {}) -> {shown}",
+                l.sqnr_db, l.op, l.operator
             );
         }
         if r.sensitivity.len() > 15 {

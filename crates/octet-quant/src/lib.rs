@@ -227,6 +227,9 @@ pub struct QuantizeReport {
     /// that produces their input (exact in float; integer kernels then clamp for free, and
     /// LiteRT's XNNPACK delegate takes no standalone int8 RELU).
     pub activations_fused: usize,
+    /// Sparse constants made dense (LiteRT's int8 convolutions take no sparse weights, so a
+    /// sparse model's quantized file can be larger than the float one).
+    pub densified: usize,
     /// The range method the full-integer modes used (with [`CalibrationMethod::Auto`], the one
     /// it chose); `None` without calibration data.
     pub calibration: Option<RangeMethod>,

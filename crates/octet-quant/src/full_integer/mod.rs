@@ -118,6 +118,7 @@ pub fn quantize(
     }
     let mut model = model.clone();
     let constant_bytes_before = passes::constant_bytes(&model);
+    let densified = passes::densify_constants(&mut model)?;
     passes::fold_to_float(&mut model)?;
     let activations_fused = passes::fuse_activations(&mut model)?;
     // Clipping is for 8-bit activations; int16 has steps to spare.
@@ -217,6 +218,7 @@ pub fn quantize(
             .count(),
         float_ops,
         activations_fused,
+        densified,
         calibration: calibration
             .is_some_and(|c| !c.samples.is_empty())
             .then_some(chosen),
