@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod parallel;
 pub mod params;
 pub mod passes;
+pub mod spec;
 pub mod weight_modes;
 
 use octet_core::{DType, Model};
@@ -21,7 +22,7 @@ use octet_core::{DType, Model};
 pub use calibrate::RangeMethod;
 
 pub use error::QuantError;
-pub use full_integer::rules::litert_delegates_int8;
+pub use spec::litert_delegates_int8;
 
 /// The quantization schemes of TFLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -44,21 +44,7 @@ pub enum WeightRole {
 /// right operand per tensor. Ops without weights give an empty list. Whether the inputs are
 /// actually constant is for the caller to check ([`float_constant`]).
 pub fn weight_inputs(op: &Op) -> Vec<WeightInput> {
-    let w = |input, axis| WeightInput {
-        input,
-        role: WeightRole::Weights { axis },
-    };
-    let b = |input| WeightInput {
-        input,
-        role: WeightRole::Bias,
-    };
-    match op {
-        Op::Conv2D(_) | Op::FullyConnected(_) => vec![w(1, Some(0)), b(2)],
-        Op::DepthwiseConv2D(_) => vec![w(1, Some(3)), b(2)],
-        Op::TransposeConv(_) => vec![w(1, Some(0)), b(3)],
-        Op::BatchMatMul(_) => vec![w(1, None)],
-        _ => Vec::new(),
-    }
+    crate::spec::spec(op, false).weights
 }
 
 /// True when the tensor holds constant data (a non-empty buffer, not a variable).

@@ -9,7 +9,6 @@
 //! became integer. Graph inputs and outputs stay float unless the options ask for integer ones.
 //! Unused tensors and buffers are dropped at the end.
 
-pub mod rules;
 pub mod versions;
 
 use std::borrow::Cow;
@@ -23,11 +22,11 @@ use crate::calibrate::{RangeMethod, TensorRanges, calibrate_keeping_outputs};
 use crate::metrics::ErrorAccumulator;
 use crate::params::{self, AffineParams, IntRange};
 use crate::passes;
+use crate::spec::{self, FixedOutput, InputRule, OutputRule, Rule};
 use crate::{
     Calibration, CalibrationMethod, FloatOp, FloatReason, LayerSensitivity, Mode, QuantError,
     QuantizeOptions, QuantizeReport, Target,
 };
-use rules::{FixedOutput, InputRule, OutputRule, Rule, rule_for};
 
 /// How a full-integer mode quantizes.
 #[derive(Debug, Clone, Copy)]
@@ -1127,7 +1126,7 @@ impl Pass<'_> {
             let forced = self.forced_float.contains(&index);
             let kept_for_litert = self.options.target == Target::Litert
                 && self.scheme.act == DType::Int8
-                && !rules::litert_delegates_int8(&op.op);
+                && !spec::spec(&op.op, false).xnnpack_int8;
             if forced || requested || kept_for_litert || !self.try_quantize(op)? {
                 let has_float = op
                     .present_inputs()
@@ -1198,7 +1197,7 @@ impl Pass<'_> {
             .map(|i| i.is_some_and(|t| self.is_constant(t)))
             .collect();
         let const_input = |i: usize| consts.get(i).copied().unwrap_or(false);
-        let Some(mut rule) = rule_for(&op.op, op.inputs.len(), &const_input) else {
+        let Some(mut rule) = spec::spec(&op.op, false).rule(op.inputs.len(), &const_input) else {
             return Ok(false);
         };
         // The legacy converter: CONCATENATION's output covers all its inputs, which keep their
@@ -1354,18 +1353,14 @@ impl Pass<'_> {
         {
             return Ok(false);
         }
-        // LiteRT's BUILTIN_REF int8 SUM is far off the float result (models/ops/README.md):
-        // TensorFlow quantizes it, octet keeps it float.
-        // LiteRT has no uint8 BATCH_MATMUL.
-        let unsupported = match self.scheme.act {
-            DType::Int8 => matches!(op.op, Op::Sum { .. }),
-            DType::UInt8 => matches!(op.op, Op::BatchMatMul(_)),
+        let kernels = spec::spec(&op.op, false).kernels;
+        let has_kernel = match self.scheme.act {
+            DType::Int8 => kernels.int8,
+            DType::UInt8 => kernels.uint8,
+            DType::Int16 => kernels.int16,
             _ => false,
         };
-        if unsupported {
-            return Ok(false);
-        }
-        if self.scheme.act == DType::Int16 && !int16_supported(&op.op) {
+        if !has_kernel {
             return Ok(false);
         }
         let mut any_float = false;
@@ -1416,22 +1411,6 @@ fn zero_point_shift(from: DType, to: DType) -> i64 {
 }
 
 /// Ops TFLite has int16x8 kernels for.
-fn int16_supported(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::LogSoftmax
-            | Op::L2Normalization { .. }
-            | Op::HardSwish
-            | Op::Prelu
-            | Op::ReluN1To1
-            | Op::ArgMax(_)
-            | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
-            | Op::PadV2
-            | Op::Sum { .. }
-    )
-}
-
 /// Bias scale `input_scale * weight_scale`, multiplied in double precision as TensorFlow does.
 fn bias_scale(input_scale: f32, weight_scale: f32) -> f32 {
     (f64::from(input_scale) * f64::from(weight_scale)) as f32
