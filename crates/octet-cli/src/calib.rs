@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use octet_core::DType;
@@ -337,6 +338,22 @@ fn read_dir(dir: &Path, info: &TensorInfo, stats: ImageStats) -> Result<Vec<Vec<
     Ok(samples)
 }
 
+/// Set once the resizing of calibration images has been mentioned.
+static RESIZE_NOTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `dir` holds PNG or JPEG files.
+pub fn holds_images(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let ext = e.path().extension().map(|x| x.to_ascii_lowercase());
+            matches!(
+                ext.as_deref().and_then(|x| x.to_str()),
+                Some("png" | "jpg" | "jpeg")
+            )
+        })
+    })
+}
+
 /// An image resized (bilinear) to the input's height and width, in its channel count (1 or 3),
 /// mapped to floats with `(pixel - mean) / std_dev`.
 fn read_image(file: &Path, info: &TensorInfo, stats: ImageStats) -> Result<Vec<f32>> {
@@ -350,6 +367,14 @@ fn read_image(file: &Path, info: &TensorInfo, stats: ImageStats) -> Result<Vec<f
     };
     let image = image::open(file).with_context(|| format!("cannot decode {}", file.display()))?;
     let (w, h) = (u32::try_from(width)?, u32::try_from(height)?);
+    if (image.width(), image.height()) != (w, h) && !RESIZE_NOTED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "note: calibration images are resized to {w}x{h} (the model's input); {} is {}x{}",
+            file.display(),
+            image.width(),
+            image.height()
+        );
+    }
     let filter = image::imageops::FilterType::Triangle;
     let pixels: Vec<u8> = if channels == 1 {
         image::imageops::resize(&image.to_luma8(), w, h, filter).into_raw()

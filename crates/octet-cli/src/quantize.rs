@@ -140,6 +140,9 @@ pub struct QuantizeArgs {
     /// gives top-1 accuracy of output 0 for the float and the quantized model.
     #[arg(long, value_name = "Y.npy", requires = "eval_data")]
     eval_labels: Option<PathBuf>,
+    /// Skip measuring accuracy against the float model (the report then has none).
+    #[arg(long, conflicts_with_all = ["eval_data", "eval_labels"])]
+    no_eval: bool,
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
@@ -423,8 +426,11 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.default_range = args.default_ranges_min.zip(args.default_ranges_max);
     // Accuracy is measured on the calibration samples unless other data is given: keep the
     // float model's outputs on them from calibration rather than running it again.
-    if args.eval_data.is_none() {
+    if args.eval_data.is_none() && !args.no_eval {
         options.keep_float_outputs = EVALUATION_SAMPLES;
+    }
+    for note in notes(args, mode, &model, !options.input_stats.is_empty()) {
+        eprintln!("note: {note}");
     }
 
     let (quantized, summary) = {
@@ -717,6 +723,65 @@ fn to_dtype(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>> {
     })
 }
 
+/// What the user should know about how their flags were read: flags the mode ignores, images
+/// mapped with a default range, a model that is already quantized.
+fn notes(args: &QuantizeArgs, mode: Mode, model: &Model, has_stats: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !mode.needs_activation_ranges() {
+        let ignored: Vec<&str> = [
+            (args.keep_float.is_some(), "--keep-float"),
+            (args.sensitivity, "--sensitivity"),
+            (args.target_sqnr.is_some(), "--target-sqnr"),
+            (args.no_bias_correction, "--no-bias-correction"),
+            (
+                args.default_ranges_min.is_some(),
+                "--default-ranges-min/max",
+            ),
+            (has_stats, "--mean-values/--std-dev-values"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
+        if !ignored.is_empty() {
+            notes.push(format!(
+                "--mode {} ignores {}: only the full-integer modes use it",
+                mode.name(),
+                ignored.join(", ")
+            ));
+        }
+    }
+    if let Some(text) = args.calib.as_deref()
+        && let Ok(CalibSource::Dir(dir)) = CalibSource::parse(text)
+        && !has_stats
+        && crate::calib::holds_images(&dir)
+    {
+        notes.push(
+            "calibration images are read as pixel / 255 (range [0, 1]); a model that expects \
+             another range needs --mean-values and --std-dev-values (e.g. 127.5 and 127.5 for \
+             [-1, 1])"
+                .into(),
+        );
+    }
+    if let Some(sg) = model.main_subgraph() {
+        let quantized = sg
+            .tensors
+            .iter()
+            .filter(|t| {
+                t.quant.as_ref().is_some_and(QuantParams::is_affine)
+                    && t.dtype.is_quantizable_integer()
+                    && model.tensor_bytes(t).is_none()
+            })
+            .count();
+        if quantized > 0 {
+            notes.push(format!(
+                "the model is already quantized ({quantized} integer activation tensors): \
+                 only its float parts are quantized"
+            ));
+        }
+    }
+    notes
+}
+
 /// Tensor bytes as real values (dequantized for integer tensors; empty for other dtypes).
 pub(crate) fn as_f32(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
     let (scale, zero_point) = info.scale_zero_point().unwrap_or((1.0, 0));
@@ -748,6 +813,7 @@ fn build_report(
 ) -> Result<Report> {
     let before = std::fs::metadata(&args.model)?.len();
     let (evaluation, evaluated_on) = match &args.eval_data {
+        _ if args.no_eval => (None, String::new()),
         Some(text) => {
             let source = CalibSource::parse(text)?;
             let data = crate::calib::load(
@@ -966,7 +1032,9 @@ fn print_report(r: &Report) {
             r.evaluated_on
         );
     }
-    if r.outputs.is_empty() {
+    if r.outputs.is_empty() && r.evaluated_on.is_empty() && r.calibration_samples > 0 {
+        println!("  accuracy    not measured (--no-eval)");
+    } else if r.outputs.is_empty() {
         println!("  accuracy    not measured (no calibration or evaluation data)");
     } else {
         println!(

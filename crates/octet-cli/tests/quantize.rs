@@ -285,3 +285,86 @@ fn evaluation_data_with_labels_reports_top1_of_both_models() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("450 labels for 100"));
 }
+
+#[test]
+fn targets_calibration_methods_sensitivity_and_notes() {
+    let dir = scratch("targets");
+    let model = models().join("digits_cnn.tflite");
+    let calib = models().join("reference/digits_calib_x.npy");
+    let run = |extra: &[&str]| {
+        let out = dir.join("out.tflite");
+        let mut args = vec![
+            "quantize",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--samples",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        octet(&args)
+    };
+    // The digits CNN's AVERAGE_POOL_2D and SOFTMAX stay float for LiteRT, and say why.
+    let r = run(&["--json"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["target"], "litert");
+    assert_eq!(report["calibration"]["used"], "percentile=99.99");
+    let float: Vec<&str> = report["float_ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(float, ["AVERAGE_POOL_2D", "SOFTMAX"]);
+    // Integer-only and octet targets keep nothing float; every calibration method runs.
+    for extra in [
+        ["--target", "integer-only", "--calibration", "minmax"],
+        ["--target", "octet", "--calibration", "mse"],
+        ["--target", "octet", "--calibration", "auto"],
+        ["--target", "octet", "--calibration", "percentile=99.9"],
+    ] {
+        let r = run(&[&extra[..], &["--json"]].concat());
+        assert!(
+            r.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert!(
+            report["float_ops"].as_array().unwrap().is_empty(),
+            "{extra:?}"
+        );
+    }
+    // Sensitivity lists layers; --no-eval measures nothing.
+    let r = run(&["--sensitivity", "--no-eval"]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success());
+    assert!(
+        text.contains("sensitivity") && text.contains("CONV_2D (operator"),
+        "{text}"
+    );
+    assert!(text.contains("not measured (--no-eval)"), "{text}");
+    // Bad values are usage errors.
+    for bad in [
+        &["--calibration", "median"][..],
+        &["--calibration", "percentile=40"],
+        &["--target", "gpu"],
+    ] {
+        let r = run(bad);
+        assert_eq!(r.status.code(), Some(2), "{bad:?}");
+    }
+    let r = run(&["--keep-float", "("]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--keep-float"));
+    // A flag the mode ignores is said.
+    let r = run(&["--mode", "fp16", "--keep-float", "CONV", "--no-eval"]);
+    assert!(r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("--mode fp16 ignores --keep-float"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}
