@@ -208,16 +208,20 @@ fn same_file(a: &Path, b: &Path) -> bool {
     resolve(a).is_some_and(|x| resolve(b).is_some_and(|y| x == y))
 }
 
-/// A progress bar on stderr for calibration, shown only once it has taken more than a moment
+/// A progress bar on stderr for calibration or evaluation, shown only once it has taken more
+/// than a moment
 /// (and, as indicatif does, only on a terminal).
-struct CalibrationProgress {
+struct Progress {
+    /// What is being done ("calibrating", "evaluating").
+    label: &'static str,
     start: std::time::Instant,
     bar: Option<indicatif::ProgressBar>,
 }
 
-impl CalibrationProgress {
-    fn new() -> Self {
-        CalibrationProgress {
+impl Progress {
+    fn new(label: &'static str) -> Self {
+        Progress {
+            label,
             start: std::time::Instant::now(),
             bar: None,
         }
@@ -227,9 +231,10 @@ impl CalibrationProgress {
         if self.bar.is_none() && self.start.elapsed() > std::time::Duration::from_millis(500) {
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "calibrating {bar:40} {pos}/{len} samples, {eta} left",
-                )
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{} {{bar:40}} {{pos}}/{{len}} samples, {{eta}} left",
+                    self.label
+                ))
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
@@ -434,7 +439,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     }
 
     let (quantized, summary) = {
-        let mut progress = CalibrationProgress::new();
+        let mut progress = Progress::new("calibrating");
         let result = octet_quant::quantize_with_progress(
             &model,
             &options,
@@ -566,7 +571,9 @@ fn evaluate(
     };
     let mut accumulators = vec![ErrorAccumulator::default(); float_infos.len()];
     let (mut float_correct, mut quant_correct) = (0usize, 0usize);
+    let mut progress = Progress::new("evaluating");
     let compare = |s: usize, (float, quant): SampleOutputs| -> Result<()> {
+        progress.update(s + 1, samples.len());
         for (k, accumulator) in accumulators.iter_mut().enumerate() {
             let recorded;
             let reference: &[f32] = match (&float, float_outputs) {
@@ -636,6 +643,7 @@ fn evaluate(
         },
         compare,
     )?;
+    progress.finish();
     let outputs = accumulators
         .iter()
         .zip(&float_infos)
