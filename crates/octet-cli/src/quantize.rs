@@ -209,8 +209,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// A progress bar on stderr for calibration or evaluation, shown only once it has taken more
-/// than a moment
-/// (and, as indicatif does, only on a terminal).
+/// than a moment (and, as indicatif does, only on a terminal).
 struct Progress {
     /// What is being done ("calibrating", "evaluating").
     label: &'static str,
