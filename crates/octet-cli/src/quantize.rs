@@ -92,6 +92,12 @@ pub struct QuantizeArgs {
     /// data (empirical bias correction).
     #[arg(long)]
     no_bias_correction: bool,
+    /// Leave activation channels as they are. By default, where a convolution (RELU or no
+    /// activation) feeds only another convolution, the channels of the tensor between them are
+    /// rescaled (the first layer's filters divided, the second's weights multiplied: the float
+    /// model computes the same) so that one int8 scale fits all of them.
+    #[arg(long)]
+    no_equalization: bool,
     /// Measure each layer's effect alone: the mean output SQNR on the calibration samples of
     /// the model in which only that layer is quantized (one quantization and evaluation per
     /// layer: seconds for a MediaPipe model). Lists the 15 worst; --json lists all.
@@ -300,6 +306,8 @@ struct Report {
     activations_fused: usize,
     /// Sparse weights made dense.
     densified: usize,
+    /// Pairs of convolutions whose activation channels were equalized.
+    equalized: usize,
     /// `--calibration` as given, and the range method used (what `auto` chose).
     #[serde(skip_serializing_if = "Option::is_none")]
     calibration: Option<CalibrationReport>,
@@ -403,6 +411,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     options.target = args.target.target();
     options.calibration = args.calibration;
     options.bias_correction = !args.no_bias_correction;
+    options.equalization = !args.no_equalization;
     options.sensitivity = args.sensitivity;
     if let Some(t) = args.target_sqnr
         && !t.is_finite()
@@ -740,6 +749,7 @@ fn notes(args: &QuantizeArgs, mode: Mode, model: &Model, has_stats: bool) -> Vec
             (args.sensitivity, "--sensitivity"),
             (args.target_sqnr.is_some(), "--target-sqnr"),
             (args.no_bias_correction, "--no-bias-correction"),
+            (args.no_equalization, "--no-equalization"),
             (
                 args.default_ranges_min.is_some(),
                 "--default-ranges-min/max",
@@ -885,6 +895,7 @@ fn build_report(
         tensors_float: summary.tensors_float,
         activations_fused: summary.activations_fused,
         densified: summary.densified,
+        equalized: summary.equalized,
         calibration: summary.calibration.map(|used| CalibrationReport {
             requested: args.calibration.name(),
             used: used.name(),
@@ -960,6 +971,12 @@ fn print_report(r: &Report) {
         "  tensors     {} quantized, {} left float",
         r.tensors_quantized, r.tensors_float
     );
+    if r.equalized > 0 {
+        println!(
+            "  equalized   the activation channels between {} pair(s) of convolutions",
+            r.equalized
+        );
+    }
     if r.densified > 0 {
         println!(
             "  densified   {} sparse weight tensor(s), stored dense: LiteRT's int8 convolutions \

@@ -25,6 +25,8 @@ pub struct TensorRanges {
     /// Per-channel (last axis) sums and row counts of these tensors' values.
     means_wanted: std::collections::HashSet<TensorId>,
     means: HashMap<TensorId, (Vec<f64>, u64)>,
+    /// Per-channel `(min, max)` of the same tensors.
+    channel_ranges: HashMap<TensorId, Vec<(f32, f32)>>,
 }
 
 /// How the range of each activation is chosen from what calibration observed.
@@ -93,6 +95,7 @@ impl TensorRanges {
     ) -> Result<TensorRanges, QuantError> {
         let mut out = TensorRanges {
             means: self.means.clone(),
+            channel_ranges: self.channel_ranges.clone(),
             ..TensorRanges::default()
         };
         for (&tensor, &(lo, hi)) in &self.ranges {
@@ -120,6 +123,39 @@ impl TensorRanges {
     pub fn channel_means(&self, tensor: TensorId) -> Option<Vec<f64>> {
         let (sums, rows) = self.means.get(&tensor)?;
         (*rows > 0).then(|| sums.iter().map(|s| s / *rows as f64).collect())
+    }
+
+    /// The `(min, max)` of each channel (last axis) of `tensor`, if recorded
+    /// ([`TensorRanges::with_channel_means`]).
+    pub fn channel_ranges(&self, tensor: TensorId) -> Option<&[(f32, f32)]> {
+        self.channel_ranges.get(&tensor).map(Vec::as_slice)
+    }
+
+    /// Records that channel `i` of `tensor` is now divided by `scales[i]` (layer
+    /// equalization): its range follows from the channel ranges, its means are divided, and
+    /// its histogram, which no longer describes it, is dropped (the range is then the exact
+    /// min/max, whatever the method).
+    pub fn rescale(&mut self, tensor: TensorId, scales: &[f32]) {
+        if let Some(ranges) = self.channel_ranges.get_mut(&tensor)
+            && ranges.len() == scales.len()
+        {
+            for (r, s) in ranges.iter_mut().zip(scales) {
+                *r = (r.0 / s, r.1 / s);
+            }
+            let lo = ranges.iter().map(|r| r.0).fold(f32::INFINITY, f32::min);
+            let hi = ranges.iter().map(|r| r.1).fold(f32::NEG_INFINITY, f32::max);
+            if lo <= hi {
+                self.ranges.insert(tensor, (lo, hi));
+            }
+        }
+        if let Some((sums, _)) = self.means.get_mut(&tensor)
+            && sums.len() == scales.len()
+        {
+            for (m, s) in sums.iter_mut().zip(scales) {
+                *m /= f64::from(*s);
+            }
+        }
+        self.histograms.remove(&tensor);
     }
 
     /// Number of tensors with a range.
@@ -151,21 +187,19 @@ impl TensorRanges {
             && let Some(&channels) = obs.info.shape.last()
             && channels > 0
         {
-            let (sums, rows) = self
-                .means
-                .entry(obs.tensor)
-                .or_insert_with(|| (vec![0.0; channels], 0));
-            if sums.len() == channels {
-                for row in obs.bytes.chunks_exact(4 * channels) {
-                    for (sum, c) in sums.iter_mut().zip(row.chunks_exact(4)) {
-                        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                        if v.is_finite() {
-                            *sum += f64::from(v);
-                        }
-                    }
-                    *rows += 1;
+            let decoded: Vec<f32>;
+            let values = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
+                Ok(v) if cfg!(target_endian = "little") => v,
+                _ => {
+                    decoded = obs
+                        .bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    &decoded
                 }
-            }
+            };
+            self.add_channel_stats(obs.tensor, values, channels);
         }
         if let Some((lo, hi)) = found {
             self.insert(obs.tensor, lo, hi);
@@ -192,6 +226,48 @@ impl TensorRanges {
         }
     }
 
+    /// Adds the per-channel sums and extremes of `values` (rows of `channels` values) to
+    /// `tensor`'s. Sums run in f32 lanes per observation (the compiler vectorizes the loop) and
+    /// are added to the f64 totals once per observation.
+    fn add_channel_stats(&mut self, tensor: TensorId, values: &[f32], channels: usize) {
+        let mut sums = vec![0.0f32; channels];
+        let mut mins = vec![f32::INFINITY; channels];
+        let mut maxs = vec![f32::NEG_INFINITY; channels];
+        let mut rows = 0u64;
+        for row in values.chunks_exact(channels) {
+            for (((s, lo), hi), &v) in sums
+                .iter_mut()
+                .zip(mins.iter_mut())
+                .zip(maxs.iter_mut())
+                .zip(row)
+            {
+                // NaN and infinities add nothing and fail both comparisons.
+                *s += if v.abs() <= f32::MAX { v } else { 0.0 };
+                *lo = if v < *lo { v } else { *lo };
+                *hi = if v > *hi { v } else { *hi };
+            }
+            rows += 1;
+        }
+        let (totals, count) = self
+            .means
+            .entry(tensor)
+            .or_insert_with(|| (vec![0.0; channels], 0));
+        let extremes = self
+            .channel_ranges
+            .entry(tensor)
+            .or_insert_with(|| vec![(f32::INFINITY, f32::NEG_INFINITY); channels]);
+        if totals.len() != channels || extremes.len() != channels {
+            return;
+        }
+        for (t, s) in totals.iter_mut().zip(&sums) {
+            *t += f64::from(*s);
+        }
+        *count += rows;
+        for ((e, &lo), &hi) in extremes.iter_mut().zip(&mins).zip(&maxs) {
+            *e = (e.0.min(lo), e.1.max(hi));
+        }
+    }
+
     /// Widens every range by the ranges of `other`.
     fn merge(&mut self, other: TensorRanges) {
         for (tensor, (lo, hi)) in other.ranges {
@@ -207,6 +283,17 @@ impl TensorRanges {
                     *a += b;
                 }
                 mine.1 += rows;
+            }
+        }
+        for (tensor, extremes) in other.channel_ranges {
+            let mine = self
+                .channel_ranges
+                .entry(tensor)
+                .or_insert_with(|| vec![(f32::INFINITY, f32::NEG_INFINITY); extremes.len()]);
+            if mine.len() == extremes.len() {
+                for (a, b) in mine.iter_mut().zip(extremes) {
+                    *a = (a.0.min(b.0), a.1.max(b.1));
+                }
             }
         }
         for (tensor, h) in other.histograms {

@@ -7,6 +7,7 @@
 //! `octet params` share; [`metrics`] measures what quantization cost.
 
 pub mod calibrate;
+pub mod equalize;
 mod error;
 mod full_integer;
 pub mod histogram;
@@ -161,6 +162,10 @@ pub struct QuantizeOptions {
     /// CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED bias absorbs the mean shift its quantized
     /// weights cause on the calibration data.
     pub bias_correction: bool,
+    /// Equalize the channels of activations between pairs of convolutions ([`equalize`]).
+    /// The equalized tensors then take their exact min/max range: their histograms describe
+    /// them before scaling, and a second calibration pass would double its time.
+    pub equalization: bool,
     /// Measure each layer's effect alone ([`QuantizeReport::sensitivity`]).
     pub sensitivity: bool,
     /// Keep float the fewest most damaging layers that bring the mean output SQNR on the
@@ -195,6 +200,7 @@ impl QuantizeOptions {
             calibration: CalibrationMethod::default(),
             keep_float: None,
             bias_correction: true,
+            equalization: true,
             sensitivity: false,
             target_sqnr: None,
             input_type: DType::Float32,
@@ -231,6 +237,8 @@ pub struct QuantizeReport {
     /// Sparse constants made dense (LiteRT's int8 convolutions take no sparse weights, so a
     /// sparse model's quantized file can be larger than the float one).
     pub densified: usize,
+    /// Pairs of convolutions whose activation channels were equalized.
+    pub equalized: usize,
     /// The range method the full-integer modes used (with [`CalibrationMethod::Auto`], the one
     /// it chose); `None` without calibration data.
     pub calibration: Option<RangeMethod>,

@@ -105,6 +105,7 @@ pub fn quantize_weights_with(
         float_ops: Vec::new(),
         activations_fused: 0,
         densified: 0,
+        equalized: 0,
         calibration: None,
         sensitivity: Vec::new(),
         calibration_sqnr_db: None,

@@ -454,3 +454,99 @@ fn sensitivity_ranks_layers_and_target_sqnr_keeps_the_worst_float() {
 fn options_for_integer_only() -> QuantizeOptions {
     options(Target::IntegerOnly)
 }
+
+/// DEPTHWISE_CONV_2D (RELU) -> CONV_2D 1x1, whose 4 channels in between differ in range by
+/// up to 1000x: the pair equalization is for.
+fn unbalanced_pair() -> Model {
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let gains = [1.0f32, 0.1, 0.01, 0.001];
+    let dw_w: Vec<f32> = (0..36).map(|k| values(36, 11)[k] * gains[k % 4]).collect();
+    let dw_w = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[1, 3, 3, 4]),
+            TensorData::F32(dw_w),
+        )
+        .unwrap();
+    let dw_b = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4]),
+            TensorData::F32(vec![0.1, 0.01, 0.001, 0.0001]),
+        )
+        .unwrap();
+    let dw = b
+        .op(
+            Op::DepthwiseConv2D(octet_core::DepthwiseConv2DOptions {
+                padding: Padding::Same,
+                stride_w: 1,
+                stride_h: 1,
+                depth_multiplier: 1,
+                activation: ActivationFunction::Relu,
+                dilation_w: 1,
+                dilation_h: 1,
+            }),
+            &[Some(x), Some(dw_w), Some(dw_b)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    // The 1x1 convolution reads every channel about equally in the output.
+    let pw: Vec<f32> = (0..16).map(|k| values(16, 13)[k] / gains[k % 4]).collect();
+    let pw = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4, 1, 1, 4]),
+            TensorData::F32(pw),
+        )
+        .unwrap();
+    let pb = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4]),
+            TensorData::F32(vec![0.0; 4]),
+        )
+        .unwrap();
+    let y = b
+        .op(
+            conv_options(ActivationFunction::None),
+            &[Some(dw), Some(pw), Some(pb)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+#[test]
+fn equalization_keeps_the_float_model_and_helps_the_int8_one() {
+    let model = unbalanced_pair();
+    let pairs = octet_quant::equalize::pairs(&model);
+    assert_eq!(pairs.len(), 1);
+    // Equalized with the tensor's own channel ranges, the float model computes the same.
+    let mut equalized = model.clone();
+    let ranges = [(0.0, 1.0), (0.0, 0.1), (0.0, 0.01), (0.0, 0.001)];
+    let scales = octet_quant::equalize::equalize(&mut equalized, pairs[0], &ranges)
+        .unwrap()
+        .unwrap();
+    assert!(scales.iter().all(|&s| s > 0.0 && s <= 1.0), "{scales:?}");
+    let input = values(SHAPE.iter().product(), 21);
+    let (a, b) = (run(&model, &input), run(&equalized, &input));
+    for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        let (x, y) = (
+            f32::from_le_bytes(x.try_into().unwrap()),
+            f32::from_le_bytes(y.try_into().unwrap()),
+        );
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1e-3), "{x} vs {y}");
+    }
+    // Quantized, the equalized model loses less.
+    let sqnr = |equalization: bool| {
+        let mut options = options(Target::Octet);
+        options.equalization = equalization;
+        options.sensitivity = true;
+        let (_, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+        assert_eq!(report.equalized, usize::from(equalization));
+        report.calibration_sqnr_db.unwrap()
+    };
+    let (without, with) = (sqnr(false), sqnr(true));
+    assert!(
+        with > without + 3.0,
+        "{with} dB with equalization, {without} without"
+    );
+}

@@ -21,12 +21,12 @@ use octet_runtime::{Interpreter, TensorInfo};
 use crate::calibrate::{RangeMethod, TensorRanges, calibrate_keeping_outputs};
 use crate::metrics::ErrorAccumulator;
 use crate::params::{self, AffineParams, IntRange};
-use crate::passes;
 use crate::spec::{self, FixedOutput, InputRule, OutputRule, Rule};
 use crate::{
     Calibration, CalibrationMethod, FloatOp, FloatReason, LayerSensitivity, Mode, QuantError,
     QuantizeOptions, QuantizeReport, Target,
 };
+use crate::{equalize, passes};
 
 /// How a full-integer mode quantizes.
 #[derive(Debug, Clone, Copy)]
@@ -138,8 +138,14 @@ pub fn quantize(
     } else {
         0
     };
-    let means = bias_correction_inputs(&model, options, scheme);
-    let (observed, float_outputs) = match calibration {
+    let pairs = if options.equalization && scheme.per_channel && scheme.act != DType::Int16 {
+        equalize::pairs(&model)
+    } else {
+        Vec::new()
+    };
+    let mut means = bias_correction_inputs(&model, options, scheme);
+    means.extend(pairs.iter().map(|p| p.tensor));
+    let (mut observed, float_outputs) = match calibration {
         Some(c) if !c.samples.is_empty() => calibrate_keeping_outputs(
             &model,
             c,
@@ -153,6 +159,16 @@ pub fn quantize(
     };
     if model.subgraphs.is_empty() {
         return Err(QuantError::Unsupported("the model has no subgraph".into()));
+    }
+    let mut equalized = 0;
+    for pair in pairs {
+        let Some(ranges) = observed.channel_ranges(pair.tensor).map(<[_]>::to_vec) else {
+            continue;
+        };
+        if let Some(scales) = equalize::equalize(&mut model, pair, &ranges)? {
+            observed.rescale(pair.tensor, &scales);
+            equalized += 1;
+        }
     }
     let int_range = IntRange::of(scheme.act)?;
     let chosen = match (method, calibration) {
@@ -218,6 +234,7 @@ pub fn quantize(
         float_ops,
         activations_fused,
         densified,
+        equalized,
         calibration: calibration
             .is_some_and(|c| !c.samples.is_empty())
             .then_some(chosen),
