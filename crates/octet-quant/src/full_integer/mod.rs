@@ -1,13 +1,18 @@
 //! Full-integer post-training quantization: int8 (the TFLite int8 specification), uint8 (the
 //! legacy `tflite_convert` path) and int16x8.
 //!
-//! The pass folds DEQUANTIZE/DENSIFY of constants first, calibrates the float model (or uses the
-//! default range), then walks the main subgraph in execution order. An op with an integer rule
-//! ([`rules`]) gets integer twins of its float inputs and outputs: QUANTIZE is inserted after
-//! float producers, weights and bias are quantized, and the op's outputs become new integer
-//! tensors. An op without a rule stays float, with DEQUANTIZE inserted before it where its input
-//! became integer. Graph inputs and outputs stay float unless the options ask for integer ones.
-//! Unused tensors and buffers are dropped at the end.
+//! The pass folds DEQUANTIZE/DENSIFY of constants and standalone RELUs first, calibrates the
+//! float model (ranges, histograms with exact tails, per-channel statistics of convolution
+//! inputs) or uses the default range, equalizes pairs of convolutions ([`crate::equalize`]),
+//! chooses each activation's range ([`crate::calibrate::RangeMethod`]), then walks the main
+//! subgraph in execution order. An op with an integer rule in the spec table ([`crate::spec`])
+//! that the target keeps integer gets integer twins of its float inputs and outputs: QUANTIZE is
+//! inserted after float producers, weights and bias (corrected for the weights' mean shift)
+//! are quantized, and the op's outputs become new integer tensors. Any other op stays float,
+//! with DEQUANTIZE inserted before it where its input became integer. Graph inputs and outputs
+//! stay float unless the options ask for integer ones. `--sensitivity` and `--target-sqnr`
+//! rebuild the model with chosen ops kept float. Unused tensors and buffers are dropped at the
+//! end.
 
 pub mod versions;
 
