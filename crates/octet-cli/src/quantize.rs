@@ -76,7 +76,8 @@ pub struct QuantizeArgs {
     target: TargetArg,
     /// How each activation's range is chosen from the calibration data (8-bit modes): `minmax`
     /// (the extremes seen), `percentile[=P]` (clip the outer 100-P % of values, default
-    /// 99.99), `mse` (the range whose quantization error over the values seen is smallest), or
+    /// 99.99), `mse` (the range whose quantization error over the values seen is smallest),
+    /// `entropy` (TensorRT's KL-divergence thresholds, per side of zero), or
     /// `auto`: each of those quantizes the model and the one whose outputs on half the
     /// calibration samples are closest to the float model's, with ranges from the other half,
     /// is kept.
@@ -161,6 +162,7 @@ fn parse_calibration(text: &str) -> Result<CalibrationMethod, String> {
         "auto" => CalibrationMethod::Auto,
         "minmax" => CalibrationMethod::Fixed(RangeMethod::MinMax),
         "mse" => CalibrationMethod::Fixed(RangeMethod::Mse),
+        "entropy" => CalibrationMethod::Fixed(RangeMethod::Entropy),
         "percentile" => CalibrationMethod::Fixed(RangeMethod::Percentile(99.99)),
         other => match other.strip_prefix("percentile=") {
             Some(p) => {
@@ -174,7 +176,7 @@ fn parse_calibration(text: &str) -> Result<CalibrationMethod, String> {
             }
             None => {
                 return Err(format!(
-                    "{other}: expected minmax, percentile[=P], mse or auto"
+                    "{other}: expected minmax, percentile[=P], mse, entropy or auto"
                 ));
             }
         },

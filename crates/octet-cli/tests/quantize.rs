@@ -323,6 +323,7 @@ fn targets_calibration_methods_sensitivity_and_notes() {
     for extra in [
         ["--target", "integer-only", "--calibration", "minmax"],
         ["--target", "octet", "--calibration", "mse"],
+        ["--target", "octet", "--calibration", "entropy"],
         ["--target", "octet", "--calibration", "auto"],
         ["--target", "octet", "--calibration", "percentile=99.9"],
     ] {

@@ -40,6 +40,10 @@ pub enum RangeMethod {
     Percentile(f32),
     /// The range whose quantization has the smallest mean squared error over the values seen.
     Mse,
+    /// TensorRT's entropy calibration: per side of zero, the threshold that minimises the
+    /// Kullback-Leibler divergence between the values' histogram and its 128-level
+    /// quantization.
+    Entropy,
 }
 
 impl RangeMethod {
@@ -54,6 +58,7 @@ impl RangeMethod {
             RangeMethod::MinMax => "minmax".into(),
             RangeMethod::Percentile(p) => format!("percentile={p}"),
             RangeMethod::Mse => "mse".into(),
+            RangeMethod::Entropy => "entropy".into(),
         }
     }
 }
@@ -103,6 +108,7 @@ impl TensorRanges {
                 (RangeMethod::MinMax, _) | (_, None) => Some((lo, hi)),
                 (RangeMethod::Percentile(p), Some(h)) => h.percentile_range(f64::from(p) / 100.0),
                 (RangeMethod::Mse, Some(h)) => h.mse_range(range)?,
+                (RangeMethod::Entropy, Some(h)) => h.entropy_range(),
             };
             // Within the observed range widened to 0, which every quantized range contains.
             let (a, b) = chosen.unwrap_or((lo, hi));

@@ -321,6 +321,47 @@ impl Histogram {
         Some((lo.min(hi), hi.max(lo)))
     }
 
+    /// The clipping range by TensorRT's entropy method, on each side of zero: for the positive
+    /// values, the threshold whose 128-level quantization of the histogram below it (values
+    /// beyond it folded into the last bin) loses the least information, measured as the
+    /// Kullback-Leibler divergence from the unquantized histogram; likewise for the negative
+    /// values. Thresholds are tried every [`KL_STRIDE`] bins from 128 up.
+    pub fn entropy_range(&self) -> Option<(f32, f32)> {
+        let (min, max) = self.extremes()?;
+        let w = self.width();
+        let side = |counts: &[u64], extreme: f32| -> f32 {
+            let total: u64 = counts.iter().sum();
+            if total == 0 {
+                return 0.0;
+            }
+            let last = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+            if last <= LEVELS {
+                return extreme;
+            }
+            let mut best = (f64::INFINITY, last);
+            let mut i = LEVELS;
+            while i <= last {
+                let kl = divergence(counts, i);
+                if kl < best.0 {
+                    best = (kl, i);
+                }
+                i += KL_STRIDE;
+            }
+            (best.1 as f32 * w).min(extreme.abs())
+        };
+        let hi = if max > 0.0 {
+            side(&self.positive, max)
+        } else {
+            0.0
+        };
+        let lo = if min < 0.0 {
+            -side(&self.negative, min)
+        } else {
+            0.0
+        };
+        Some((lo.min(0.0), hi.max(0.0)))
+    }
+
     /// The clipping range whose quantization with `range`'s integers (TFLite's nudged scale and
     /// zero point) gives the smallest mean squared error over the counted values: the scale
     /// trades rounding error inside the range against clipping error outside it. Searched as a
@@ -411,6 +452,58 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
     a
 }
 
+/// Levels per side in [`Histogram::entropy_range`] (int8 has 128 on each side of zero).
+const LEVELS: usize = 128;
+
+/// Thresholds [`Histogram::entropy_range`] skips between tries.
+pub const KL_STRIDE: usize = 16;
+
+/// KL(P || Q) for threshold bin `i`: P is `counts[..i]` with the rest folded into bin `i - 1`;
+/// Q merges `counts[..i]` into [`LEVELS`] levels and spreads each level's mass evenly over its
+/// non-empty bins.
+fn divergence(counts: &[u64], i: usize) -> f64 {
+    let mut p: Vec<f64> = counts.iter().take(i).map(|&c| c as f64).collect();
+    let outliers: f64 = counts.iter().skip(i).map(|&c| c as f64).sum();
+    if let Some(last) = p.last_mut() {
+        *last += outliers;
+    }
+    let total: f64 = p.iter().sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let q_total: f64 = counts.iter().take(i).map(|&c| c as f64).sum();
+    if q_total == 0.0 {
+        return f64::INFINITY;
+    }
+    // Q quantizes the histogram below the threshold without the folded outliers, so that a
+    // threshold which clips much is not mistaken for a faithful one.
+    let below: Vec<f64> = counts.iter().take(i).map(|&c| c as f64).collect();
+    let mut q = vec![0.0f64; i];
+    for level in 0..LEVELS {
+        let start = level * i / LEVELS;
+        let end = ((level + 1) * i / LEVELS).max(start + 1).min(i);
+        let bins = &below[start..end];
+        let mass: f64 = bins.iter().sum();
+        let nonzero = bins.iter().filter(|&&c| c > 0.0).count();
+        if nonzero == 0 {
+            continue;
+        }
+        for (k, &c) in bins.iter().enumerate() {
+            if c > 0.0 {
+                q[start + k] = mass / nonzero as f64;
+            }
+        }
+    }
+    p.iter()
+        .zip(&q)
+        .filter(|(pi, _)| **pi > 0.0)
+        .map(|(&pi, &qi)| {
+            let (pi, qi) = (pi / total, qi.max(1e-12) / q_total);
+            pi * (pi / qi).ln()
+        })
+        .sum()
+}
+
 fn width_of(exponent: i32) -> f32 {
     2f32.powi(exponent)
 }
@@ -494,6 +587,25 @@ mod tests {
             (-1.05..-0.95).contains(&lo) && (0.95..1.05).contains(&hi),
             "{lo} {hi}"
         );
+    }
+
+    #[test]
+    fn entropy_clips_a_long_thin_tail() {
+        // Exponentially distributed values (mean 0.5, largest about 6): the sparse tail is
+        // clipped, the bulk kept.
+        let values: Vec<f32> = noise(100_000)
+            .iter()
+            .map(|v| -(0.5 * (v + 1.0)).max(1e-9).ln() * 0.5)
+            .collect();
+        let max = values.iter().copied().fold(0.0f32, f32::max);
+        let (lo, hi) = histogram(&values).entropy_range().unwrap();
+        assert!(
+            lo == 0.0 && hi > 1.5 && hi < 0.9 * max,
+            "{lo} {hi} (max {max})"
+        );
+        // A dense range is kept.
+        let (lo, hi) = histogram(&noise(100_000)).entropy_range().unwrap();
+        assert!(lo < -0.9 && hi > 0.9, "{lo} {hi}");
     }
 
     #[test]
