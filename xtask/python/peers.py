@@ -7,7 +7,7 @@
 
         --kind smooth makes image-like float inputs instead: for a 4-D (NHWC) input, each
         sample and channel is noise with a 1/f amplitude spectrum (the spectrum of natural
-        images), scaled to [-1, 1].
+        images), scaled to --range MIN,MAX (default -1,1).
 
     peers.py sqnr FLOAT.tflite DATA.npz Q.tflite [Q.tflite ...]
         Runs the float model and each quantized model in LiteRT (default CPU path) on every
@@ -43,7 +43,8 @@ def calib(args):
         shape = [max(1, int(d)) for d in detail["shape"]]
         dtype = detail["dtype"]
         if np.issubdtype(dtype, np.floating) and args.kind == "smooth" and len(shape) == 4:
-            data = np.stack([_smooth_image(rng, shape[1:]) for _ in range(args.samples)])
+            lo, hi = (float(v) for v in args.range.split(","))
+            data = np.stack([_smooth_image(rng, shape[1:], lo, hi) for _ in range(args.samples)])
             data = data.reshape([args.samples] + shape).astype(np.float32)
         elif np.issubdtype(dtype, np.floating):
             data = rng.uniform(-1.0, 1.0, size=[args.samples] + shape).astype(np.float32)
@@ -59,8 +60,8 @@ def calib(args):
     print(json.dumps({"inputs": paths, "npz": npz}))
 
 
-def _smooth_image(rng, hwc):
-    """An H x W x C image of 1/f noise per channel, in [-1, 1]."""
+def _smooth_image(rng, hwc, lo_out=-1.0, hi_out=1.0):
+    """An H x W x C image of 1/f noise per channel, in [lo_out, hi_out]."""
     h, w, c = hwc
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
@@ -72,7 +73,8 @@ def _smooth_image(rng, hwc):
         spectrum = (1.0 / f) * np.exp(1j * phase)
         image = np.fft.irfft2(spectrum, s=(h, w))
         lo, hi = image.min(), image.max()
-        channels.append(2.0 * (image - lo) / max(hi - lo, 1e-12) - 1.0)
+        unit = (image - lo) / max(hi - lo, 1e-12)
+        channels.append(lo_out + (hi_out - lo_out) * unit)
     return np.stack(channels, axis=-1)
 
 
@@ -159,6 +161,7 @@ def main():
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--seed", type=int, default=0x5EED)
     p.add_argument("--kind", choices=["uniform", "smooth"], default="uniform")
+    p.add_argument("--range", default="-1,1")
     p = sub.add_parser("sqnr")
     p.add_argument("float")
     p.add_argument("data")

@@ -131,6 +131,10 @@ enum Command {
         /// `--octet "--target octet"`.
         #[arg(long, allow_hyphen_values = true)]
         octet: Vec<String>,
+        /// Range of the image-like samples, MIN,MAX (MediaPipe's detectors of faces and poses
+        /// take [-1, 1], its landmark and palm models [0, 1]).
+        #[arg(long, default_value = "-1,1", allow_hyphen_values = true)]
+        input_range: String,
     },
     /// Which ops LiteRT's XNNPACK delegate runs in int8 and in float (one-op models), checked
     /// against the ops `octet quantize --target litert` keeps float.
@@ -205,6 +209,7 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             eval,
             octet,
+            input_range,
         } => peer_accuracy::run(
             &workspace,
             &peer_accuracy::PeerOptions {
@@ -212,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
                 samples,
                 eval,
                 octet,
+                input_range,
             },
         ),
     }

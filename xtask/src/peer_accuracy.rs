@@ -3,7 +3,7 @@
 //! model in LiteRT (its default CPU path), over held-out samples.
 //!
 //! The samples are seeded: for image inputs (NHWC float) 1/f noise, whose spectrum is that of
-//! natural images, in [-1, 1]; uniform in [-1, 1] for other inputs. Calibration and evaluation
+//! natural images, in `--input-range` (default [-1, 1]); uniform in [-1, 1] for other inputs. Calibration and evaluation
 //! use different seeds. Each `--octet` option adds a column with those extra `octet quantize`
 //! arguments, to compare octet's own choices in the same run.
 
@@ -30,6 +30,8 @@ pub struct PeerOptions {
     /// Extra `octet quantize` arguments, one column each (the first column is always octet's
     /// defaults).
     pub octet: Vec<String>,
+    /// The range of the image-like samples, `MIN,MAX`.
+    pub input_range: String,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +105,7 @@ fn samples(
     out: &Path,
     count: usize,
     seed: u32,
+    range: &str,
 ) -> Result<CalibFiles> {
     json_line(
         venv.python_command()
@@ -111,7 +114,7 @@ fn samples(
             .arg(model)
             .arg(out)
             .args(["--kind", "smooth", "--samples", &count.to_string()])
-            .args(["--seed", &seed.to_string()]),
+            .args(["--seed", &seed.to_string(), "--range", range]),
     )
 }
 
@@ -130,6 +133,7 @@ fn compare_model(
         &dir.join("calib.npy"),
         options.samples,
         1,
+        &options.input_range,
     )?;
     let eval = samples(
         workspace,
@@ -138,6 +142,7 @@ fn compare_model(
         &dir.join("eval.npy"),
         options.eval,
         2,
+        &options.input_range,
     )?;
     let variants: Vec<Vec<String>> = std::iter::once(Vec::new())
         .chain(
@@ -254,8 +259,8 @@ fn print_row(row: &Row, options: &PeerOptions) {
 fn print_table(rows: &[Row], options: &PeerOptions) {
     println!(
         "int8, {} calibration samples, SQNR in dB against the float model on {} other samples \
-         (LiteRT default CPU path), mean over outputs (each output):",
-        options.samples, options.eval
+         (LiteRT default CPU path; image inputs in [{}]), mean over outputs (each output):",
+        options.samples, options.eval, options.input_range
     );
     println!();
     let headers = headers(options);
