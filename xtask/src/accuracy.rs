@@ -2,7 +2,9 @@
 //! as kept in the insta snapshot `crates/octet-quant/tests/snapshots/accuracy__accuracy.snap`.
 //!
 //! Runs the snapshot test; with `--update` it accepts the new figures (review the diff before
-//! committing: a change that worsens accuracy shows there).
+//! committing: a change that worsens accuracy shows there). `--peers` adds the table against AI
+//! Edge Quantizer (needs Python and the fetched MediaPipe models), kept in
+//! `models/reference/peer_accuracy.md` the same way.
 
 use std::process::Command;
 
@@ -11,8 +13,17 @@ use anyhow::Result;
 use crate::process;
 use crate::workspace::Workspace;
 
-/// Runs the accuracy snapshot test and prints the table.
-pub fn run(workspace: &Workspace, update: bool) -> Result<()> {
+/// Runs the accuracy snapshot test and prints the table; with `peers`, also the table against AI
+/// Edge Quantizer on the fixtures and the MediaPipe models (`models/reference/peer_accuracy.md`).
+pub fn run(workspace: &Workspace, update: bool, peers: bool) -> Result<()> {
+    let outcome = snapshot_test(workspace, update);
+    if peers {
+        crate::peer_accuracy::snapshot(workspace, update)?;
+    }
+    outcome
+}
+
+fn snapshot_test(workspace: &Workspace, update: bool) -> Result<()> {
     let mut test = Command::new("cargo");
     test.args([
         "test",

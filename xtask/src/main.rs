@@ -92,6 +92,10 @@ enum Command {
         /// Accept changed figures into the snapshot.
         #[arg(long)]
         update: bool,
+        /// Also octet against AI Edge Quantizer on the fixtures and the MediaPipe models
+        /// (`models/reference/peer_accuracy.md`; needs `cargo xtask fetch-models`).
+        #[arg(long)]
+        peers: bool,
     },
     /// Quantize models in every mode and check the results in LiteRT against octet-runtime.
     Crosscheck {
@@ -194,7 +198,7 @@ fn run(cli: Cli) -> Result<()> {
                 no_quantize,
             },
         ),
-        Command::Accuracy { update } => accuracy::run(&workspace, update),
+        Command::Accuracy { update, peers } => accuracy::run(&workspace, update, peers),
         Command::Crosscheck {
             paths,
             modes,

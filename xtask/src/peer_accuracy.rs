@@ -60,6 +60,80 @@ fn mean(values: &[Option<f64>]) -> Option<f64> {
 
 /// Runs the comparison and prints the table.
 pub fn run(workspace: &Workspace, options: &PeerOptions) -> Result<()> {
+    let table = compare(workspace, options)?;
+    println!();
+    print!("{table}");
+    Ok(())
+}
+
+/// Where `cargo xtask accuracy --peers` keeps its accepted table.
+const SNAPSHOT: &str = "models/reference/peer_accuracy.md";
+
+/// The MediaPipe models of the snapshot (those `cargo xtask fetch-models` brings).
+const MEDIAPIPE: [&str; 7] = [
+    "face_landmark",
+    "face_detection_full_range_sparse",
+    "iris_landmark",
+    "hand_landmark_full",
+    "palm_detection_full",
+    "face_detection_short_range",
+    "pose_detection",
+];
+
+/// `cargo xtask accuracy --peers`: the peer table on the fixtures and the MediaPipe models
+/// with octet's defaults, against the accepted copy in `models/reference/peer_accuracy.md`
+/// (`update` accepts the new one). Fails when they differ.
+pub fn snapshot(workspace: &Workspace, update: bool) -> Result<()> {
+    let mut paths = Vec::new();
+    for name in ["digits_cnn", "digits_mlp", "no_signature", "sparse_fc"] {
+        paths.push(workspace.models_dir().join(format!("{name}.tflite")));
+    }
+    let mediapipe = workspace.cache_dir("third_party").join("mediapipe");
+    for name in MEDIAPIPE {
+        let path = mediapipe.join(format!("{name}.tflite"));
+        if !path.is_file() {
+            bail!(
+                "{} is missing: run `cargo xtask fetch-models` first",
+                path.display()
+            );
+        }
+        paths.push(path);
+    }
+    let options = PeerOptions {
+        paths,
+        samples: 16,
+        eval: 32,
+        octet: Vec::new(),
+        input_range: "-1,1".into(),
+    };
+    let measured = compare(workspace, &options)?;
+    if measured.contains("- (") {
+        bail!("some models could not be measured (the table says why):\n{measured}");
+    }
+    let table = format!(
+        "<!-- `cargo xtask accuracy --peers` writes and checks this file; do not edit. -->\n\n{measured}"
+    );
+    let path = workspace.root().join(SNAPSHOT);
+    let accepted = std::fs::read_to_string(&path).unwrap_or_default();
+    println!();
+    print!("{table}");
+    if accepted == table {
+        println!("\nsame as {SNAPSHOT}");
+        return Ok(());
+    }
+    if update {
+        std::fs::write(&path, &table)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nwrote {SNAPSHOT}");
+        return Ok(());
+    }
+    bail!(
+        "the table differs from {SNAPSHOT}; review it and run `cargo xtask accuracy --peers --update`"
+    )
+}
+
+/// Measures every model and returns the Markdown table.
+fn compare(workspace: &Workspace, options: &PeerOptions) -> Result<String> {
     if options.samples == 0 || options.eval == 0 {
         bail!("--samples and --eval take at least 1");
     }
@@ -93,9 +167,7 @@ pub fn run(workspace: &Workspace, options: &PeerOptions) -> Result<()> {
         print_row(&row, options);
         rows.push(row);
     }
-    println!();
-    print_table(&rows, options);
-    Ok(())
+    Ok(table(&rows, options))
 }
 
 fn samples(
@@ -114,7 +186,9 @@ fn samples(
             .arg(model)
             .arg(out)
             .args(["--kind", "smooth", "--samples", &count.to_string()])
-            .args(["--seed", &seed.to_string(), "--range", range]),
+            .args(["--seed", &seed.to_string()])
+            // `=`: argparse would read "-1,1" as an option.
+            .arg(format!("--range={range}")),
     )
 }
 
@@ -256,16 +330,19 @@ fn print_row(row: &Row, options: &PeerOptions) {
     eprintln!("{}: {}", row.name, parts.join("; "));
 }
 
-fn print_table(rows: &[Row], options: &PeerOptions) {
-    println!(
+fn table(rows: &[Row], options: &PeerOptions) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "int8, {} calibration samples, SQNR in dB against the float model on {} other samples \
          (LiteRT default CPU path; image inputs in [{}]), mean over outputs (each output):",
         options.samples, options.eval, options.input_range
     );
-    println!();
+    let _ = writeln!(out);
     let headers = headers(options);
-    println!("| model | {} | octet - AEQ |", headers.join(" | "));
-    println!("|---|{}---:|", "---:|".repeat(headers.len()));
+    let _ = writeln!(out, "| model | {} | octet - AEQ |", headers.join(" | "));
+    let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(headers.len()));
     for row in rows {
         let cells: Vec<String> = row.columns.iter().map(cell).collect();
         let octet = row
@@ -282,6 +359,7 @@ fn print_table(rows: &[Row], options: &PeerOptions) {
             (Some(o), Some(a), true) => format!("{:+.1}", o - a),
             _ => "-".to_owned(),
         };
-        println!("| {} | {} | {diff} |", row.name, cells.join(" | "));
+        let _ = writeln!(out, "| {} | {} | {diff} |", row.name, cells.join(" | "));
     }
+    out
 }
