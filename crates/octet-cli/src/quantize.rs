@@ -306,6 +306,8 @@ struct Report {
     tensors_float: usize,
     /// Standalone RELU/RELU6/RELU_N1_TO_1 folded into their producers.
     activations_fused: usize,
+    /// MUL/ADD/SUB by constants folded into the convolution before them.
+    constants_folded: usize,
     /// Sparse weights made dense.
     densified: usize,
     /// Pairs of convolutions whose activation channels were equalized.
@@ -896,6 +898,7 @@ fn build_report(
         tensors_quantized: summary.tensors_quantized,
         tensors_float: summary.tensors_float,
         activations_fused: summary.activations_fused,
+        constants_folded: summary.constants_folded,
         densified: summary.densified,
         equalized: summary.equalized,
         calibration: summary.calibration.map(|used| CalibrationReport {
@@ -995,6 +998,12 @@ fn print_report(r: &Report) {
                 c.used, c.requested
             );
         }
+    }
+    if r.constants_folded > 0 {
+        println!(
+            "  folded      {} MUL/ADD/SUB by constants into the convolution before them",
+            r.constants_folded
+        );
     }
     if r.activations_fused > 0 {
         println!(

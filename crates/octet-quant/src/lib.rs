@@ -234,6 +234,9 @@ pub struct QuantizeReport {
     /// that produces their input (exact in float; integer kernels then clamp for free, and
     /// LiteRT's XNNPACK delegate takes no standalone int8 RELU).
     pub activations_fused: usize,
+    /// MUL/ADD/SUB by constants folded into the convolution before them
+    /// ([`passes::fold_constant_affine`]).
+    pub constants_folded: usize,
     /// Sparse constants made dense (LiteRT's int8 convolutions take no sparse weights, so a
     /// sparse model's quantized file can be larger than the float one).
     pub densified: usize,

@@ -293,6 +293,236 @@ fn activation_slot(op: &mut Op) -> Option<&mut ActivationFunction> {
     }
 }
 
+/// Folds a MUL, ADD or SUB by a constant (one value, or one per output channel) that follows a
+/// CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED into that op's weights and bias: MUL scales
+/// filter `o` and bias `o` by `c_o`, ADD and SUB move bias `o` by `c_o` (batch normalisation and
+/// rescaling layers that the converter left apart). The convolution must have no activation,
+/// constant weights and bias used by no other op, and be the only reader of the tensor; the
+/// MUL/ADD/SUB's own activation moves onto it. The float model's values change by rounding only;
+/// the quantized one loses a requantization. Repeats until nothing folds (a MUL then an ADD both
+/// fold). Returns how many ops were folded.
+pub fn fold_constant_affine(model: &mut Model) -> Result<usize, QuantError> {
+    let mut folded = 0;
+    while let Some((p, m)) = next_affine_fold(model) {
+        if !apply_affine_fold(model, p, m)? {
+            break;
+        }
+        folded += 1;
+    }
+    if folded > 0 {
+        remove_unused_tensors(model, 0)?;
+        remove_unused_buffers(model);
+    }
+    Ok(folded)
+}
+
+/// The constant operand of a MUL/ADD/SUB (`x op c`, or `c op x` for MUL and ADD) reading `x`.
+fn affine_constant(model: &Model, sg: &Subgraph, op: &Operator, x: TensorId) -> Option<TensorId> {
+    let [Some(a), Some(b)] = op.inputs.as_slice() else {
+        return None;
+    };
+    let other = if *a == x {
+        *b
+    } else if *b == x && !matches!(op.op, Op::Sub(_)) {
+        *a
+    } else {
+        return None;
+    };
+    let t = sg.tensor(other)?;
+    (t.dtype == DType::Float32 && is_constant(model, t)).then_some(other)
+}
+
+/// The next (producer, MUL/ADD/SUB) pair of operator indices that [`fold_constant_affine`] folds.
+fn next_affine_fold(model: &Model) -> Option<(usize, usize)> {
+    let sg = model.subgraphs.first()?;
+    let mut uses: HashMap<TensorId, usize> = HashMap::new();
+    for op in &sg.operators {
+        for id in op.present_inputs() {
+            *uses.entry(id).or_default() += 1;
+        }
+    }
+    let in_signature = |id: TensorId| {
+        model.signature_defs.iter().any(|s| {
+            s.inputs
+                .iter()
+                .chain(s.outputs.iter())
+                .any(|t| t.tensor == id)
+        })
+    };
+    for (p, prod) in sg.operators.iter().enumerate() {
+        let activation = match &prod.op {
+            Op::Conv2D(o) => o.activation,
+            Op::DepthwiseConv2D(o) => o.activation,
+            Op::FullyConnected(o) if o.weights_format == octet_core::WeightsFormat::Default => {
+                o.activation
+            }
+            _ => continue,
+        };
+        let (Some(Some(w)), Some(Some(b)), [x]) = (
+            prod.inputs.get(1),
+            prod.inputs.get(2),
+            prod.outputs.as_slice(),
+        ) else {
+            continue;
+        };
+        let private_constant = |id: TensorId| {
+            uses.get(&id) == Some(&1)
+                && sg
+                    .tensor(id)
+                    .is_some_and(|t| t.dtype == DType::Float32 && is_constant(model, t))
+        };
+        if activation != ActivationFunction::None
+            || !private_constant(*w)
+            || !private_constant(*b)
+            || uses.get(x) != Some(&1)
+            || sg.outputs.contains(x)
+            || in_signature(*x)
+        {
+            continue;
+        }
+        let Some(m) = sg
+            .operators
+            .iter()
+            .position(|o| o.present_inputs().any(|i| i == *x))
+        else {
+            continue;
+        };
+        let Some(next) = sg.operators.get(m) else {
+            continue;
+        };
+        if !matches!(next.op, Op::Mul { .. } | Op::Add(_) | Op::Sub(_)) {
+            continue;
+        }
+        let Some(c) = affine_constant(model, sg, next, *x) else {
+            continue;
+        };
+        let channels = sg.tensor(*b).and_then(|t| t.shape.num_elements().ok());
+        let values = sg.tensor(c).and_then(|t| t.shape.num_elements().ok());
+        // One value, or one per channel along the last axis (shape [.., 1, C]).
+        let per_channel = sg
+            .tensor(c)
+            .is_some_and(|t| t.shape.dims().iter().rev().skip(1).all(|&d| d == 1));
+        let fits = match (channels, values) {
+            (Some(ch), Some(v)) => v == 1 || (v == ch && per_channel),
+            _ => false,
+        };
+        // The result keeps the convolution's shape (no broadcast that grows it).
+        let same_shape = next
+            .outputs
+            .first()
+            .and_then(|&y| sg.tensor(y))
+            .zip(sg.tensor(*x))
+            .is_some_and(|(y, x)| y.shape == x.shape && y.dtype == DType::Float32);
+        if fits && same_shape {
+            return Some((p, m));
+        }
+    }
+    None
+}
+
+/// Folds operator `m` (MUL/ADD/SUB by a constant) into operator `p`; false if it could not.
+fn apply_affine_fold(model: &mut Model, p: usize, m: usize) -> Result<bool, QuantError> {
+    let Some(sg) = model.subgraphs.first() else {
+        return Ok(false);
+    };
+    let (Some(prod), Some(next)) = (sg.operators.get(p), sg.operators.get(m)) else {
+        return Ok(false);
+    };
+    let (Some(Some(w_id)), Some(Some(b_id)), Some(&x)) =
+        (prod.inputs.get(1), prod.inputs.get(2), prod.outputs.first())
+    else {
+        return Ok(false);
+    };
+    let (w_id, b_id) = (*w_id, *b_id);
+    let Some(c_id) = affine_constant(model, sg, next, x) else {
+        return Ok(false);
+    };
+    let (Some(mut w), Some(mut b), Some(c)) = (
+        float_constant_values(model, w_id)?,
+        float_constant_values(model, b_id)?,
+        float_constant_values(model, c_id)?,
+    ) else {
+        return Ok(false);
+    };
+    let channels = b.len();
+    if channels == 0 || w.len() % channels != 0 {
+        return Ok(false);
+    }
+    let c_of = |o: usize| {
+        if c.len() == 1 {
+            c[0]
+        } else {
+            c.get(o).copied().unwrap_or(0.0)
+        }
+    };
+    let depthwise = matches!(prod.op, Op::DepthwiseConv2D(_));
+    let (next_op, y) = (next.op.clone(), next.outputs.first().copied());
+    let Some(y) = y else { return Ok(false) };
+    let activation = match &next_op {
+        Op::Mul { activation } => {
+            let per_filter = w.len() / channels;
+            for (k, v) in w.iter_mut().enumerate() {
+                let o = if depthwise {
+                    k % channels
+                } else {
+                    k / per_filter
+                };
+                *v *= c_of(o);
+            }
+            for (o, v) in b.iter_mut().enumerate() {
+                *v *= c_of(o);
+            }
+            *activation
+        }
+        Op::Add(o) => {
+            for (ch, v) in b.iter_mut().enumerate() {
+                *v += c_of(ch);
+            }
+            o.activation
+        }
+        Op::Sub(o) => {
+            for (ch, v) in b.iter_mut().enumerate() {
+                *v -= c_of(ch);
+            }
+            o.activation
+        }
+        _ => return Ok(false),
+    };
+    store_floats(model, w_id, &w)?;
+    store_floats(model, b_id, &b)?;
+    let Some(sg) = model.subgraphs.first_mut() else {
+        return Ok(false);
+    };
+    if let Some(prod) = sg.operators.get_mut(p) {
+        if let Some(slot) = activation_slot(&mut prod.op) {
+            *slot = activation;
+        }
+        prod.outputs = vec![y];
+    }
+    sg.operators.remove(m);
+    Ok(true)
+}
+
+/// The float32 values of constant `id` of the main subgraph.
+fn float_constant_values(model: &Model, id: TensorId) -> Result<Option<Vec<f32>>, QuantError> {
+    match model.subgraphs.first().and_then(|sg| sg.tensor(id)) {
+        Some(t) => float_constant(model, t),
+        None => Ok(None),
+    }
+}
+
+/// Points tensor `id` of the main subgraph at a new buffer holding `values`.
+fn store_floats(model: &mut Model, id: TensorId, values: &[f32]) -> Result<(), QuantError> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let buffer = model
+        .add_buffer(bytes)
+        .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+    if let Some(t) = model.subgraphs.first_mut().and_then(|sg| sg.tensor_mut(id)) {
+        t.buffer = buffer;
+    }
+    Ok(())
+}
+
 /// Folds each standalone RELU, RELU6 and RELU_N1_TO_1 of the main subgraph into the fused
 /// activation of the op that produces its input, as TensorFlow's converter does: when that op
 /// (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SUB, MUL) has no activation yet, is the

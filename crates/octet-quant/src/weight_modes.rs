@@ -104,6 +104,7 @@ pub fn quantize_weights_with(
         tensors_float,
         float_ops: Vec::new(),
         activations_fused: 0,
+        constants_folded: 0,
         densified: 0,
         equalized: 0,
         calibration: None,

@@ -550,3 +550,93 @@ fn equalization_keeps_the_float_model_and_helps_the_int8_one() {
         "{with} dB with equalization, {without} without"
     );
 }
+
+#[test]
+fn multiplications_and_additions_by_constants_fold_into_the_convolution() {
+    // CONV_2D -> MUL by a constant per channel -> ADD of one constant -> RELU.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let scale = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[1, 1, 1, 4]),
+            TensorData::F32(vec![0.5, -2.0, 1.5, 3.0]),
+        )
+        .unwrap();
+    let m = b
+        .op(
+            Op::Mul {
+                activation: ActivationFunction::None,
+            },
+            &[Some(c), Some(scale)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    let shift = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[1]),
+            TensorData::F32(vec![0.25]),
+        )
+        .unwrap();
+    let a = b
+        .op(
+            Op::Add(octet_core::AddOptions {
+                activation: ActivationFunction::Relu,
+                ..Default::default()
+            }),
+            &[Some(shift), Some(m)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(a);
+    let model = b.finish().unwrap();
+    let mut folded = model.clone();
+    assert_eq!(passes::fold_constant_affine(&mut folded).unwrap(), 2);
+    assert_eq!(ops_of(&folded), ["CONV_2D"]);
+    assert_eq!(
+        folded.main_subgraph().unwrap().operators[0].op,
+        conv_options(ActivationFunction::Relu)
+    );
+    folded.validate().unwrap();
+    let input = values(SHAPE.iter().product(), 31);
+    let (f, g) = (run(&model, &input), run(&folded, &input));
+    for (p, q) in f.chunks_exact(4).zip(g.chunks_exact(4)) {
+        let (p, q) = (
+            f32::from_le_bytes(p.try_into().unwrap()),
+            f32::from_le_bytes(q.try_into().unwrap()),
+        );
+        assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
+    }
+    // Quantizing reports it.
+    let (_, report) = quantize(&model, &options(Target::Litert), Some(&calibration())).unwrap();
+    assert_eq!(report.constants_folded, 2);
+    // A convolution whose output is read twice keeps its MUL.
+    let mut b = ModelBuilder::new();
+    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+    let c = conv(&mut b, x, 1, ActivationFunction::None);
+    let scale = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[1]),
+            TensorData::F32(vec![2.0]),
+        )
+        .unwrap();
+    let m = b
+        .op(
+            Op::Mul {
+                activation: ActivationFunction::None,
+            },
+            &[Some(c), Some(scale)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    let s = b
+        .op(
+            Op::Add(Default::default()),
+            &[Some(m), Some(c)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    b.output(s);
+    let mut model = b.finish().unwrap();
+    assert_eq!(passes::fold_constant_affine(&mut model).unwrap(), 0);
+}

@@ -124,6 +124,7 @@ pub fn quantize(
     let constant_bytes_before = passes::constant_bytes(&model);
     let densified = passes::densify_constants(&mut model)?;
     passes::fold_to_float(&mut model)?;
+    let constants_folded = passes::fold_constant_affine(&mut model)?;
     let activations_fused = passes::fuse_activations(&mut model)?;
     // Clipping is for 8-bit activations; int16 has steps to spare.
     let method = match (options.calibration, scheme.act) {
@@ -238,6 +239,7 @@ pub fn quantize(
             .count(),
         float_ops,
         activations_fused,
+        constants_folded,
         densified,
         equalized,
         calibration: calibration
