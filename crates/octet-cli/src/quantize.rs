@@ -323,6 +323,10 @@ struct Report {
     /// --target-sqnr).
     #[serde(skip_serializing_if = "Option::is_none")]
     calibration_sqnr_db: Option<f64>,
+    /// --target-sqnr: median latency (ms, octet's runtime, 1 thread) of the all-int8 model and
+    /// of the written one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_latency_ms: Option<(f64, f64)>,
     file_bytes_before: u64,
     file_bytes_after: u64,
     size_ratio: f64,
@@ -920,6 +924,7 @@ fn build_report(
             if args.sensitivity { layers } else { Vec::new() }
         },
         calibration_sqnr_db: summary.calibration_sqnr_db,
+        target_latency_ms: summary.target_latency_ms,
         float_ops: summary
             .float_ops
             .iter()
@@ -1037,6 +1042,12 @@ fn print_report(r: &Report) {
     }
     if let Some(db) = r.calibration_sqnr_db {
         println!("  calibration mean output SQNR {db:.2} dB (up to 32 calibration samples)");
+    }
+    if let Some((all, kept)) = r.target_latency_ms {
+        println!(
+            "  latency     {all:.3} ms all int8 -> {kept:.3} ms with the float layers \
+             (octet's runtime, 1 thread, median of 21)"
+        );
     }
     if r.float_ops.is_empty() {
         println!("  float ops   none");

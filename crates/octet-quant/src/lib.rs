@@ -251,6 +251,9 @@ pub struct QuantizeReport {
     /// Mean output SQNR (dB) of the result on up to 32 calibration samples, measured with
     /// sensitivity analysis or a target.
     pub calibration_sqnr_db: Option<f64>,
+    /// With [`QuantizeOptions::target_sqnr`] where layers were kept float: the median latency
+    /// (ms, octet's runtime, 1 thread) of the all-integer model and of the result.
+    pub target_latency_ms: Option<(f64, f64)>,
     /// Bytes of constant data before.
     pub constant_bytes_before: usize,
     /// Bytes of constant data after.

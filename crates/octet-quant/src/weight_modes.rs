@@ -110,6 +110,7 @@ pub fn quantize_weights_with(
         calibration: None,
         sensitivity: Vec::new(),
         calibration_sqnr_db: None,
+        target_latency_ms: None,
         constant_bytes_before: before,
         constant_bytes_after: constant_bytes(&out),
         float_outputs: Vec::new(),

@@ -434,6 +434,7 @@ fn sensitivity_ranks_layers_and_target_sqnr_keeps_the_worst_float() {
     options.target_sqnr = Some(whole - 1.0);
     let (_, report) = quantize(&model, &options, Some(&calibration())).unwrap();
     assert!(report.float_ops.is_empty());
+    assert!(report.target_latency_ms.is_none());
     options.target_sqnr = Some(150.0);
     let (q, report) = quantize(&model, &options, Some(&calibration())).unwrap();
     assert_eq!(report.float_ops.len(), 2);
@@ -444,6 +445,8 @@ fn sensitivity_ranks_layers_and_target_sqnr_keeps_the_worst_float() {
             .all(|f| f.reason == FloatReason::TargetSqnr)
     );
     assert!(report.calibration_sqnr_db.unwrap() > whole);
+    let (all_int8, kept) = report.target_latency_ms.unwrap();
+    assert!(all_int8 > 0.0 && kept > 0.0);
     q.validate().unwrap();
     // Integer-only cannot keep anything float.
     let mut options = options_for_integer_only();

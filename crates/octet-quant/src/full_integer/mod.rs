@@ -189,6 +189,7 @@ pub fn quantize(
     let (mut quantized, mut float_ops) = build(&model, &ranges, options, scheme, &none)?;
     let mut sensitivity = Vec::new();
     let mut calibration_sqnr_db = None;
+    let mut target_latency_ms = None;
     if let (true, Some(c)) = (mixed, calibration) {
         let scored = Calibration {
             samples: c.samples.iter().take(AUTO_SAMPLES).cloned().collect(),
@@ -202,6 +203,7 @@ pub fn quantize(
             )?;
         }
         if let Some(target) = options.target_sqnr {
+            let all_integer = (score < target).then(|| quantized.clone());
             // Keep float the layers that do the most damage alone, one by one, until the
             // target is reached (or every layer is float).
             let mut kept = BTreeSet::new();
@@ -216,6 +218,13 @@ pub fn quantize(
                 score = mean_sqnr(&q, &scored, references)?;
                 quantized = q;
                 float_ops = ops;
+            }
+            // What keeping them float costs in time, measured in octet's runtime.
+            if let (Some(before), Some(sample)) = (all_integer, scored.samples.first()) {
+                target_latency_ms = Some((
+                    latency_ms(&before, sample)?,
+                    latency_ms(&quantized, sample)?,
+                ));
             }
         }
         calibration_sqnr_db = Some(score);
@@ -247,6 +256,7 @@ pub fn quantize(
             .then_some(chosen),
         sensitivity,
         calibration_sqnr_db,
+        target_latency_ms,
         constant_bytes_before,
         constant_bytes_after: passes::constant_bytes(&quantized),
         float_outputs,
@@ -502,6 +512,37 @@ fn mean_sqnr(
         .sum();
     Ok(total / outputs.max(1) as f64)
 }
+
+/// Median time of one inference of `model` on `sample` in octet's runtime, 1 thread, after a
+/// warm-up (milliseconds).
+fn latency_ms(model: &Model, sample: &[Vec<f32>]) -> Result<f64, QuantError> {
+    let mut interpreter = Interpreter::new(model)
+        .map_err(|e| QuantError::Unsupported(format!("cannot run the quantized model: {e}")))?;
+    for (i, values) in sample.iter().enumerate() {
+        let info = interpreter
+            .input_info(i)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        let bytes = encode_as(values, info)?;
+        interpreter
+            .set_input(i, &bytes)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+    }
+    let mut times = Vec::with_capacity(LATENCY_RUNS);
+    for run in 0..LATENCY_RUNS + 3 {
+        let start = std::time::Instant::now();
+        interpreter
+            .invoke()
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        if run >= 3 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times.get(times.len() / 2).copied().unwrap_or(0.0))
+}
+
+/// Timed inferences per model in [`latency_ms`].
+const LATENCY_RUNS: usize = 21;
 
 /// A float sample as the bytes of an input of `info`'s dtype (quantized with its parameters
 /// when the input is integer).
