@@ -61,6 +61,18 @@ pub(crate) fn json_line<T: for<'de> Deserialize<'de>>(command: &mut Command) -> 
     serde_json::from_str(line).with_context(|| format!("unexpected output: {line}"))
 }
 
+/// The line of a failed command's error that says why (the last one mentioning an error, else
+/// the first), for a table's notes.
+pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines()
+        .rev()
+        .find(|l| l.contains("error") || l.contains("Error"))
+        .unwrap_or_else(|| text.lines().next().unwrap_or("failed"))
+        .trim()
+        .to_owned()
+}
+
 /// What `cargo xtask bench` was asked to do.
 pub struct BenchOptions {
     /// Models (default: the fixtures and the fetched third-party models).
@@ -189,15 +201,7 @@ fn bench_model(
         )
     };
     let note = |notes: &mut Vec<String>, what: &str, e: &anyhow::Error| {
-        let first = format!("{e:#}");
-        let reason = first
-            .lines()
-            .rev()
-            .find(|l| l.contains("error") || l.contains("Error"))
-            .unwrap_or_else(|| first.lines().next().unwrap_or("failed"))
-            .trim()
-            .to_owned();
-        notes.push(format!("{what}: {reason}"));
+        notes.push(format!("{what}: {}", failure_reason(e)));
     };
 
     let mut octet_int8: Option<PathBuf> = None;

@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::bench::{CalibFiles, aeq_ready_copy, json_line};
+use crate::bench::{CalibFiles, aeq_ready_copy, failure_reason, json_line};
 use crate::process;
 use crate::roundtrip::default_models;
 use crate::venv::{self, Requirements, Venv};
@@ -229,15 +229,6 @@ fn compare_model(
     // Each file that was made, and per column the file's index or the error.
     let mut files: Vec<PathBuf> = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
-    let short = |e: anyhow::Error| {
-        let text = format!("{e:#}");
-        text.lines()
-            .rev()
-            .find(|l| l.contains("error"))
-            .unwrap_or_else(|| text.lines().next().unwrap_or("failed"))
-            .trim()
-            .to_owned()
-    };
     for (k, extra) in variants.iter().enumerate() {
         let out = dir.join(format!("octet_{k}.tflite"));
         let made = process::stdout_of(
@@ -255,7 +246,7 @@ fn compare_model(
                 files.push(out);
                 Ok(files.len() - 1)
             }
-            Err(e) => Err(short(e)),
+            Err(e) => Err(failure_reason(&e)),
         });
     }
     let aeq_input = dir.join("float_for_aeq.tflite");
@@ -275,7 +266,7 @@ fn compare_model(
             files.push(aeq_out);
             Ok(files.len() - 1)
         }
-        Err(e) => Err(short(e)),
+        Err(e) => Err(failure_reason(&e)),
     });
     let sqnr: Sqnr = json_line(
         venv.python_command()

@@ -178,50 +178,28 @@ impl TensorRanges {
         if obs.info.dtype != DType::Float32 {
             return;
         }
-        let found = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
-            Ok(values) if cfg!(target_endian = "little") => range.run(values),
+        // The values as floats, decoded once (viewed in place where the bytes allow).
+        let decoded: Vec<f32>;
+        let values: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
+            Ok(v) if cfg!(target_endian = "little") => v,
             _ => {
-                let values: Vec<f32> = obs
+                decoded = obs
                     .bytes
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                range.run(&values)
+                &decoded
             }
         };
         if self.means_wanted.contains(&obs.tensor)
             && let Some(&channels) = obs.info.shape.last()
             && channels > 0
         {
-            let decoded: Vec<f32>;
-            let values = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
-                Ok(v) if cfg!(target_endian = "little") => v,
-                _ => {
-                    decoded = obs
-                        .bytes
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    &decoded
-                }
-            };
             self.add_channel_stats(obs.tensor, values, channels);
         }
-        if let Some((lo, hi)) = found {
+        if let Some((lo, hi)) = range.run(values) {
             self.insert(obs.tensor, lo, hi);
             if self.histograms_wanted {
-                let values: Vec<f32>;
-                let values = match bytemuck::try_cast_slice::<u8, f32>(obs.bytes) {
-                    Ok(v) if cfg!(target_endian = "little") => v,
-                    _ => {
-                        values = obs
-                            .bytes
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect();
-                        &values
-                    }
-                };
                 // Tails of 0.005 % of all values on each side: exact percentiles from 99.99 up.
                 let tail = (values.len() as f64 * self.samples as f64 * 0.000_05).ceil() as usize;
                 self.histograms

@@ -58,14 +58,6 @@ pub fn pairs(model: &Model) -> Vec<Pair> {
             *uses.entry(id).or_default() += 1;
         }
     }
-    let in_signature = |id: TensorId| {
-        model.signature_defs.iter().any(|s| {
-            s.inputs
-                .iter()
-                .chain(s.outputs.iter())
-                .any(|t| t.tensor == id)
-        })
-    };
     let constant_float = |id: TensorId| {
         sg.tensor(id).is_some_and(|t| {
             t.dtype == DType::Float32 && passes::is_constant(model, t) && uses.get(&id) == Some(&1)
@@ -99,7 +91,7 @@ pub fn pairs(model: &Model) -> Vec<Pair> {
             || !depth_multiplier_one(&next.op)
             || next.inputs.first().copied().flatten() != Some(*t)
             || sg.outputs.contains(t)
-            || in_signature(*t)
+            || passes::in_main_signature(model, *t)
             || sg.tensor(*t).is_none_or(|x| x.dtype != DType::Float32)
         {
             continue;
@@ -191,25 +183,6 @@ fn conv_scales(bw: &[f32], channel_ranges: &[(f32, f32)], floor: f32) -> Option<
     (best.1 > 0.0).then_some(best.2)
 }
 
-fn floats(model: &Model, id: TensorId) -> Option<Vec<f32>> {
-    let t = model.subgraphs.first()?.tensor(id)?;
-    match model.tensor_data(t) {
-        Ok(Some(octet_core::TensorData::F32(v))) => Some(v),
-        _ => None,
-    }
-}
-
-fn store(model: &mut Model, id: TensorId, values: &[f32]) -> Result<(), QuantError> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let buffer = model
-        .add_buffer(bytes)
-        .map_err(|e| QuantError::Unsupported(e.to_string()))?;
-    if let Some(t) = model.subgraphs.first_mut().and_then(|sg| sg.tensor_mut(id)) {
-        t.buffer = buffer;
-    }
-    Ok(())
-}
-
 /// Equalizes `pair` given the per-channel `(min, max)` of its tensor. Returns the channel
 /// scales `s_i` (the tensor's channel `i` is now divided by `s_i`), or `None` where the shapes
 /// do not fit (nothing changed then).
@@ -232,9 +205,9 @@ pub fn equalize(
         return Ok(None);
     };
     let (Some(mut aw), Some(mut ab), Some(mut bw)) = (
-        floats(model, aw_id),
-        floats(model, ab_id),
-        floats(model, bw_id),
+        passes::float_constant_values(model, aw_id)?,
+        passes::float_constant_values(model, ab_id)?,
+        passes::float_constant_values(model, bw_id)?,
     ) else {
         return Ok(None);
     };
@@ -284,8 +257,8 @@ pub fn equalize(
     for (k, w) in bw.iter_mut().enumerate() {
         *w *= scales[k % channels];
     }
-    store(model, aw_id, &aw)?;
-    store(model, ab_id, &ab)?;
-    store(model, bw_id, &bw)?;
+    passes::store_floats(model, aw_id, &aw)?;
+    passes::store_floats(model, ab_id, &ab)?;
+    passes::store_floats(model, bw_id, &bw)?;
     Ok(Some(scales))
 }

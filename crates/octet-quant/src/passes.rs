@@ -270,6 +270,17 @@ pub fn fold_to_float(model: &mut Model) -> Result<usize, QuantError> {
     Ok(folded)
 }
 
+/// Whether a signature of the main subgraph names tensor `id` (a rewrite must keep it).
+pub(crate) fn in_main_signature(model: &Model, id: TensorId) -> bool {
+    model.signature_defs.iter().any(|s| {
+        s.subgraph == 0
+            && s.inputs
+                .iter()
+                .chain(s.outputs.iter())
+                .any(|t| t.tensor == id)
+    })
+}
+
 /// The fused activation a standalone activation op amounts to.
 fn activation_of(op: &Op) -> Option<ActivationFunction> {
     match op {
@@ -341,14 +352,6 @@ fn next_affine_fold(model: &Model) -> Option<(usize, usize)> {
             *uses.entry(id).or_default() += 1;
         }
     }
-    let in_signature = |id: TensorId| {
-        model.signature_defs.iter().any(|s| {
-            s.inputs
-                .iter()
-                .chain(s.outputs.iter())
-                .any(|t| t.tensor == id)
-        })
-    };
     for (p, prod) in sg.operators.iter().enumerate() {
         let activation = match &prod.op {
             Op::Conv2D(o) => o.activation,
@@ -376,7 +379,7 @@ fn next_affine_fold(model: &Model) -> Option<(usize, usize)> {
             || !private_constant(*b)
             || uses.get(x) != Some(&1)
             || sg.outputs.contains(x)
-            || in_signature(*x)
+            || in_main_signature(model, *x)
         {
             continue;
         }
@@ -504,7 +507,10 @@ fn apply_affine_fold(model: &mut Model, p: usize, m: usize) -> Result<bool, Quan
 }
 
 /// The float32 values of constant `id` of the main subgraph.
-fn float_constant_values(model: &Model, id: TensorId) -> Result<Option<Vec<f32>>, QuantError> {
+pub(crate) fn float_constant_values(
+    model: &Model,
+    id: TensorId,
+) -> Result<Option<Vec<f32>>, QuantError> {
     match model.subgraphs.first().and_then(|sg| sg.tensor(id)) {
         Some(t) => float_constant(model, t),
         None => Ok(None),
@@ -512,7 +518,11 @@ fn float_constant_values(model: &Model, id: TensorId) -> Result<Option<Vec<f32>>
 }
 
 /// Points tensor `id` of the main subgraph at a new buffer holding `values`.
-fn store_floats(model: &mut Model, id: TensorId, values: &[f32]) -> Result<(), QuantError> {
+pub(crate) fn store_floats(
+    model: &mut Model,
+    id: TensorId,
+    values: &[f32],
+) -> Result<(), QuantError> {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let buffer = model
         .add_buffer(bytes)
@@ -532,15 +542,6 @@ fn store_floats(model: &mut Model, id: TensorId, values: &[f32]) -> Result<(), Q
 pub fn fuse_activations(model: &mut Model) -> Result<usize, QuantError> {
     let Some(sg) = model.subgraphs.first() else {
         return Ok(0);
-    };
-    let in_signature = |id: TensorId| {
-        model.signature_defs.iter().any(|s| {
-            s.subgraph == 0
-                && s.inputs
-                    .iter()
-                    .chain(s.outputs.iter())
-                    .any(|t| t.tensor == id)
-        })
     };
     let mut consumers: HashMap<TensorId, usize> = HashMap::new();
     let mut producer: HashMap<TensorId, usize> = HashMap::new();
@@ -576,7 +577,7 @@ pub fn fuse_activations(model: &mut Model) -> Result<usize, QuantError> {
             && float(*y)
             && !sg.outputs.contains(x)
             && !sg.inputs.contains(x)
-            && !in_signature(*x)
+            && !in_main_signature(model, *x)
         {
             folds.push((o, p, activation));
         }

@@ -476,15 +476,7 @@ fn mean_sqnr(
     let outputs = interpreter.num_outputs();
     let mut errors = vec![ErrorAccumulator::default(); outputs];
     for (sample, reference) in calibration.samples.iter().zip(float_outputs) {
-        for (i, values) in sample.iter().enumerate() {
-            let info = interpreter
-                .input_info(i)
-                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
-            let bytes = encode_as(values, info)?;
-            interpreter
-                .set_input(i, &bytes)
-                .map_err(|e| QuantError::Unsupported(e.to_string()))?;
-        }
+        set_sample(&mut interpreter, sample)?;
         interpreter
             .invoke()
             .map_err(|e| QuantError::Unsupported(e.to_string()))?;
@@ -518,15 +510,7 @@ fn mean_sqnr(
 fn latency_ms(model: &Model, sample: &[Vec<f32>]) -> Result<f64, QuantError> {
     let mut interpreter = Interpreter::new(model)
         .map_err(|e| QuantError::Unsupported(format!("cannot run the quantized model: {e}")))?;
-    for (i, values) in sample.iter().enumerate() {
-        let info = interpreter
-            .input_info(i)
-            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
-        let bytes = encode_as(values, info)?;
-        interpreter
-            .set_input(i, &bytes)
-            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
-    }
+    set_sample(&mut interpreter, sample)?;
     let mut times = Vec::with_capacity(LATENCY_RUNS);
     for run in 0..LATENCY_RUNS + 3 {
         let start = std::time::Instant::now();
@@ -544,11 +528,25 @@ fn latency_ms(model: &Model, sample: &[Vec<f32>]) -> Result<f64, QuantError> {
 /// Timed inferences per model in [`latency_ms`].
 const LATENCY_RUNS: usize = 21;
 
+/// Sets every input of `interpreter` from a float calibration sample.
+fn set_sample(interpreter: &mut Interpreter, sample: &[Vec<f32>]) -> Result<(), QuantError> {
+    for (i, values) in sample.iter().enumerate() {
+        let info = interpreter
+            .input_info(i)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+        let bytes = encode_as(values, info)?;
+        interpreter
+            .set_input(i, &bytes)
+            .map_err(|e| QuantError::Unsupported(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// A float sample as the bytes of an input of `info`'s dtype (quantized with its parameters
 /// when the input is integer).
 fn encode_as(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>, QuantError> {
-    let (scale, zero) = affine(info);
-    let q = |v: f32| (v / scale).round() as i64 + zero;
+    let (scale, zero) = info.scale_zero_point().unwrap_or((1.0, 0));
+    let q = |v: f32| (v / scale).round() as i64 + i64::from(zero);
     Ok(match info.dtype {
         DType::Float32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         DType::Int8 => values
@@ -564,18 +562,10 @@ fn encode_as(values: &[f32], info: &TensorInfo) -> Result<Vec<u8>, QuantError> {
     })
 }
 
-/// Per-tensor `(scale, zero point)` of `info`, `(1, 0)` without parameters.
-fn affine(info: &TensorInfo) -> (f32, i64) {
-    info.quant
-        .as_ref()
-        .and_then(|q| Some((*q.scale.first()?, *q.zero_point.first()?)))
-        .unwrap_or((1.0, 0))
-}
-
 /// An output's bytes as floats (dequantized when integer).
 fn decode_as(bytes: &[u8], info: &TensorInfo) -> Vec<f32> {
-    let (scale, zero) = affine(info);
-    let real = |q: i64| (q - zero) as f32 * scale;
+    let (scale, zero) = info.scale_zero_point().unwrap_or((1.0, 0));
+    let real = |q: i64| (q - i64::from(zero)) as f32 * scale;
     match info.dtype {
         DType::Int8 => bytes.iter().map(|&b| real(i64::from(b as i8))).collect(),
         DType::UInt8 => bytes.iter().map(|&b| real(i64::from(b))).collect(),
