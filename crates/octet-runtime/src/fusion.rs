@@ -40,8 +40,13 @@ pub struct SpatialPadding {
     pub right: usize,
 }
 
-/// An element-wise operator fused into a float convolution's output stage: its result is the
+/// An element-wise operator fused into a convolution's output stage: its result is the
 /// convolution step's output, its other operand the step's extra input 3.
+///
+/// Float convolutions apply it to each tile as it leaves the micro-kernel. Integer (int8,
+/// uint8) convolutions compute a block of rows of their own output, requantized as always,
+/// and run the operators' own integer kernels on it while it is in cache: the same arithmetic
+/// on the same values as the operators run one after the other, so bit-exact by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FusedOutput {
     /// PRELU with a constant slope per output channel (input 3).
@@ -69,6 +74,9 @@ pub(crate) struct Rewrite {
     pub(crate) plain_outputs: Vec<TensorId>,
     /// The element-wise operators fused into its output, in order.
     pub(crate) fused: Vec<usize>,
+    /// The tensors the fused chain computes on the way: the operator's own output, then (for
+    /// ADD and PRELU) the sum.
+    pub(crate) intermediates: Vec<TensorId>,
 }
 
 /// What fusion changed in a subgraph, per operator.
@@ -102,6 +110,14 @@ impl Fusion {
     /// The element-wise operator fused into operator `index`'s output, if any.
     pub(crate) fn output(&self, index: usize) -> Option<FusedOutput> {
         self.rewrite(index)?.output
+    }
+
+    /// The tensors operator `index`'s fused output stage passes through (see
+    /// [`Rewrite::intermediates`]); empty without one.
+    pub(crate) fn intermediates(&self, index: usize) -> &[TensorId] {
+        self.rewrite(index)
+            .map(|r| r.intermediates.as_slice())
+            .unwrap_or_default()
     }
 
     /// True when operator `index` is done by another one.
@@ -176,6 +192,7 @@ pub(crate) fn plan<'c>(
                     padding: Some(padding),
                     output: None,
                     fused: Vec::new(),
+                    intermediates: Vec::new(),
                 });
                 fusion.absorbed[index] = true;
             }
@@ -223,12 +240,14 @@ pub(crate) fn plan<'c>(
             plain_inputs: conv.inputs.len(),
             plain_outputs: conv.outputs.clone(),
             fused: Vec::new(),
+            intermediates: Vec::new(),
         });
         while rewrite.op.inputs.len() < 3 {
             rewrite.op.inputs.push(None);
         }
         rewrite.plain_inputs = rewrite.op.inputs.len();
         rewrite.op.inputs.push(Some(extra));
+        rewrite.intermediates = vec![t];
         rewrite.op.outputs = element_wise.outputs.clone();
         rewrite.output = Some(output);
         rewrite.fused.push(next);
@@ -241,6 +260,7 @@ pub(crate) fn plan<'c>(
             && let Some(alpha) = prelu_slopes(sum, prelu, tensors, &constant)
         {
             rewrite.op.inputs.push(Some(alpha));
+            rewrite.intermediates.push(sum);
             rewrite.op.outputs = prelu.outputs.clone();
             rewrite.output = Some(FusedOutput::AddPrelu(activation));
             rewrite.fused.push(last);
@@ -257,8 +277,8 @@ pub(crate) fn plan<'c>(
     fusion
 }
 
-/// The constant slopes, one per channel, of `prelu` when it reads `x` (float) and writes a
-/// tensor of the same shape.
+/// The constant slopes, one per channel, of `prelu` when it reads `x` and writes a tensor of
+/// the same shape and kind ([`Kind`]).
 fn prelu_slopes<'c>(
     x: TensorId,
     prelu: &Operator,
@@ -273,11 +293,11 @@ fn prelu_slopes<'c>(
     match (&prelu.op, operands.as_slice()) {
         (Op::Prelu, &[first, alpha]) if first == x && alpha != x => {
             let slope = info(alpha)?;
-            let fits = input.dtype == DType::Float32
-                && result.dtype == DType::Float32
+            let fits = Kind::of(input).is_some()
+                && Kind::of(result) == Kind::of(input)
+                && Kind::of(slope) == Kind::of(input)
                 && result.shape == input.shape
                 && prelu.outputs.len() == 1
-                && slope.dtype == DType::Float32
                 && slope.num_elements() == channels
                 && slope.shape.last() == Some(&channels)
                 && slope.rank() <= input.rank();
@@ -287,10 +307,31 @@ fn prelu_slopes<'c>(
     }
 }
 
+/// The kinds of tensor a fused chain may hold: all float, or all quantized per tensor in one
+/// 8-bit type (the filter's per-channel scales aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Float,
+    Quantized(DType),
+}
+
+impl Kind {
+    fn of(t: &TensorInfo) -> Option<Kind> {
+        match (t.dtype, &t.quant) {
+            (DType::Float32, None) => Some(Kind::Float),
+            (DType::Int8 | DType::UInt8, Some(q)) if q.scale.len() == 1 => {
+                Some(Kind::Quantized(t.dtype))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The fused output stage when `element_wise` (the only reader of `conv`'s output) can run in
-/// `conv`'s output stage, with its other operand: a float CONV_2D of one group, constant
-/// weights and bias, followed by a PRELU with a constant slope per channel or an ADD of a
-/// tensor of the same shape computed before the convolution (`available`).
+/// `conv`'s output stage, with its other operand: a CONV_2D of one group, constant weights
+/// and bias, float or 8-bit quantized throughout, followed by a PRELU with a constant slope
+/// per channel or an ADD of a tensor of the same shape computed before the convolution
+/// (`available`).
 fn fusable_output<'c>(
     conv: &Operator,
     element_wise: &Operator,
@@ -305,16 +346,20 @@ fn fusable_output<'c>(
     let filter = info(filter_id)?;
     let out = info(t)?;
     let result = info(*element_wise.outputs.first()?)?;
-    let floats = [input, filter, out, result]
-        .iter()
-        .all(|t| t.dtype == DType::Float32);
+    let kind = Kind::of(out);
+    let same_kind = kind.is_some()
+        && [input, result].iter().all(|t| Kind::of(t) == kind)
+        && match kind {
+            Some(Kind::Quantized(dtype)) => filter.dtype == dtype && filter.quant.is_some(),
+            _ => Kind::of(filter) == kind,
+        };
     let bias_known = match conv.inputs.get(2).copied().flatten() {
         None => true,
         Some(b) => constant(b).is_some(),
     };
     // One group: the filter reads every input channel.
     if !matches!(conv.op, Op::Conv2D(_))
-        || !floats
+        || !same_kind
         || constant(filter_id).is_none()
         || !bias_known
         || filter.shape.last() != input.shape.last()
@@ -331,7 +376,7 @@ fn fusable_output<'c>(
         (Op::Add(options), &[a, b]) if (a == t) != (b == t) => {
             let other = if a == t { b } else { a };
             let o = info(other)?;
-            (o.dtype == DType::Float32 && o.shape == out.shape && available(other))
+            (Kind::of(o) == kind && o.shape == out.shape && available(other))
                 .then_some((FusedOutput::Add(options.activation), other))
         }
         _ => None,
@@ -786,27 +831,69 @@ mod tests {
         check(&zero, true);
     }
 
-    /// A float CONV_2D of `c` channels (3x3 SAME, ReLU) over an `h` x `w` input, then the
-    /// element-wise operators `tail` ("add": ADD of the input, "prelu": PRELU), as a model;
-    /// `expose` makes every intermediate a graph output, which keeps it from being fused.
-    fn element_wise_model(h: i32, w: i32, c: i32, tail: &[&str], expose: bool) -> Model {
+    /// Quantization of the element-wise test's tensor `name` in `dtype` (none for float): each
+    /// tensor its own scale and zero point, so every requantization is a real one.
+    fn element_wise_quant(dtype: DType, name: &str) -> Option<QuantParams> {
+        let (scale, zero_point) = match name {
+            "x" => (0.05, -3),
+            "filter" => (0.02, 0),
+            "bias" => (0.001, 0),
+            "conv" => (0.1, 5),
+            n if n.starts_with("add") => (0.12, -7),
+            n if n.starts_with("alpha") => (0.01, 2),
+            _ => (0.09, 1),
+        };
+        let zero_point = match (dtype, name) {
+            (DType::Float32, _) => return None,
+            (_, "bias") => 0,
+            (DType::UInt8, "filter") => 120,
+            (DType::UInt8, _) => zero_point + 128,
+            _ => zero_point,
+        };
+        Some(QuantParams::per_tensor(scale, zero_point))
+    }
+
+    /// A CONV_2D of `c` channels (3x3 SAME, ReLU) over an `h` x `w` input in `dtype` (float32,
+    /// int8 or uint8), then the element-wise operators `tail` ("add": ADD of the input,
+    /// "prelu": PRELU), as a model; `expose` makes every intermediate a graph output, which
+    /// keeps it from being fused.
+    fn element_wise_model(dtype: DType, [h, w, c]: [i32; 3], tail: &[&str], expose: bool) -> Model {
         let mut model = Model {
             schema_version: 3,
             ..Model::default()
         };
         let mut sg = Subgraph::default();
-        let mut add = |name: String, shape: &[i32], data: Option<Vec<u8>>| {
-            let mut tensor = Tensor::new(name, DType::Float32, Shape::new(shape.to_vec()));
+        let mut add = |name: String, dtype: DType, shape: &[i32], data: Option<Vec<u8>>| {
+            let mut tensor = Tensor::new(name.clone(), dtype, Shape::new(shape.to_vec()));
+            tensor.quant = element_wise_quant(dtype, &name);
             if let Some(bytes) = data {
                 tensor.buffer = model.add_buffer(bytes).unwrap();
             }
             sg.add_tensor(tensor).unwrap()
         };
+        let float = dtype == DType::Float32;
+        let values = |n: i32, seed: u64| {
+            if float {
+                floats(n, seed)
+            } else {
+                bytes(n, seed)
+            }
+        };
+        let (bias_dtype, bias) = if float {
+            (DType::Float32, floats(c, 12))
+        } else {
+            (DType::Int32, ints(c, 12))
+        };
         let shape = [1, h, w, c];
-        let x = add("x".into(), &shape, None);
-        let filter = add("filter".into(), &[c, 3, 3, c], Some(floats(9 * c * c, 11)));
-        let bias = add("bias".into(), &[c], Some(floats(c, 12)));
-        let mut current = add("conv".into(), &shape, None);
+        let x = add("x".into(), dtype, &shape, None);
+        let filter = add(
+            "filter".into(),
+            dtype,
+            &[c, 3, 3, c],
+            Some(values(9 * c * c, 11)),
+        );
+        let bias = add("bias".into(), bias_dtype, &[c], Some(bias));
+        let mut current = add("conv".into(), dtype, &shape, None);
         let mut outputs = vec![current];
         let mut operators = vec![Operator::new(
             Op::Conv2D(Conv2DOptions {
@@ -822,7 +909,7 @@ mod tests {
             vec![current],
         )];
         for (i, op) in tail.iter().enumerate() {
-            let next = add(format!("{op}{i}"), &shape, None);
+            let next = add(format!("{op}{i}"), dtype, &shape, None);
             let operator = match *op {
                 "add" => Operator::new(
                     Op::Add(octet_core::AddOptions {
@@ -833,7 +920,7 @@ mod tests {
                     vec![next],
                 ),
                 _ => {
-                    let alpha = add(format!("alpha{i}"), &[1, 1, c], Some(floats(c, 13)));
+                    let alpha = add(format!("alpha{i}"), dtype, &[1, 1, c], Some(values(c, 13)));
                     Operator::new(Op::Prelu, vec![Some(current), Some(alpha)], vec![next])
                 }
             };
@@ -848,20 +935,36 @@ mod tests {
         model
     }
 
+    /// Float, int8 and uint8 convolutions with PRELU, ADD and ADD+PRELU fused into their output
+    /// stage give what the operators give one by one, on every instruction set and thread
+    /// count, also for outputs of many blocks of rows (the integer stage runs block by block).
     #[test]
     fn element_wise_operators_fuse_into_convolutions_exactly() {
-        for (c, tail, name) in [
-            (16, &["prelu"][..], "CONV_2D+PRELU"),
-            (20, &["add"][..], "CONV_2D+ADD"),
-            (40, &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
-            (7, &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
-            (64, &["prelu", "add"][..], "CONV_2D+PRELU"),
+        for dtype in [DType::Float32, DType::Int8, DType::UInt8] {
+            element_wise_fusion_is_exact(dtype);
+        }
+    }
+
+    fn element_wise_fusion_is_exact(dtype: DType) {
+        for (hwc, tail, name) in [
+            ([9, 13, 16], &["prelu"][..], "CONV_2D+PRELU"),
+            ([9, 13, 20], &["add"][..], "CONV_2D+ADD"),
+            ([9, 13, 40], &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
+            ([9, 13, 7], &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
+            ([9, 13, 64], &["prelu", "add"][..], "CONV_2D+PRELU"),
+            ([33, 40, 24], &["add", "prelu"][..], "CONV_2D+ADD+PRELU"),
         ] {
-            let (h, w) = (9, 13);
-            let input: Vec<u8> = floats(h * w * c, 14)
-                .chunks_exact(4)
-                .flat_map(|b| (f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 6.0).to_le_bytes())
-                .collect();
+            let [h, w, c] = hwc;
+            let input: Vec<u8> = if dtype == DType::Float32 {
+                floats(h * w * c, 14)
+                    .chunks_exact(4)
+                    .flat_map(|b| {
+                        (f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 6.0).to_le_bytes()
+                    })
+                    .collect()
+            } else {
+                bytes(h * w * c, 14)
+            };
             for isa in Isa::supported() {
                 for threads in [1, 2] {
                     let options = InterpreterOptions {
@@ -869,7 +972,7 @@ mod tests {
                         isa: Some(isa),
                     };
                     let run = |expose: bool| {
-                        let model = element_wise_model(h, w, c, tail, expose);
+                        let model = element_wise_model(dtype, hwc, tail, expose);
                         let mut interpreter = Interpreter::with_options(&model, options).unwrap();
                         interpreter.set_input(0, &input).unwrap();
                         interpreter.invoke().unwrap();
@@ -891,7 +994,7 @@ mod tests {
                     };
                     let (out, again, observed, names) = run(false);
                     let (reference, _, reference_observed, _) = run(true);
-                    let what = format!("{c} channels, {tail:?}, {isa}, {threads} threads");
+                    let what = format!("{dtype}, {hwc:?}, {tail:?}, {isa}, {threads} threads");
                     assert_eq!(out, reference, "{what}");
                     assert_eq!(again, reference, "{what}: observed run");
                     assert_eq!(observed, reference_observed, "{what}");

@@ -169,6 +169,8 @@ impl Interpreter {
                     folded: None,
                     padding: None,
                     fused_output: None,
+                    intermediates: &[],
+                    threads: threads.count(),
                 };
                 if let Some(shape) = shape_inference::inferred_output_shape(&ctx) {
                     tensors[out.index()].shape = shape;
@@ -237,6 +239,8 @@ impl Interpreter {
                 folded: None,
                 padding: None,
                 fused_output: None,
+                intermediates: &[],
+                threads: threads.count(),
             };
             let mut kernel = kernels::build(&ctx)?;
             let mut out_slots = Vec::with_capacity(operator.outputs.len());
@@ -453,6 +457,8 @@ impl Interpreter {
                 folded: Some((&slots, bytemuck::cast_slice(&constants))),
                 padding,
                 fused_output,
+                intermediates: fusion.intermediates(index),
+                threads: threads.count(),
             };
             let kernel = kernels::build(&ctx)?;
             scratch_bytes = scratch_bytes.max(kernel.scratch_bytes());

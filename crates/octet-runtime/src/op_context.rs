@@ -40,6 +40,10 @@ pub struct OpContext<'a> {
     pub(crate) padding: Option<crate::fusion::SpatialPadding>,
     /// The element-wise operator fused into this operator's output (see `fusion`).
     pub(crate) fused_output: Option<crate::fusion::FusedOutput>,
+    /// The tensors the fused output stage passes through: the operator's own output first.
+    pub(crate) intermediates: &'a [TensorId],
+    /// The threads the interpreter runs kernels on.
+    pub(crate) threads: usize,
 }
 
 impl<'a> OpContext<'a> {
@@ -70,6 +74,30 @@ impl<'a> OpContext<'a> {
     /// Its index in the subgraph.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Tensor `k` the fused output stage passes through: 0 is the operator's own output, 1 the
+    /// sum of a fused ADD that a PRELU reads.
+    pub fn fused_intermediate(&self, k: usize) -> Result<&'a TensorInfo, RuntimeError> {
+        match self.intermediates.get(k) {
+            Some(&id) => self.info(id),
+            None => Err(self.invalid(format!("fused tensor {k} is missing"))),
+        }
+    }
+
+    /// The output the operator computes itself: output 0, or with a fused output stage the
+    /// tensor that stage reads (output 0 is then the stage's result).
+    pub fn own_output(&self) -> Result<&'a TensorInfo, RuntimeError> {
+        if self.intermediates.is_empty() {
+            self.output(0)
+        } else {
+            self.fused_intermediate(0)
+        }
+    }
+
+    /// How many threads the kernels run on (scratch memory may be needed per thread).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The op's TFLite name.

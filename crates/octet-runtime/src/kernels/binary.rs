@@ -515,6 +515,25 @@ impl GeneralAddSub {
         })
     }
 
+    /// linalg's parameters for the op.
+    fn linalg(&self, kind: AddSub) -> QuantBinaryParams {
+        QuantBinaryParams {
+            op: match kind {
+                AddSub::Add => QuantBinaryOp::Add,
+                AddSub::Sub => QuantBinaryOp::Sub,
+            },
+            left_shift: self.left_shift,
+            x_offset: self.lhs_offset,
+            x_multiplier: self.lhs_multiplier,
+            y_offset: self.rhs_offset,
+            y_multiplier: self.rhs_multiplier,
+            output_offset: self.output_offset,
+            output_multiplier: self.output_multiplier,
+            act_min: self.act_min,
+            act_max: self.act_max,
+        }
+    }
+
     /// The first input on the common scale: `((q + offset) << left_shift) * multiplier`.
     fn rescale_lhs(&self, q: i32) -> i32 {
         let shifted = q
@@ -841,6 +860,46 @@ struct QuantPreluOp {
 }
 
 impl QuantPreluOp {
+    /// As `activations.cc` PreluPrepare, from the input's, alpha's and output's quantization.
+    fn new(
+        ctx: &OpContext<'_>,
+        [(si, zi), (sa, za), (so, zo)]: [(f32, i32); 3],
+        output: &TensorInfo,
+    ) -> Result<Self, RuntimeError> {
+        let (qmin, qmax) = dtype_range(output.dtype).ok_or_else(|| ctx.unsupported_types())?;
+        // activations.cc computes both real multipliers in float before widening them to
+        // double.
+        let identity_multiplier = quantize_multiplier(f64::from(si / so))
+            .map_err(|e| multiplier_error(ctx, "identity multiplier", e))?;
+        let alpha_multiplier = quantize_multiplier(f64::from(si * sa / so))
+            .map_err(|e| multiplier_error(ctx, "alpha multiplier", e))?;
+        Ok(QuantPreluOp {
+            input_offset: zi.wrapping_neg(),
+            alpha_offset: za.wrapping_neg(),
+            output_offset: zo,
+            identity_multiplier,
+            alpha_multiplier,
+            qmin,
+            qmax,
+        })
+    }
+
+    /// linalg's parameters for these slopes (raw, before the alpha offset).
+    fn linalg(&self, alpha: impl IntoIterator<Item = i32>) -> QuantPreluParams {
+        QuantPreluParams {
+            input_offset: self.input_offset,
+            alpha: alpha
+                .into_iter()
+                .map(|a| a.wrapping_add(self.alpha_offset))
+                .collect(),
+            output_offset: self.output_offset,
+            identity_multiplier: self.identity_multiplier,
+            alpha_multiplier: self.alpha_multiplier,
+            min: self.qmin,
+            max: self.qmax,
+        }
+    }
+
     /// The raw value before requantization and whether it is on the alpha (negative) branch.
     fn accumulate(&self, x: i32, alpha: i32) -> (i32, bool) {
         let input = x.wrapping_add(self.input_offset);
@@ -872,22 +931,7 @@ fn quantized_prelu<T: FastQuant>(
     ctx: &OpContext<'_>,
     ops: &Operands<'_>,
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
-    let [(si, zi), (sa, za), (so, zo)] = quant_params(ctx, ops)?;
-    let (qmin, qmax) = dtype_range(ops.output.dtype).ok_or_else(|| ctx.unsupported_types())?;
-    // activations.cc computes both real multipliers in float before widening them to double.
-    let identity_multiplier = quantize_multiplier(f64::from(si / so))
-        .map_err(|e| multiplier_error(ctx, "identity multiplier", e))?;
-    let alpha_multiplier = quantize_multiplier(f64::from(si * sa / so))
-        .map_err(|e| multiplier_error(ctx, "alpha multiplier", e))?;
-    let p = QuantPreluOp {
-        input_offset: zi.wrapping_neg(),
-        alpha_offset: za.wrapping_neg(),
-        output_offset: zo,
-        identity_multiplier,
-        alpha_multiplier,
-        qmin,
-        qmax,
-    };
+    let p = QuantPreluOp::new(ctx, quant_params(ctx, ops)?, ops.output)?;
     if let Some(fast) = fast_prelu::<T>(ctx, ops, &p)? {
         return Ok(fast);
     }
@@ -1007,21 +1051,7 @@ fn fast_add_sub<T: FastQuant>(
     kind: AddSub,
 ) -> Option<Box<dyn Kernel>> {
     let l = layout(ops)?;
-    let mut params = QuantBinaryParams {
-        op: match kind {
-            AddSub::Add => QuantBinaryOp::Add,
-            AddSub::Sub => QuantBinaryOp::Sub,
-        },
-        left_shift: p.left_shift,
-        x_offset: p.lhs_offset,
-        x_multiplier: p.lhs_multiplier,
-        y_offset: p.rhs_offset,
-        y_multiplier: p.rhs_multiplier,
-        output_offset: p.output_offset,
-        output_multiplier: p.output_multiplier,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
+    let mut params = p.linalg(kind);
     if l.swapped {
         std::mem::swap(&mut params.x_offset, &mut params.y_offset);
         std::mem::swap(&mut params.x_multiplier, &mut params.y_multiplier);
@@ -1078,22 +1108,48 @@ fn fast_prelu<T: FastQuant>(
     if alpha.len() != ops.broadcast.rhs_len() {
         return Ok(None);
     }
-    let params = QuantPreluParams {
-        input_offset: p.input_offset,
-        alpha: alpha
-            .into_iter()
-            .map(|a| a.wrapping_add(p.alpha_offset))
-            .collect(),
-        output_offset: p.output_offset,
-        identity_multiplier: p.identity_multiplier,
-        alpha_multiplier: p.alpha_multiplier,
-        min: p.qmin,
-        max: p.qmax,
-    };
-    let Ok(kernel) = QuantPrelu::<T>::new(ctx.isa(), params) else {
+    let Ok(kernel) = QuantPrelu::<T>::new(ctx.isa(), p.linalg(alpha)) else {
         return Ok(None);
     };
     Ok(fast_kernel(T::prelu(kernel), l.swapped))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused output stages: the same kernels, run by a convolution on its own output
+// ---------------------------------------------------------------------------------------------
+
+/// The integer ADD a quantized convolution runs in its fused output stage (see `fusion`): `x`
+/// (the convolution's own output) plus `y` (same shape) into `out`, with the parameters ADD
+/// prepares itself. The raw sum adds each input rescaled with its own parameters, so which
+/// operand of the model's ADD the convolution's output was makes no difference.
+pub(crate) fn fused_add<T: QuantElem>(
+    ctx: &OpContext<'_>,
+    [x, y, out]: [&TensorInfo; 3],
+    activation: ActivationFunction,
+) -> Result<QuantBinary<T>, RuntimeError> {
+    let quant = [
+        per_tensor_quant(ctx, x, "the fused ADD's input")?,
+        per_tensor_quant(ctx, y, "the fused ADD's other input")?,
+        per_tensor_quant(ctx, out, "the fused ADD's output")?,
+    ];
+    let p = GeneralAddSub::new(ctx, out, quant, activation, false, AddSub::Add)?;
+    QuantBinary::new(ctx.isa(), p.linalg(AddSub::Add)).map_err(|e| ctx.invalid(e))
+}
+
+/// The integer PRELU a quantized convolution runs in its fused output stage: `x` into `out`
+/// with the constant slopes `alpha` (one per channel, raw), as PRELU prepares itself.
+pub(crate) fn fused_prelu<T: QuantElem>(
+    ctx: &OpContext<'_>,
+    [x, alpha, out]: [&TensorInfo; 3],
+    slopes: impl IntoIterator<Item = i32>,
+) -> Result<QuantPrelu<T>, RuntimeError> {
+    let quant = [
+        per_tensor_quant(ctx, x, "the fused PRELU's input")?,
+        per_tensor_quant(ctx, alpha, "the fused PRELU's slopes")?,
+        per_tensor_quant(ctx, out, "the fused PRELU's output")?,
+    ];
+    let p = QuantPreluOp::new(ctx, quant, out)?;
+    QuantPrelu::new(ctx.isa(), p.linalg(slopes)).map_err(|e| ctx.invalid(e))
 }
 
 impl Kernel for FastBinary {

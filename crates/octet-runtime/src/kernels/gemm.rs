@@ -853,6 +853,146 @@ impl QuantGemm {
         Ok(())
     }
 
+    /// Rows of the blocks [`QuantGemm::run_finished`] computes and finishes at a time.
+    fn stage_rows(&self) -> usize {
+        let mr = self.gemms.first().map_or(1, PackedQGemm::row_block).max(1);
+        (STAGE_ELEMENTS / self.shape.out_c().max(1))
+            .max(mr)
+            .next_multiple_of(mr)
+    }
+
+    /// Scratch bytes [`QuantGemm::run_finished`] needs on `threads` threads with `O` outputs:
+    /// [`QuantGemm::scratch_bytes`], then two blocks of rows per thread.
+    pub(crate) fn finished_scratch_bytes<O>(&self, threads: usize) -> Option<usize> {
+        let staging = self
+            .stage_rows()
+            .checked_mul(self.shape.out_c())?
+            .checked_mul(2 * size_of::<O>())?
+            .checked_mul(threads.max(1))?;
+        self.scratch_bytes
+            .div_ceil(8)
+            .checked_mul(8)?
+            .checked_add(staging)
+    }
+
+    /// [`QuantGemm::run`], with `finish` turning each block of output rows into the final
+    /// output while the block is in cache (a fused output stage). `scratch` holds
+    /// [`QuantGemm::finished_scratch_bytes`] for the threads.
+    pub(crate) fn run_finished<X: QElem, O: QElem>(
+        &self,
+        input: &[X],
+        out: &mut [O],
+        scratch: &mut [u64],
+        threads: &Threads,
+        finish: &RowFinish<'_, O>,
+    ) -> Result<(), RuntimeError> {
+        let s = &self.shape;
+        check_len("input", input.len(), s.input_len())?;
+        check_len("output", out.len(), s.output_len())?;
+        let Some(first) = self.gemms.first() else {
+            return Ok(());
+        };
+        let out_c = s.out_c().max(1);
+        let mr = first.row_block().max(1);
+        let (scratch, staging) = scratch
+            .split_at_mut_checked(self.scratch_bytes.div_ceil(8))
+            .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
+        let mut staging: &mut [O] = bytemuck::cast_slice_mut(staging);
+        let block_rows = self.stage_rows();
+        let piece = 2 * block_rows * out_c;
+        let macs_per_row = out_c.saturating_mul(s.taps).saturating_mul(s.depth).max(1);
+        let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
+        let chunk_rows = threads
+            .chunk_units(s.m, min_rows)
+            .max(s.m.div_ceil(MAX_CHUNKS))
+            .next_multiple_of(mr)
+            .max(1);
+        let mut take_staging = move || {
+            if staging.len() < piece {
+                return Err(LinalgError::Mismatch("staging scratch too short".into()));
+            }
+            let (mine, others) = std::mem::take(&mut staging).split_at_mut(piece);
+            staging = others;
+            Ok(mine)
+        };
+        if matches!(self.rows, GemmRows::Dense) {
+            let in_c = s.in_c;
+            let mut rest = scratch;
+            let parts = out
+                .chunks_mut(chunk_rows * out_c)
+                .enumerate()
+                .map(move |(i, out)| {
+                    let rows = out.len() / out_c;
+                    let words = self.format.scratch_bytes(rows, in_c)?.div_ceil(8);
+                    if words > rest.len() {
+                        return Err(LinalgError::Mismatch("scratch too short".into()));
+                    }
+                    let (mine, others) = std::mem::take(&mut rest).split_at_mut(words);
+                    rest = others;
+                    Ok((i * chunk_rows, out, mine, take_staging()?))
+                });
+            return threads
+                .for_each_part(parts, |_, part| {
+                    let (first, out, scratch, staging) = part?;
+                    let rows = out.len() / out_c;
+                    let x = input
+                        .get(first * in_c..(first + rows) * in_c)
+                        .ok_or_else(|| {
+                            LinalgError::Mismatch("input shorter than the rows".into())
+                        })?;
+                    let converted = self.format.convert(
+                        X::input(x),
+                        in_c,
+                        bytemuck::cast_slice_mut(scratch),
+                    )?;
+                    let offsets = RowOffsets::Dense {
+                        stride: converted.pixel_stride(),
+                    };
+                    finish_blocks(
+                        first,
+                        out,
+                        out_c,
+                        block_rows,
+                        staging,
+                        finish,
+                        |rows, dst| self.run_groups(&converted, offsets, rows, None, dst),
+                    )
+                })
+                .map_err(eval_error);
+        }
+        let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
+        let converted = match &self.rows {
+            GemmRows::Padded { image, .. } => {
+                self.format
+                    .convert_padded(X::input(input), s.in_c, image, scratch)
+            }
+            _ => self.format.convert(X::input(input), s.in_c, scratch),
+        }
+        .map_err(eval_error)?;
+        let offsets = self.rows.offsets(converted.pixel_stride());
+        let parts = out
+            .chunks_mut(chunk_rows * out_c)
+            .enumerate()
+            .map(|(i, out)| Ok((i * chunk_rows, out, take_staging()?)));
+        threads
+            .for_each_part(parts, |_, part: Result<_, LinalgError>| {
+                let (first, out, staging) = part?;
+                finish_blocks(
+                    first,
+                    out,
+                    out_c,
+                    block_rows,
+                    staging,
+                    finish,
+                    |rows, dst| {
+                        let rows = first + rows.start..first + rows.end;
+                        self.run_groups(&converted, offsets, rows, None, dst)
+                    },
+                )
+            })
+            .map_err(eval_error)
+    }
+
     /// [`QuantGemm::run`] for dense rows split by rows (whole blocks of `mr`): every chunk
     /// converts its own input rows into scratch of its own before its GEMM, so the conversion
     /// runs in parallel too and each thread reads the rows it (most likely) produced in the
@@ -907,6 +1047,43 @@ impl QuantGemm {
             })
             .map_err(eval_error)
     }
+}
+
+/// Work done on each block of rows of a quantized GEMM's output while the block is in cache (a
+/// convolution's fused output stage): `finish(first_row, computed, spare, out)` turns the
+/// GEMM's rows `computed`, the first of them row `first_row`, into the output rows `out`;
+/// `spare`, as long, is room for an intermediate result.
+pub(crate) type RowFinish<'a, O> =
+    dyn Fn(usize, &mut [O], &mut [O], &mut [O]) -> Result<(), LinalgError> + Sync + 'a;
+
+/// Elements of each block of rows a finishing GEMM computes before finishing it: 8 KiB of 8-bit
+/// values, twice per thread, stay in the first-level cache beside the weights' panel.
+const STAGE_ELEMENTS: usize = 8 * 1024;
+
+/// Computes the rows `out` (the first of them row `first`) block by block with `compute(rows,
+/// dst)` (rows counted from `first`) into staging, and finishes each block into `out`.
+fn finish_blocks<O: QElem>(
+    first: usize,
+    out: &mut [O],
+    out_c: usize,
+    block_rows: usize,
+    staging: &mut [O],
+    finish: &RowFinish<'_, O>,
+    compute: impl Fn(Range<usize>, &mut [O]) -> Result<(), LinalgError>,
+) -> Result<(), LinalgError> {
+    let block = block_rows * out_c;
+    let (computed, spare) = staging
+        .split_at_mut_checked(block)
+        .filter(|(_, spare)| spare.len() >= block)
+        .ok_or_else(|| LinalgError::Mismatch("staging too short".into()))?;
+    for (k, out) in out.chunks_mut(block).enumerate() {
+        let len = out.len();
+        let start = k * block_rows;
+        let (computed, spare) = (&mut computed[..len], &mut spare[..len]);
+        compute(start..start + len / out_c, computed)?;
+        finish(first + start, computed, spare, out)?;
+    }
+    Ok(())
 }
 
 /// Runs one float GEMM over `input`'s rows of `depth` elements (a matrix product), split over

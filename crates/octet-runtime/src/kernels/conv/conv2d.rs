@@ -15,8 +15,11 @@ use super::{
     clamp_f32, dims4, int8_weights, known_bias, known_i8, legacy_requantize,
     per_channel_requantize,
 };
+use crate::kernels::binary::{fused_add, fused_prelu};
 use crate::kernels::common::activation_range_f32;
 use crate::kernels::gemm::{FloatGemm, GemmShape, InputLayout, QuantGemm, QuantGemmSpec};
+use octet_linalg::LinalgError;
+use octet_linalg::frame::elementwise::{QuantBinary, QuantElem, QuantPrelu};
 
 /// Float convolutions with fewer input channels than this read a padded copy of their input,
 /// each filter row as one tap ([`InputLayout::MergedRows`]): fewer, longer taps.
@@ -26,7 +29,7 @@ const MERGE_BELOW_F32: usize = 16;
 const MERGE_BELOW_Q: usize = 16;
 use crate::fusion::FusedOutput;
 use crate::kernels::hybrid_input::QuantizedInput;
-use crate::{Kernel, OpContext, OpIo, RuntimeError};
+use crate::{Kernel, OpContext, OpIo, RuntimeError, TensorInfo};
 
 /// The window plus how output channels map to groups of input channels.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +144,7 @@ pub(super) fn build(
 ) -> Result<Box<dyn Kernel>, RuntimeError> {
     let input = ctx.input(INPUT)?;
     let filter = ctx.input(FILTER)?;
-    let output = ctx.output(0)?;
+    let output = ctx.own_output()?;
     let [out_c, filter_h, filter_w, filter_depth] = dims4(ctx, filter, "filter")?;
     let in_c = dims4(ctx, input, "input")?[3];
     if filter_depth == 0 || in_c % filter_depth != 0 {
@@ -179,9 +182,7 @@ pub(super) fn build(
             if let Some(gemm) = float_gemm(ctx, &shape, (act_min, act_max))? {
                 return Ok(gemm);
             }
-            if ctx.fused_output().is_some() {
-                return Err(ctx.invalid("a fused output stage needs constant weights and bias"));
-            }
+            no_fused_output(ctx)?;
             Ok(Box::new(FloatConv {
                 shape,
                 has_bias: bias.is_some(),
@@ -190,6 +191,7 @@ pub(super) fn build(
             }))
         }
         (DType::Float32, DType::Int8 | DType::Int4, DType::Float32) => {
+            no_fused_output(ctx)?;
             if bias.is_some_and(|d| d != DType::Float32) {
                 return Err(ctx.unsupported_types());
             }
@@ -222,6 +224,7 @@ pub(super) fn build(
                     return Ok(gemm);
                 }
             }
+            no_fused_output(ctx)?;
             Ok(Box::new(QuantConv::<i8, i8, i32> {
                 shape,
                 weights,
@@ -233,6 +236,7 @@ pub(super) fn build(
             }))
         }
         (DType::Int16, DType::Int8 | DType::Int4, DType::Int16) => {
+            no_fused_output(ctx)?;
             check_bias_zero_point(ctx, BIAS)?;
             let (requantize, input_offset) = per_channel_requantize(
                 ctx,
@@ -316,6 +320,7 @@ pub(super) fn build(
                     return Ok(gemm);
                 }
             }
+            no_fused_output(ctx)?;
             Ok(Box::new(QuantConv::<u8, u8, i32> {
                 shape,
                 weights: Weights::Input(FILTER),
@@ -447,7 +452,7 @@ struct QuantOperands<'a> {
 /// Integer CONV_2D (input and output `X`, int32 bias) with known weights and bias on
 /// octet-linalg's quantized GEMM; `None` when the bias is computed at run time or no GEMM
 /// family fits the operands (the scalar kernel runs those).
-fn quant_gemm<X: QElem>(
+fn quant_gemm<X: QElem + QuantElem>(
     ctx: &OpContext<'_>,
     shape: &ConvShape,
     operands: &QuantOperands<'_>,
@@ -471,32 +476,128 @@ fn quant_gemm<X: QElem>(
     let gemm_shape = shape.gemm_shape();
     let merge = gemm_shape.groups == 1 && shape.window.in_c < MERGE_BELOW_Q;
     let layout = InputLayout::of_window(shape.window.linalg(), merge);
-    Ok(QuantGemm::new(ctx.isa(), gemm_shape, layout, &spec)
-        .ok()
-        .map(|gemm| {
-            Box::new(QuantGemmConv::<X> {
-                gemm,
-                types: PhantomData,
-            }) as Box<dyn Kernel>
+    let Ok(gemm) = QuantGemm::new(ctx.isa(), gemm_shape, layout, &spec) else {
+        return Ok(None);
+    };
+    let stage = QuantOutputStage::<X>::new(ctx, shape.window.out_c)?;
+    let scratch_bytes = match stage {
+        None => gemm.scratch_bytes(),
+        Some(_) => gemm
+            .finished_scratch_bytes::<X>(ctx.threads())
+            .ok_or_else(|| ctx.invalid("the fused output stage's scratch is too large"))?,
+    };
+    Ok(Some(Box::new(QuantGemmConv::<X> {
+        gemm,
+        stage,
+        out_c: shape.window.out_c,
+        scratch_bytes,
+    })))
+}
+
+/// An error when the operator has a fused output stage: only the GEMM kernels run one.
+fn no_fused_output(ctx: &OpContext<'_>) -> Result<(), RuntimeError> {
+    match ctx.fused_output() {
+        None => Ok(()),
+        Some(_) => Err(ctx.invalid(
+            "a fused output stage needs a GEMM convolution with constant weights and bias",
+        )),
+    }
+}
+
+/// Element-wise operators fused into an integer convolution's output stage, as their own
+/// kernels: run on each block of the convolution's rows while it is in cache.
+enum QuantOutputStage<X: QuantElem> {
+    /// PRELU.
+    Prelu(QuantPrelu<X>),
+    /// ADD of input [`FUSED`].
+    Add(QuantBinary<X>),
+    /// ADD of input [`FUSED`], then PRELU.
+    AddPrelu(QuantBinary<X>, QuantPrelu<X>),
+}
+
+impl<X: QuantElem> QuantOutputStage<X> {
+    /// The stage of `ctx`'s fused output, if it has one.
+    fn new(ctx: &OpContext<'_>, out_c: usize) -> Result<Option<Self>, RuntimeError> {
+        let Some(fused) = ctx.fused_output() else {
+            return Ok(None);
+        };
+        let conv_out = ctx.own_output()?;
+        let prelu = |i: usize, x: &TensorInfo| {
+            let slopes: Vec<i32> = match ctx.constant(i)? {
+                Some(TensorData::I8(a)) if a.len() == out_c => {
+                    a.into_iter().map(i32::from).collect()
+                }
+                Some(TensorData::U8(a)) if a.len() == out_c => {
+                    a.into_iter().map(i32::from).collect()
+                }
+                _ => return Err(ctx.invalid("a fused PRELU needs one constant slope per channel")),
+            };
+            fused_prelu::<X>(ctx, [x, ctx.input(i)?, ctx.output(0)?], slopes)
+        };
+        let add = |out: &TensorInfo, activation| {
+            fused_add::<X>(ctx, [conv_out, ctx.input(FUSED)?, out], activation)
+        };
+        Ok(Some(match fused {
+            FusedOutput::Prelu => QuantOutputStage::Prelu(prelu(FUSED, conv_out)?),
+            FusedOutput::Add(activation) => QuantOutputStage::Add(add(ctx.output(0)?, activation)?),
+            FusedOutput::AddPrelu(activation) => {
+                let sum = ctx.fused_intermediate(1)?;
+                QuantOutputStage::AddPrelu(add(sum, activation)?, prelu(FUSED + 1, sum)?)
+            }
         }))
+    }
 }
 
-/// Integer CONV_2D on a quantized GEMM: input and output `X`.
-struct QuantGemmConv<X> {
+/// Integer CONV_2D on a quantized GEMM: input and output `X`, maybe with a fused output stage.
+struct QuantGemmConv<X: QuantElem> {
     gemm: QuantGemm,
-    types: PhantomData<fn() -> X>,
+    stage: Option<QuantOutputStage<X>>,
+    /// Output channels (elements per row).
+    out_c: usize,
+    scratch_bytes: usize,
 }
 
-impl<X: QElem> Kernel for QuantGemmConv<X> {
+impl<X: QElem + QuantElem> Kernel for QuantGemmConv<X> {
     fn eval(&mut self, io: &mut OpIo<'_>) -> Result<(), RuntimeError> {
         let parts = io.parts::<X>(0)?;
         let input = parts.inputs.get::<X>(INPUT)?;
+        // Run without its extra input (while observed), the convolution computes its own
+        // output; the element-wise operators run on their own then.
+        let stage = match &self.stage {
+            Some(stage) if parts.inputs.is_present(FUSED) => stage,
+            _ => {
+                return self
+                    .gemm
+                    .run::<X, X>(input, parts.output, parts.scratch, parts.threads);
+            }
+        };
+        let out_c = self.out_c;
+        let other = match stage {
+            QuantOutputStage::Prelu(_) => &[][..],
+            _ => parts.inputs.get::<X>(FUSED)?,
+        };
+        let finish = |first: usize, computed: &mut [X], spare: &mut [X], out: &mut [X]| {
+            let start = first * out_c;
+            let rows = || {
+                other
+                    .get(start..start + out.len())
+                    .ok_or_else(|| LinalgError::Mismatch("fused ADD operand too short".into()))
+            };
+            match stage {
+                QuantOutputStage::Prelu(prelu) => prelu.run(computed, out),
+                QuantOutputStage::Add(add) => add.run(computed, rows()?, out),
+                QuantOutputStage::AddPrelu(add, prelu) => {
+                    add.run(computed, rows()?, spare)?;
+                    prelu.run(spare, out)
+                }
+            }
+        };
         self.gemm
-            .run::<X, X>(input, parts.output, parts.scratch, parts.threads)
+            .run_finished(input, parts.output, parts.scratch, parts.threads, &finish)
     }
 
     fn scratch_bytes(&self) -> usize {
-        self.gemm.scratch_bytes()
+        self.scratch_bytes
     }
 }
 

@@ -700,7 +700,7 @@ fn per_channel_requantize(
 ) -> Result<(Requantize, i32), RuntimeError> {
     let input = ctx.input(input)?;
     let filter = ctx.input(filter)?;
-    let output = ctx.output(0)?;
+    let output = ctx.own_output()?;
     let (input_scale, input_zero_point) = per_tensor_quant(ctx, input, "input")?;
     let fq = FilterQuant::of(ctx, filter)?;
     fq.check_channels(ctx, filter, out_c, channel_axis)?;
@@ -737,7 +737,7 @@ fn legacy_requantize(
         return Err(ctx.invalid(format!("uint8 {op} needs per-tensor filter quantization")));
     }
     let (output_scale, output_zero_point, act_min, act_max) =
-        output_range(ctx, ctx.output(0)?, activation)?;
+        output_range(ctx, ctx.own_output()?, activation)?;
     let multiplier = legacy_multiplier(ctx, input_scale, fq.scale(0), output_scale, Some(bias))?;
     Ok((
         Requantize {
