@@ -103,7 +103,9 @@ pub fn snapshot(workspace: &Workspace, update: bool) -> Result<()> {
         paths,
         samples: 16,
         eval: 32,
-        octet: Vec::new(),
+        // octet's default file (`--target litert`) keeps the activation-heavy first layers
+        // float; the all-integer file is the like-for-like comparison with AEQ's.
+        octet: vec!["--target integer-only".into()],
         input_range: "-1,1".into(),
     };
     let measured = compare(workspace, &options)?;
@@ -332,25 +334,43 @@ fn table(rows: &[Row], options: &PeerOptions) -> String {
     );
     let _ = writeln!(out);
     let headers = headers(options);
-    let _ = writeln!(out, "| model | {} | octet - AEQ |", headers.join(" | "));
-    let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(headers.len()));
+    // One difference to AEQ per octet column.
+    let octets = &headers[..headers.len().saturating_sub(1)];
+    let differences: Vec<String> = octets.iter().map(|h| format!("{h} - AEQ")).collect();
+    let _ = writeln!(
+        out,
+        "| model | {} | {} |",
+        headers.join(" | "),
+        differences.join(" | ")
+    );
+    let _ = writeln!(
+        out,
+        "|---|{}",
+        "---:|".repeat(headers.len() + differences.len())
+    );
     for row in rows {
         let cells: Vec<String> = row.columns.iter().map(cell).collect();
-        let octet = row
+        let means: Vec<Option<f64>> = row
             .columns
-            .first()
-            .and_then(|c| c.as_ref().ok())
-            .and_then(|v| mean(v));
-        let aeq = row
-            .columns
-            .last()
-            .and_then(|c| c.as_ref().ok())
-            .and_then(|v| mean(v));
-        let diff = match (octet, aeq, row.columns.len() > 1) {
-            (Some(o), Some(a), true) => format!("{:+.1}", o - a),
-            _ => "-".to_owned(),
-        };
-        let _ = writeln!(out, "| {} | {} | {diff} |", row.name, cells.join(" | "));
+            .iter()
+            .map(|c| c.as_ref().ok().and_then(|v| mean(v)))
+            .collect();
+        let aeq = means.last().copied().flatten();
+        let diffs: Vec<String> = means
+            .iter()
+            .take(octets.len())
+            .map(|octet| match (octet, aeq) {
+                (Some(o), Some(a)) => format!("{:+.1}", o - a),
+                _ => "-".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            row.name,
+            cells.join(" | "),
+            diffs.join(" | ")
+        );
     }
     out
 }

@@ -300,6 +300,9 @@ pub enum FloatReason {
     Requested,
     /// Kept float to reach [`QuantizeOptions::target_sqnr`].
     TargetSqnr,
+    /// [`Target::Litert`]: an activation-heavy layer (many outputs per weight), which LiteRT's
+    /// XNNPACK runs faster in float and whose weights are few.
+    LiteRtActivationHeavy,
 }
 
 impl FloatReason {
@@ -312,6 +315,9 @@ impl FloatReason {
             }
             FloatReason::Requested => "--keep-float",
             FloatReason::TargetSqnr => "--target-sqnr",
+            FloatReason::LiteRtActivationHeavy => {
+                "activation-heavy layer, faster in float under LiteRT's XNNPACK (--target litert)"
+            }
         }
     }
 }

@@ -155,6 +155,105 @@ fn litert_keeps_prelu_float_between_dequantize_and_quantize() {
     }
 }
 
+/// A pointwise convolution over 48x48x4 (16 weights, 9216 outputs: activation-heavy), a PAD
+/// between the input and it, a MAX_POOL_2D down to 6x6, then a 3x3 convolution (144 weights,
+/// 144 outputs).
+fn high_resolution_stem() -> Model {
+    let mut b = ModelBuilder::new();
+    let big = [1, 48, 48, 4];
+    let x = b
+        .input(TensorSpec::new(DType::Float32, &[1, 46, 46, 4]))
+        .unwrap();
+    let pads = b
+        .constant(
+            TensorSpec::new(DType::Int32, &[4, 2]),
+            TensorData::I32(vec![0, 0, 1, 1, 1, 1, 0, 0]),
+        )
+        .unwrap();
+    let padded = b
+        .op(
+            Op::Pad,
+            &[Some(x), Some(pads)],
+            TensorSpec::new(DType::Float32, &big),
+        )
+        .unwrap();
+    let w = b
+        .constant(
+            TensorSpec::new(DType::Float32, &[4, 1, 1, 4]),
+            TensorData::F32(values(16, 5)),
+        )
+        .unwrap();
+    let stem = b
+        .op(
+            conv_options(ActivationFunction::Relu),
+            &[Some(padded), Some(w), None],
+            TensorSpec::new(DType::Float32, &big),
+        )
+        .unwrap();
+    let pooled = b
+        .op(
+            Op::MaxPool2D(octet_core::Pool2DOptions {
+                padding: Padding::Valid,
+                stride_w: 8,
+                stride_h: 8,
+                filter_width: 8,
+                filter_height: 8,
+                activation: ActivationFunction::None,
+            }),
+            &[Some(stem)],
+            TensorSpec::new(DType::Float32, &SHAPE),
+        )
+        .unwrap();
+    let y = conv(&mut b, pooled, 9, ActivationFunction::None);
+    b.output(y);
+    b.finish().unwrap()
+}
+
+#[test]
+fn litert_keeps_activation_heavy_layers_float_and_the_others_do_not() {
+    let model = high_resolution_stem();
+    let calibration = Calibration {
+        samples: (0..4).map(|s| vec![values(46 * 46 * 4, 200 + s)]).collect(),
+    };
+    let (q, report) = quantize(&model, &options(Target::Litert), Some(&calibration)).unwrap();
+    assert_eq!(
+        ops_of(&q),
+        [
+            "PAD",
+            "CONV_2D",
+            "MAX_POOL_2D",
+            "QUANTIZE",
+            "CONV_2D",
+            "DEQUANTIZE"
+        ]
+    );
+    let kept: Vec<(&str, FloatReason)> = report
+        .float_ops
+        .iter()
+        .map(|f| (f.op.as_str(), f.reason))
+        .collect();
+    let heavy = FloatReason::LiteRtActivationHeavy;
+    assert_eq!(
+        kept,
+        [("PAD", heavy), ("CONV_2D", heavy), ("MAX_POOL_2D", heavy)]
+    );
+    for target in [Target::Octet, Target::IntegerOnly] {
+        let (q, report) = quantize(&model, &options(target), Some(&calibration)).unwrap();
+        assert!(report.float_ops.is_empty(), "{target:?}");
+        assert_eq!(
+            ops_of(&q),
+            [
+                "QUANTIZE",
+                "PAD",
+                "CONV_2D",
+                "MAX_POOL_2D",
+                "CONV_2D",
+                "DEQUANTIZE"
+            ]
+        );
+    }
+}
+
 #[test]
 fn octet_and_integer_only_quantize_prelu() {
     for target in [Target::Octet, Target::IntegerOnly] {
