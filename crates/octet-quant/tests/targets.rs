@@ -547,10 +547,16 @@ fn sensitivity_ranks_layers_and_target_sqnr_keeps_the_worst_float() {
     let (all_int8, kept) = report.target_latency_ms.unwrap();
     assert!(all_int8 > 0.0 && kept > 0.0);
     q.validate().unwrap();
-    // Integer-only cannot keep anything float.
+    // Integer-only cannot keep anything float, but its layers can be ranked (the measuring
+    // models are octet's), and the file it writes is all integer.
     let mut options = options_for_integer_only();
     options.target_sqnr = Some(10.0);
     assert!(quantize(&model, &options, Some(&calibration())).is_err());
+    options.target_sqnr = None;
+    options.sensitivity = true;
+    let (_, report) = quantize(&model, &options, Some(&calibration())).unwrap();
+    assert_eq!(report.sensitivity.len(), 2);
+    assert!(report.float_ops.is_empty());
 }
 
 fn options_for_integer_only() -> QuantizeOptions {

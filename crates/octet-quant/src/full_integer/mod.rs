@@ -138,6 +138,13 @@ pub fn quantize(
     // Auto needs the float outputs of the samples it scores the methods on.
     let samples = calibration.map_or(0, |c| c.samples.len());
     let auto = matches!(method, CalibrationMethod::Auto) && samples > 0;
+    if options.target_sqnr.is_some() && options.target == Target::IntegerOnly {
+        return Err(QuantError::Unsupported(
+            "--target-sqnr reaches its target by keeping layers float, which --target \
+             integer-only forbids"
+                .into(),
+        ));
+    }
     let mixed = options.sensitivity || options.target_sqnr.is_some();
     let keep = if auto || mixed {
         samples.min(2 * AUTO_SAMPLES)
@@ -313,11 +320,17 @@ fn layer_sensitivity(
         })
         .collect();
     let all: BTreeSet<usize> = candidates.iter().copied().collect();
+    // The measuring models keep every other layer float, which integer-only forbids: they are
+    // built for octet's runtime, whose arithmetic is the same.
+    let mut measuring = options.clone();
+    if measuring.target == Target::IntegerOnly {
+        measuring.target = Target::Octet;
+    }
     let mut layers = Vec::with_capacity(candidates.len());
     for &i in &candidates {
         let mut others = all.clone();
         others.remove(&i);
-        let (q, _) = build(model, ranges, options, scheme, &others)?;
+        let (q, _) = build(model, ranges, &measuring, scheme, &others)?;
         let sqnr_db = mean_sqnr(&q, scored, references)?;
         let Some(op) = sg.operators.get(i) else {
             continue;
