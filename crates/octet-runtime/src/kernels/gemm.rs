@@ -807,7 +807,7 @@ impl QuantGemm {
             return Ok(());
         };
         if matches!(self.rows, GemmRows::Dense) && (s.m > 1 || threads.count() == 1) {
-            return self.run_dense_rows(input, out, scratch, threads, first.row_block());
+            return self.run_dense_rows(input, out, scratch, threads, first.row_block(), None);
         }
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
         let converted = match &self.rows {
@@ -898,6 +898,9 @@ impl QuantGemm {
             .split_at_mut_checked(self.scratch_bytes.div_ceil(8))
             .ok_or_else(|| RuntimeError::eval("scratch too short"))?;
         let mut staging: &mut [O] = bytemuck::cast_slice_mut(staging);
+        if matches!(self.rows, GemmRows::Dense) {
+            return self.run_dense_rows(input, out, scratch, threads, mr, Some((finish, staging)));
+        }
         let block_rows = self.stage_rows();
         let piece = 2 * block_rows * out_c;
         let macs_per_row = out_c.saturating_mul(s.taps).saturating_mul(s.depth).max(1);
@@ -907,59 +910,6 @@ impl QuantGemm {
             .max(s.m.div_ceil(MAX_CHUNKS))
             .next_multiple_of(mr)
             .max(1);
-        let mut take_staging = move || {
-            if staging.len() < piece {
-                return Err(LinalgError::Mismatch("staging scratch too short".into()));
-            }
-            let (mine, others) = std::mem::take(&mut staging).split_at_mut(piece);
-            staging = others;
-            Ok(mine)
-        };
-        if matches!(self.rows, GemmRows::Dense) {
-            let in_c = s.in_c;
-            let mut rest = scratch;
-            let parts = out
-                .chunks_mut(chunk_rows * out_c)
-                .enumerate()
-                .map(move |(i, out)| {
-                    let rows = out.len() / out_c;
-                    let words = self.format.scratch_bytes(rows, in_c)?.div_ceil(8);
-                    if words > rest.len() {
-                        return Err(LinalgError::Mismatch("scratch too short".into()));
-                    }
-                    let (mine, others) = std::mem::take(&mut rest).split_at_mut(words);
-                    rest = others;
-                    Ok((i * chunk_rows, out, mine, take_staging()?))
-                });
-            return threads
-                .for_each_part(parts, |_, part| {
-                    let (first, out, scratch, staging) = part?;
-                    let rows = out.len() / out_c;
-                    let x = input
-                        .get(first * in_c..(first + rows) * in_c)
-                        .ok_or_else(|| {
-                            LinalgError::Mismatch("input shorter than the rows".into())
-                        })?;
-                    let converted = self.format.convert(
-                        X::input(x),
-                        in_c,
-                        bytemuck::cast_slice_mut(scratch),
-                    )?;
-                    let offsets = RowOffsets::Dense {
-                        stride: converted.pixel_stride(),
-                    };
-                    finish_blocks(
-                        first,
-                        out,
-                        out_c,
-                        block_rows,
-                        staging,
-                        finish,
-                        |rows, dst| self.run_groups(&converted, offsets, rows, None, dst),
-                    )
-                })
-                .map_err(eval_error);
-        }
         let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
         let converted = match &self.rows {
             GemmRows::Padded { image, .. } => {
@@ -973,7 +923,7 @@ impl QuantGemm {
         let parts = out
             .chunks_mut(chunk_rows * out_c)
             .enumerate()
-            .map(|(i, out)| Ok((i * chunk_rows, out, take_staging()?)));
+            .map(|(i, out)| Ok((i * chunk_rows, out, take_piece(&mut staging, piece)?)));
         threads
             .for_each_part(parts, |_, part: Result<_, LinalgError>| {
                 let (first, out, staging) = part?;
@@ -1004,9 +954,10 @@ impl QuantGemm {
         scratch: &mut [u64],
         threads: &Threads,
         mr: usize,
+        finish: Option<(&RowFinish<'_, O>, &mut [O])>,
     ) -> Result<(), RuntimeError> {
         let s = &self.shape;
-        let out_c = s.out_c();
+        let out_c = s.out_c().max(1);
         let mr = mr.max(1);
         let macs_per_row = out_c.saturating_mul(s.depth).max(1);
         let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
@@ -1016,24 +967,30 @@ impl QuantGemm {
             .next_multiple_of(mr)
             .max(1);
         let in_c = s.in_c;
+        let block_rows = self.stage_rows();
+        let (finish, mut staging) = match finish {
+            Some((f, staging)) => (Some(f), staging),
+            None => (None, &mut [][..]),
+        };
+        let piece = if finish.is_some() {
+            2 * block_rows * out_c
+        } else {
+            0
+        };
         let mut rest = scratch;
         let parts = out
             .chunks_mut(chunk_rows * out_c)
             .enumerate()
             .map(move |(i, out)| {
-                let rows = out.len() / out_c.max(1);
+                let rows = out.len() / out_c;
                 let words = self.format.scratch_bytes(rows, in_c)?.div_ceil(8);
-                if words > rest.len() {
-                    return Err(LinalgError::Mismatch("scratch too short".into()));
-                }
-                let (mine, others) = std::mem::take(&mut rest).split_at_mut(words);
-                rest = others;
-                Ok((i * chunk_rows, out, mine))
+                let mine = take_piece(&mut rest, words)?;
+                Ok((i * chunk_rows, out, mine, take_piece(&mut staging, piece)?))
             });
         threads
             .for_each_part(parts, |_, part| {
-                let (first, out, scratch) = part?;
-                let rows = out.len() / out_c.max(1);
+                let (first, out, scratch, staging) = part?;
+                let rows = out.len() / out_c;
                 let x = input
                     .get(first * in_c..(first + rows) * in_c)
                     .ok_or_else(|| LinalgError::Mismatch("input shorter than the rows".into()))?;
@@ -1043,10 +1000,28 @@ impl QuantGemm {
                 let offsets = RowOffsets::Dense {
                     stride: converted.pixel_stride(),
                 };
-                self.run_groups(&converted, offsets, 0..rows, None, out)
+                match finish {
+                    None => self.run_groups(&converted, offsets, 0..rows, None, out),
+                    Some(finish) => {
+                        finish_blocks(first, out, out_c, block_rows, staging, finish, |r, dst| {
+                            self.run_groups(&converted, offsets, r, None, dst)
+                        })
+                    }
+                }
             })
             .map_err(eval_error)
     }
+}
+
+/// The first `len` elements of `rest`, which keeps the others: scratch memory handed out
+/// piece by piece to the parts of a split.
+fn take_piece<'a, T>(rest: &mut &'a mut [T], len: usize) -> Result<&'a mut [T], LinalgError> {
+    if len > rest.len() {
+        return Err(LinalgError::Mismatch("scratch too short".into()));
+    }
+    let (mine, others) = std::mem::take(rest).split_at_mut(len);
+    *rest = others;
+    Ok(mine)
 }
 
 /// Work done on each block of rows of a quantized GEMM's output while the block is in cache (a
