@@ -422,8 +422,9 @@ fn choose_method(
 /// [`Target::Litert`]: its int8 form saves little size (few weights) and, measured with
 /// LiteRT 2.3 on an AVX-512 machine, XNNPACK runs such layers (high resolution, few
 /// channels: the first layers of face_landmark and face_detection) slower in int8 than in
-/// float. Keeping the layers above 32 float made face_landmark 1.8x faster in LiteRT (0.81 ms
-/// against 1.46, and 0.89 for the float model) for 0.6 % more bytes.
+/// float. Keeping the layers above 32 float made face_landmark 1.8x faster in LiteRT (0.79 ms
+/// against 1.46, and 0.90 for the float model) for 0.7 % more bytes (`docs/quantization.md`
+/// §6 has the five MediaPipe models and the sweep of this threshold).
 const ACTIVATIONS_PER_WEIGHT: usize = 32;
 
 /// Weightless operators that stay float with an activation-heavy float producer (see
