@@ -250,19 +250,24 @@ fn evaluation_data_with_labels_reports_top1_of_both_models() {
     let calib = models().join("reference/digits_calib_x.npy");
     let x = models().join("digits_test_x.npy");
     let y = models().join("digits_test_y.npy");
-    let r = octet(&[
-        "quantize",
-        model.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--calib",
-        calib.to_str().unwrap(),
-        "--eval-data",
-        x.to_str().unwrap(),
-        "--eval-labels",
-        y.to_str().unwrap(),
-        "--json",
-    ]);
+    // Quantizes with `data` as evaluation data and the test labels.
+    let run = |data: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "quantize",
+            model.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--eval-data",
+            data.to_str().unwrap(),
+            "--eval-labels",
+            y.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        octet(&args)
+    };
+    let r = run(&x, &["--json"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(report["evaluation_samples"], 450);
@@ -270,18 +275,7 @@ fn evaluation_data_with_labels_reports_top1_of_both_models() {
     assert!((report["top1_float"].as_f64().unwrap() - 431.0 / 450.0).abs() < 1e-9);
     assert!(report["top1_quantized"].as_f64().unwrap() >= 0.95);
     // Labels that do not fit the data are refused.
-    let r = octet(&[
-        "quantize",
-        model.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--calib",
-        calib.to_str().unwrap(),
-        "--eval-data",
-        calib.to_str().unwrap(),
-        "--eval-labels",
-        y.to_str().unwrap(),
-    ]);
+    let r = run(&calib, &[]);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("450 labels for 100"));
 }

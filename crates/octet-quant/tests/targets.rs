@@ -316,56 +316,44 @@ fn standalone_relus_fold_into_their_producer_without_changing_float_results() {
 
 #[test]
 fn a_relu_whose_input_is_used_elsewhere_or_an_output_is_not_folded() {
+    // A convolution with `activation`, a RELU of it, and `finish` choosing the graph's outputs
+    // (or adding readers); then the RELUs folded.
+    let folded = |activation, finish: &dyn Fn(&mut ModelBuilder, TensorId, TensorId)| {
+        let mut b = ModelBuilder::new();
+        let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
+        let c = conv(&mut b, x, 1, activation);
+        let r = b
+            .op(
+                Op::Relu,
+                &[Some(c)],
+                TensorSpec::new(DType::Float32, &SHAPE),
+            )
+            .unwrap();
+        finish(&mut b, c, r);
+        let mut model = b.finish().unwrap();
+        passes::fuse_activations(&mut model).unwrap()
+    };
     // The convolution's output also feeds an ADD: folding would clamp the ADD's input.
-    let mut b = ModelBuilder::new();
-    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
-    let c = conv(&mut b, x, 1, ActivationFunction::None);
-    let r = b
-        .op(
-            Op::Relu,
-            &[Some(c)],
-            TensorSpec::new(DType::Float32, &SHAPE),
-        )
-        .unwrap();
-    let s = b
-        .op(
-            Op::Add(Default::default()),
-            &[Some(r), Some(c)],
-            TensorSpec::new(DType::Float32, &SHAPE),
-        )
-        .unwrap();
-    b.output(s);
-    let mut model = b.finish().unwrap();
-    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+    let also_added = |b: &mut ModelBuilder, c, r| {
+        let s = b
+            .op(
+                Op::Add(Default::default()),
+                &[Some(r), Some(c)],
+                TensorSpec::new(DType::Float32, &SHAPE),
+            )
+            .unwrap();
+        b.output(s);
+    };
+    assert_eq!(folded(ActivationFunction::None, &also_added), 0);
     // The convolution's output is a graph output.
-    let mut b = ModelBuilder::new();
-    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
-    let c = conv(&mut b, x, 1, ActivationFunction::None);
-    let r = b
-        .op(
-            Op::Relu,
-            &[Some(c)],
-            TensorSpec::new(DType::Float32, &SHAPE),
-        )
-        .unwrap();
-    b.output(c);
-    b.output(r);
-    let mut model = b.finish().unwrap();
-    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+    let both_outputs = |b: &mut ModelBuilder, c, r| {
+        b.output(c);
+        b.output(r);
+    };
+    assert_eq!(folded(ActivationFunction::None, &both_outputs), 0);
     // The producer already has an activation.
-    let mut b = ModelBuilder::new();
-    let x = b.input(TensorSpec::new(DType::Float32, &SHAPE)).unwrap();
-    let c = conv(&mut b, x, 1, ActivationFunction::Relu6);
-    let r = b
-        .op(
-            Op::Relu,
-            &[Some(c)],
-            TensorSpec::new(DType::Float32, &SHAPE),
-        )
-        .unwrap();
-    b.output(r);
-    let mut model = b.finish().unwrap();
-    assert_eq!(passes::fuse_activations(&mut model).unwrap(), 0);
+    let relu_output = |b: &mut ModelBuilder, _, r| b.output(r);
+    assert_eq!(folded(ActivationFunction::Relu6, &relu_output), 0);
 }
 
 #[test]

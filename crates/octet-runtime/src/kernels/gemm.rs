@@ -809,15 +809,7 @@ impl QuantGemm {
         if matches!(self.rows, GemmRows::Dense) && (s.m > 1 || threads.count() == 1) {
             return self.run_dense_rows(input, out, scratch, threads, first.row_block(), None);
         }
-        let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
-        let converted = match &self.rows {
-            GemmRows::Padded { image, .. } => {
-                self.format
-                    .convert_padded(X::input(input), s.in_c, image, scratch)
-            }
-            _ => self.format.convert(X::input(input), s.in_c, scratch),
-        }
-        .map_err(eval_error)?;
+        let converted = self.convert_whole(input, scratch)?;
         let rows = self.rows.offsets(converted.pixel_stride());
         split(
             threads,
@@ -851,6 +843,42 @@ impl QuantGemm {
             }
         }
         Ok(())
+    }
+
+    /// The whole input converted into `scratch` for the GEMMs (a padded copy for merged rows).
+    fn convert_whole<'s, X: QElem>(
+        &self,
+        input: &[X],
+        scratch: &'s mut [u64],
+    ) -> Result<QConverted<'s>, RuntimeError> {
+        let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
+        let in_c = self.shape.in_c;
+        match &self.rows {
+            GemmRows::Padded { image, .. } => {
+                self.format
+                    .convert_padded(X::input(input), in_c, image, scratch)
+            }
+            _ => self.format.convert(X::input(input), in_c, scratch),
+        }
+        .map_err(eval_error)
+    }
+
+    /// Rows per thread's chunk when the output is split by whole rows (a multiple of `mr`):
+    /// one chunk per thread, each at least [`MIN_MACS_PER_CHUNK`] multiply-adds, at most
+    /// [`MAX_CHUNKS`] chunks.
+    fn chunk_rows(&self, threads: &Threads, mr: usize) -> usize {
+        let s = &self.shape;
+        let macs_per_row = s
+            .out_c()
+            .saturating_mul(s.taps)
+            .saturating_mul(s.depth)
+            .max(1);
+        let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
+        threads
+            .chunk_units(s.m, min_rows)
+            .max(s.m.div_ceil(MAX_CHUNKS))
+            .next_multiple_of(mr)
+            .max(1)
     }
 
     /// Rows of the blocks [`QuantGemm::run_finished`] computes and finishes at a time.
@@ -903,22 +931,8 @@ impl QuantGemm {
         }
         let block_rows = self.stage_rows();
         let piece = 2 * block_rows * out_c;
-        let macs_per_row = out_c.saturating_mul(s.taps).saturating_mul(s.depth).max(1);
-        let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
-        let chunk_rows = threads
-            .chunk_units(s.m, min_rows)
-            .max(s.m.div_ceil(MAX_CHUNKS))
-            .next_multiple_of(mr)
-            .max(1);
-        let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
-        let converted = match &self.rows {
-            GemmRows::Padded { image, .. } => {
-                self.format
-                    .convert_padded(X::input(input), s.in_c, image, scratch)
-            }
-            _ => self.format.convert(X::input(input), s.in_c, scratch),
-        }
-        .map_err(eval_error)?;
+        let chunk_rows = self.chunk_rows(threads, mr);
+        let converted = self.convert_whole(input, scratch)?;
         let offsets = self.rows.offsets(converted.pixel_stride());
         let parts = out
             .chunks_mut(chunk_rows * out_c)
@@ -959,13 +973,7 @@ impl QuantGemm {
         let s = &self.shape;
         let out_c = s.out_c().max(1);
         let mr = mr.max(1);
-        let macs_per_row = out_c.saturating_mul(s.depth).max(1);
-        let min_rows = MIN_MACS_PER_CHUNK.div_ceil(macs_per_row).max(mr);
-        let chunk_rows = threads
-            .chunk_units(s.m, min_rows)
-            .max(s.m.div_ceil(MAX_CHUNKS))
-            .next_multiple_of(mr)
-            .max(1);
+        let chunk_rows = self.chunk_rows(threads, mr);
         let in_c = s.in_c;
         let block_rows = self.stage_rows();
         let (finish, mut staging) = match finish {
